@@ -1,0 +1,2 @@
+DROP TABLE products;
+-- pg_trgm stays: other schemas in the same database may use it.

@@ -1,0 +1,163 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { Ajv } from 'ajv'
+import { parse as parseDotenv } from 'dotenv'
+import { type Static, Type } from 'typebox'
+
+/**
+ * Every setting of the service, read from the environment (and an optional `.env`).
+ * The descriptions double as the "what it expects" part of start-up errors and are
+ * mirrored in `.env.example`.
+ */
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union(
+    [Type.Literal('development'), Type.Literal('production'), Type.Literal('test')],
+    { default: 'development', description: 'one of development, production, test' },
+  ),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'an interface address' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8000, description: 'a TCP port' }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info', description: 'one of fatal, error, warn, info, debug, trace, silent' },
+  ),
+  DATA_DIR: Type.String({ minLength: 1, default: './data', description: 'a directory path' }),
+  DATABASE_URL: Type.Optional(
+    Type.String({ pattern: '^postgres(ql)?://', description: 'a postgres:// connection URL' }),
+  ),
+  DATABASE_POOL_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 10,
+    description: 'connections',
+  }),
+  DATABASE_CONNECT_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 5000,
+    description: 'milliseconds',
+  }),
+  DATABASE_STATEMENT_TIMEOUT_MS: Type.Integer({
+    minimum: 0,
+    default: 15000,
+    description: 'milliseconds, 0 for none',
+  }),
+  MIGRATE_ON_START: Type.Boolean({ default: true, description: 'true or false' }),
+  REDIS_URL: Type.Optional(
+    Type.String({ pattern: '^rediss?://', description: 'a redis:// connection URL' }),
+  ),
+  CORS_ORIGINS: Type.String({
+    default: '',
+    description: 'comma-separated origins, empty for none',
+  }),
+  TRUST_PROXY: Type.String({
+    default: '',
+    description: 'empty, a hop count, or comma-separated IPs/CIDRs',
+  }),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'bytes' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 30_000, description: 'milliseconds' }),
+  CONNECTION_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    default: 60_000,
+    description: 'milliseconds',
+  }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    default: 72_000,
+    description: 'milliseconds',
+  }),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10_000, description: 'milliseconds' }),
+  SHUTDOWN_DRAIN_MS: Type.Integer({ minimum: 0, default: 0, description: 'milliseconds' }),
+  DOCS_ENABLED: Type.Boolean({ default: true, description: 'true or false' }),
+})
+
+type Env = Static<typeof EnvSchema>
+
+export type TrustProxy = false | number | string[]
+
+export type Config = Env & {
+  corsOrigins: string[]
+  trustProxy: TrustProxy
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+const validateEnv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true }).compile(
+  EnvSchema,
+)
+
+/**
+ * Reads, validates and types the configuration. Throws a ConfigError naming every bad
+ * variable and what it expects, so the process stops before it binds a port.
+ * Variables set in the real environment win over those in `.env`.
+ */
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  dotenvPath: string | null = '.env',
+): Config {
+  const fromFile = dotenvPath && existsSync(dotenvPath) ? parseDotenv(readFileSync(dotenvPath)) : {}
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = env[key] ?? fromFile[key]
+    // An empty assignment (`DATABASE_URL=`) means "unset", as in most twelve-factor tools.
+    if (value !== undefined && value !== '') raw[key] = value
+  }
+
+  if (!validateEnv(raw)) {
+    const problems = (validateEnv.errors ?? []).map((error) => {
+      const key = error.instancePath.slice(1)
+      const schema = (EnvSchema.properties as Record<string, { description?: string }>)[key]
+      return `${key}=${JSON.stringify(raw[key])} is invalid: expected ${schema?.description ?? error.message}`
+    })
+    throw new ConfigError([...new Set(problems)])
+  }
+  const parsed = raw as Env
+
+  const problems: string[] = []
+  const trustProxy = parseTrustProxy(parsed.TRUST_PROXY, problems)
+  const corsOrigins = parsed.CORS_ORIGINS.split(',')
+    .map((origin) => origin.trim())
+    .filter(Boolean)
+  const config: Config = { ...parsed, corsOrigins, trustProxy }
+
+  if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
+  if (problems.length > 0) throw new ConfigError(problems)
+  return config
+}
+
+function parseTrustProxy(value: string, problems: string[]): TrustProxy {
+  const trimmed = value.trim()
+  if (trimmed === '' || trimmed === 'false') return false
+  if (/^\d+$/.test(trimmed)) return Number(trimmed)
+  const entries = trimmed.split(',').map((entry) => entry.trim())
+  const invalid = entries.filter((entry) => !isIpOrCidr(entry))
+  if (invalid.length > 0) {
+    // `true` would trust any X-Forwarded-For, letting every client pick its own address.
+    problems.push(
+      `TRUST_PROXY=${JSON.stringify(value)} is invalid: expected empty, a hop count, or comma-separated IPs/CIDRs (never true)`,
+    )
+    return false
+  }
+  return entries
+}
+
+function isIpOrCidr(entry: string): boolean {
+  const [address, prefix, ...rest] = entry.split('/')
+  if (rest.length > 0 || !address) return false
+  const family = isIP(address)
+  if (family === 0) return false
+  if (prefix === undefined) return true
+  const bits = Number(prefix)
+  return /^\d+$/.test(prefix) && bits <= (family === 4 ? 32 : 128)
+}
+
+function insecureForProduction(config: Config): string[] {
+  const problems: string[] = []
+  if (config.corsOrigins.includes('*')) {
+    problems.push('CORS_ORIGINS must list origins explicitly in production, not "*"')
+  }
+  return problems
+}

@@ -1,0 +1,146 @@
+import { mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
+import { sql } from 'drizzle-orm'
+import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import pg from 'pg'
+import * as schema from './schema/index.js'
+
+export type Schema = typeof schema
+/** The Drizzle handle both drivers share; repositories only ever see this type. */
+export type Database = PgDatabase<PgQueryResultHKT, Schema>
+export type Transaction = Parameters<Parameters<Database['transaction']>[0]>[0]
+/** What a repository runs its queries on: the database, or the caller's transaction. */
+export type Executor = Database | Transaction
+
+/** Runs raw SQL on one connection; used by the migration runner. */
+export type ScriptRunner = (script: string) => Promise<{ rows: unknown[] }>
+
+export interface PoolStats {
+  total: number
+  idle: number
+  waiting: number
+}
+
+export interface DatabaseHandle {
+  kind: 'embedded' | 'postgres'
+  db: Database
+  /** Runs `work` on one connection inside one transaction: all of it commits, or none. */
+  withScriptTransaction<T>(work: (run: ScriptRunner) => Promise<T>): Promise<T>
+  ping(): Promise<void>
+  poolStats(): PoolStats
+  close(): Promise<void>
+}
+
+export interface PostgresOptions {
+  url: string
+  poolMax: number
+  connectTimeoutMs: number
+  statementTimeoutMs: number
+}
+
+export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolMax,
+    // Without a connection timeout a request waits forever when Postgres is down.
+    connectionTimeoutMillis: options.connectTimeoutMs,
+    statement_timeout: options.statementTimeoutMs || undefined,
+    idleTimeoutMillis: 30_000,
+    application_name: 'orderflow',
+  })
+  // An idle client that loses its server emits here; without a listener the process dies.
+  pool.on('error', () => {})
+  const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
+
+  return {
+    kind: 'postgres',
+    db,
+    async withScriptTransaction(work) {
+      const client = await pool.connect()
+      try {
+        await client.query('BEGIN')
+        const result = await work(async (script) => {
+          const answer = await client.query(script)
+          // A multi-statement script answers with one result per statement.
+          const last = Array.isArray(answer) ? answer.at(-1) : answer
+          return { rows: last?.rows ?? [] }
+        })
+        await client.query('COMMIT')
+        return result
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw error
+      } finally {
+        client.release()
+      }
+    },
+    async ping() {
+      await db.execute(sql`select 1`)
+    },
+    poolStats: () => ({
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+    }),
+    close: () => pool.end(),
+  }
+}
+
+export interface EmbeddedOptions {
+  /** A directory for persistent data; omit for an in-memory database. */
+  dataDir?: string
+  /** A data directory dump (from `dumpDataDir`) to start from, e.g. a migrated template. */
+  loadDataDir?: Blob
+}
+
+export interface EmbeddedDatabaseHandle extends DatabaseHandle {
+  /** A tarball of the data directory, loadable through `EmbeddedOptions.loadDataDir`. */
+  dumpDataDir(): Promise<Blob>
+}
+
+export async function createEmbeddedDatabase(
+  options: EmbeddedOptions = {},
+): Promise<EmbeddedDatabaseHandle> {
+  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true })
+  const client = await PGlite.create({
+    dataDir: options.dataDir ? resolve(options.dataDir) : undefined,
+    loadDataDir: options.loadDataDir,
+    extensions: { pg_trgm },
+  })
+  const db = drizzlePglite({ client, schema }) as unknown as Database
+
+  return {
+    kind: 'embedded',
+    db,
+    withScriptTransaction: (work) =>
+      client.transaction((tx) =>
+        work(async (script) => {
+          const results = await tx.exec(script)
+          return { rows: results.at(-1)?.rows ?? [] }
+        }),
+      ),
+    async ping() {
+      await client.query('select 1')
+    },
+    // PGlite is one in-process connection: it is always there and never waits on a pool.
+    poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
+    close: () => client.close(),
+    dumpDataDir: () => client.dumpDataDir('none'),
+  }
+}
+
+export interface DatabaseSettings extends Omit<PostgresOptions, 'url'> {
+  url?: string
+  dataDir: string
+}
+
+/** PostgreSQL when a URL is configured, else PGlite persisted under the data directory. */
+export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle> {
+  if (settings.url)
+    return Promise.resolve(createPostgresDatabase({ ...settings, url: settings.url }))
+  return createEmbeddedDatabase({ dataDir: resolve(settings.dataDir, 'pgdata') })
+}

@@ -1,0 +1,96 @@
+import { and, asc, count, desc, eq, gte, ilike, lte, or, type SQL } from 'drizzle-orm'
+import type { Database, Executor } from '../../db/client.js'
+import { type NewProductRow, type ProductRow, products } from '../../db/schema/index.js'
+
+export interface ProductFilter {
+  isActive?: boolean
+  minPrice?: string
+  maxPrice?: string
+  search?: string
+}
+
+export type ProductSort = 'name' | 'price' | 'created_at'
+
+export interface ProductListOptions extends ProductFilter {
+  sort: ProductSort
+  descending: boolean
+  limit: number
+  offset: number
+}
+
+const SORT_COLUMNS = {
+  name: products.name,
+  price: products.price,
+  created_at: products.createdAt,
+} as const
+
+/** `%` and `_` typed by a user are literal characters, not wildcards. */
+function containsPattern(term: string): string {
+  return `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+}
+
+function whereClause(filter: ProductFilter): SQL | undefined {
+  const pattern = filter.search === undefined ? undefined : containsPattern(filter.search)
+  return and(
+    filter.isActive === undefined ? undefined : eq(products.isActive, filter.isActive),
+    filter.minPrice === undefined ? undefined : gte(products.price, filter.minPrice),
+    filter.maxPrice === undefined ? undefined : lte(products.price, filter.maxPrice),
+    pattern === undefined
+      ? undefined
+      : or(ilike(products.name, pattern), ilike(products.sku, pattern)),
+  )
+}
+
+export function createProductRepository(db: Database) {
+  return {
+    async insert(values: NewProductRow, tx: Executor = db): Promise<ProductRow> {
+      const [row] = await tx.insert(products).values(values).returning()
+      if (!row) throw new Error('INSERT ... RETURNING returned no row')
+      return row
+    },
+
+    async findById(id: string, tx: Executor = db): Promise<ProductRow | undefined> {
+      const [row] = await tx.select().from(products).where(eq(products.id, id))
+      return row
+    },
+
+    async list(
+      options: ProductListOptions,
+      tx: Executor = db,
+    ): Promise<{ rows: ProductRow[]; total: number }> {
+      const where = whereClause(options)
+      const order = options.descending ? desc : asc
+      const [rows, [totals]] = await Promise.all([
+        tx
+          .select()
+          .from(products)
+          .where(where)
+          // The id tie-breaker keeps pages stable when sort values repeat.
+          .orderBy(order(SORT_COLUMNS[options.sort]), order(products.id))
+          .limit(options.limit)
+          .offset(options.offset),
+        tx.select({ total: count() }).from(products).where(where),
+      ])
+      return { rows, total: totals?.total ?? 0 }
+    },
+
+    async update(
+      id: string,
+      values: Partial<NewProductRow>,
+      tx: Executor = db,
+    ): Promise<ProductRow | undefined> {
+      const [row] = await tx.update(products).set(values).where(eq(products.id, id)).returning()
+      return row
+    },
+
+    async delete(id: string, tx: Executor = db): Promise<boolean> {
+      const deleted = await tx
+        .delete(products)
+        .where(eq(products.id, id))
+        .returning({ id: products.id })
+      return deleted.length > 0
+    },
+  }
+}
+
+export type ProductRepository = ReturnType<typeof createProductRepository>

@@ -1,0 +1,99 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
+import {
+  ProductCreateSchema,
+  ProductListQuerySchema,
+  ProductPageSchema,
+  ProductSchema,
+  ProductUpdateSchema,
+} from './schemas.js'
+import type { ProductService } from './service.js'
+
+export interface ProductRoutesOptions {
+  products: ProductService
+}
+
+const tags = ['products']
+
+export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = async (
+  app,
+  { products },
+) => {
+  app.post(
+    '/',
+    {
+      schema: {
+        summary: 'Create a product',
+        tags,
+        body: ProductCreateSchema,
+        response: {
+          201: ProductSchema,
+          ...problemResponses(400, 409, 413, 415, 422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const product = await products.create(request.body)
+      return reply.code(201).header('location', `/v1/products/${product.id}`).send(product)
+    },
+  )
+
+  app.get(
+    '/',
+    {
+      schema: {
+        summary: 'List products',
+        description: 'Paginated; filter by activity and price range, search name and sku with `q`.',
+        tags,
+        querystring: ProductListQuerySchema,
+        response: { 200: ProductPageSchema, ...problemResponses(422) },
+      },
+    },
+    async (request) => products.list(request.query),
+  )
+
+  app.get(
+    '/:id',
+    {
+      schema: {
+        summary: 'Get a product',
+        tags,
+        params: IdParamsSchema,
+        response: { 200: ProductSchema, ...problemResponses(404, 422) },
+      },
+    },
+    async (request) => products.get(request.params.id),
+  )
+
+  app.patch(
+    '/:id',
+    {
+      schema: {
+        summary: 'Update a product',
+        description: 'Changes only the fields sent; at least one is required.',
+        tags,
+        params: IdParamsSchema,
+        body: ProductUpdateSchema,
+        response: { 200: ProductSchema, ...problemResponses(400, 404, 409, 413, 415, 422) },
+      },
+    },
+    async (request) => products.update(request.params.id, request.body),
+  )
+
+  app.delete(
+    '/:id',
+    {
+      schema: {
+        summary: 'Delete a product',
+        tags,
+        params: IdParamsSchema,
+        response: { 204: Type.Null({ description: 'Deleted.' }), ...problemResponses(404, 422) },
+      },
+    },
+    async (request, reply) => {
+      await products.remove(request.params.id)
+      return reply.code(204).send(null)
+    },
+  )
+}

@@ -1,0 +1,95 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Type } from 'typebox'
+import { ProblemSchema } from '../shared/schemas.js'
+import { sendProblem } from './problem.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Flips /ready to 503 so load balancers drain this instance before it closes. */
+    beginShutdown(): void
+    isShuttingDown(): boolean
+  }
+}
+
+/** A named dependency check; it throws (or times out) when the dependency is unusable. */
+export type ReadinessCheck = () => Promise<void>
+
+export interface HealthOptions {
+  checks: Record<string, ReadinessCheck>
+  checkTimeoutMs?: number
+}
+
+const CheckStatus = Type.Union([Type.Literal('ok'), Type.Literal('failing')])
+
+const ReadySchema = Type.Object({
+  status: Type.Literal('ready'),
+  checks: Type.Record(Type.String(), CheckStatus),
+})
+
+export const health = fp(
+  async (app: FastifyInstance, options: HealthOptions) => {
+    let shuttingDown = false
+    app.decorate('beginShutdown', () => {
+      shuttingDown = true
+    })
+    app.decorate('isShuttingDown', () => shuttingDown)
+    const timeoutMs = options.checkTimeoutMs ?? 2000
+
+    app.get(
+      '/health',
+      {
+        schema: {
+          summary: 'Liveness: the process is up and serving',
+          tags: ['operations'],
+          response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        },
+      },
+      async () => ({ status: 'ok' as const }),
+    )
+
+    app.get(
+      '/ready',
+      {
+        schema: {
+          summary: 'Readiness: every dependency answers and the process is not shutting down',
+          tags: ['operations'],
+          response: {
+            200: ReadySchema,
+            503: { ...ProblemSchema, description: 'Not ready; `checks` names the failing ones.' },
+          },
+        },
+      },
+      async (request, reply) => {
+        const entries = Object.entries(options.checks)
+        const outcomes = await Promise.allSettled(
+          entries.map(([, check]) => withTimeout(check(), timeoutMs)),
+        )
+        const checks: Record<string, 'ok' | 'failing'> = {}
+        entries.forEach(([name], i) => {
+          checks[name] = outcomes[i]?.status === 'fulfilled' ? 'ok' : 'failing'
+        })
+        if (shuttingDown) checks.shutdown = 'failing'
+        const failing = Object.keys(checks).filter((name) => checks[name] === 'failing')
+        if (failing.length > 0) {
+          return sendProblem(request, reply, {
+            status: 503,
+            code: 'NOT_READY',
+            detail: `Not ready: ${failing.join(', ')}.`,
+            extensions: { checks },
+          })
+        }
+        return { status: 'ready' as const, checks }
+      },
+    )
+  },
+  { name: 'health' },
+)
+
+function withTimeout(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}

@@ -1,0 +1,83 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { PoolStats } from '../db/client.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** This app's Prometheus registry; modules add their own metrics to it. */
+    metrics: Registry
+  }
+}
+
+export interface MetricsOptions {
+  poolStats: () => PoolStats
+}
+
+/**
+ * Prometheus metrics at /metrics. Each app owns its registry (no global default
+ * registry), so several apps in one process, as in tests, never share counters.
+ */
+export const metrics = fp(
+  async (app: FastifyInstance, options: MetricsOptions) => {
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+
+    const labelNames = ['method', 'route', 'status_code'] as const
+    const requests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests answered, by method, route template and status.',
+      labelNames,
+      registers: [registry],
+    })
+    const duration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'HTTP request latency in seconds, by method, route template and status.',
+      labelNames,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    })
+    new Gauge({
+      name: 'db_pool_connections',
+      help: 'Database pool connections by state (total, idle, waiting clients).',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const stats = options.poolStats()
+        this.set({ state: 'total' }, stats.total)
+        this.set({ state: 'idle' }, stats.idle)
+        this.set({ state: 'waiting' }, stats.waiting)
+      },
+    })
+
+    app.decorate('metrics', registry)
+
+    app.addHook('onResponse', async (request, reply) => {
+      // Unmatched URLs share one label so random paths cannot explode the series count.
+      const labels = {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        status_code: String(reply.statusCode),
+      }
+      requests.inc(labels)
+      duration.observe(labels, reply.elapsedTime / 1000)
+    })
+
+    app.get(
+      '/metrics',
+      {
+        schema: {
+          summary: 'Prometheus metrics',
+          tags: ['operations'],
+          produces: ['text/plain'],
+          response: { 200: { type: 'string', description: 'Prometheus text exposition format.' } },
+        },
+      },
+      async (_request, reply) => {
+        reply.type(registry.contentType)
+        return registry.metrics()
+      },
+    )
+  },
+  { name: 'metrics' },
+)

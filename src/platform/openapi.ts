@@ -1,0 +1,65 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+
+const REDOC_VERSION = '2.5.0'
+const REDOC_SCRIPT = `https://cdn.jsdelivr.net/npm/redoc@${REDOC_VERSION}/bundles/redoc.standalone.js`
+
+const redocPage = `<!doctype html>
+<html lang="en">
+  <head>
+    <meta charset="utf-8" />
+    <meta name="viewport" content="width=device-width, initial-scale=1" />
+    <title>OrderFlow API reference</title>
+  </head>
+  <body>
+    <redoc spec-url="/openapi.json"></redoc>
+    <script src="${REDOC_SCRIPT}"></script>
+  </body>
+</html>
+`
+
+/**
+ * The OpenAPI 3.1 document, generated from the route schemas, served at /openapi.json,
+ * with Swagger UI at /docs and ReDoc at /redoc. Registered before any route so that
+ * every route is collected.
+ */
+export const openapi = fp(
+  async (app: FastifyInstance, options: { version: string }) => {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'OrderFlow API',
+          version: options.version,
+          description:
+            'Order management, datasets, model serving and background jobs. Errors are RFC 9457 ' +
+            'problem details (`application/problem+json`); lists are paginated with `page` and `page_size`.',
+        },
+        tags: [
+          { name: 'products', description: 'The product catalogue.' },
+          { name: 'operations', description: 'Health, readiness and metrics.' },
+        ],
+      },
+    })
+    await app.register(swaggerUi, {
+      routePrefix: '/docs',
+      uiConfig: { docExpansion: 'list', deepLinking: true },
+    })
+
+    const hidden = { schema: { hide: true } }
+    app.get('/openapi.json', hidden, async () => app.swagger())
+    app.get('/redoc', hidden, async (_request, reply) =>
+      reply
+        .type('text/html; charset=utf-8')
+        // ReDoc runs from its CDN bundle and renders with inline styles and web workers.
+        .header(
+          'content-security-policy',
+          `default-src 'self'; script-src 'self' https://cdn.jsdelivr.net; style-src 'self' 'unsafe-inline' https:; img-src 'self' data: https:; font-src 'self' https: data:; worker-src blob:`,
+        )
+        .send(redocPage),
+    )
+  },
+  { name: 'openapi' },
+)

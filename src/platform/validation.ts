@@ -1,0 +1,58 @@
+import { Ajv, type ErrorObject, type Options } from 'ajv'
+import addFormats from 'ajv-formats'
+import type { FastifySchemaCompiler } from 'fastify'
+import type { FieldError } from '../shared/errors.js'
+
+const common: Options = {
+  allErrors: true, // report every problem in one answer, not the first one only
+  useDefaults: true,
+  removeAdditional: false, // unknown properties are an error, never silently dropped
+  verbose: true, // keeps parentSchema, used to phrase pattern errors
+  strict: false, // OpenAPI keywords such as `examples` are not ajv's business
+}
+
+function createAjv(options: Options): Ajv {
+  const ajv = new Ajv({ ...common, ...options })
+  addFormats.default(ajv)
+  return ajv
+}
+
+// JSON bodies already carry types: "10" for an integer is a client bug to report, not to fix.
+const bodyAjv = createAjv({ coerceTypes: false })
+// Query strings, params and headers are text by nature: coerce them by their schema types.
+const textAjv = createAjv({ coerceTypes: 'array' })
+
+export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
+  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object)
+
+const PART_NAMES: Record<string, string> = { querystring: 'query' }
+
+/** Turns ajv errors into `{path, message}` pairs such as `body.items[1].quantity`. */
+export function toFieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
+  const root = part ? (PART_NAMES[part] ?? part) : 'body'
+  return errors.map((error) => {
+    let path = root + pointerToPath(error.instancePath)
+    let message = error.message ?? 'is invalid'
+    if (error.keyword === 'required') {
+      path += `.${error.params.missingProperty}`
+      message = 'is required'
+    } else if (error.keyword === 'additionalProperties') {
+      path += `.${error.params.additionalProperty}`
+      message = 'is not allowed'
+    } else if (error.keyword === 'pattern' && error.parentSchema?.description) {
+      message = `must be ${error.parentSchema.description}`
+    } else if (error.keyword === 'enum') {
+      message = `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`
+    }
+    return { path, message }
+  })
+}
+
+function pointerToPath(pointer: string): string {
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((segment) => segment.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((segment) => (/^\d+$/.test(segment) ? `[${segment}]` : `.${segment}`))
+    .join('')
+}
