@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Postgrator from 'postgrator'
 import type { DatabaseHandle, ScriptRunner } from './client.js'
@@ -16,8 +17,11 @@ export interface MigrationResult {
  * migration leaves the schema exactly as it was; the advisory lock makes API instances
  * that start together apply each migration once.
  */
-export function migrate(database: DatabaseHandle): Promise<MigrationResult> {
-  return withMigrator(database, async (postgrator) => {
+export function migrate(
+  database: DatabaseHandle,
+  directory = MIGRATIONS_DIR,
+): Promise<MigrationResult> {
+  return withMigrator(database, directory, async (postgrator) => {
     const from = await postgrator.getDatabaseVersion()
     const applied = await postgrator.migrate('max')
     return {
@@ -29,8 +33,11 @@ export function migrate(database: DatabaseHandle): Promise<MigrationResult> {
 }
 
 /** Undoes the most recent migration (a no-op on an empty schema). */
-export function rollback(database: DatabaseHandle): Promise<MigrationResult> {
-  return withMigrator(database, async (postgrator) => {
+export function rollback(
+  database: DatabaseHandle,
+  directory = MIGRATIONS_DIR,
+): Promise<MigrationResult> {
+  return withMigrator(database, directory, async (postgrator) => {
     const from = await postgrator.getDatabaseVersion()
     if (from === 0) return { from, to: 0, applied: [] }
     const previous = (await postgrator.getMigrations())
@@ -43,13 +50,14 @@ export function rollback(database: DatabaseHandle): Promise<MigrationResult> {
 
 function withMigrator<T>(
   database: DatabaseHandle,
+  directory: string,
   work: (postgrator: Postgrator) => Promise<T>,
 ): Promise<T> {
   return database.withScriptTransaction(async (run: ScriptRunner) => {
     await run(`SELECT pg_advisory_xact_lock(hashtext('orderflow.migrations'))`)
     const postgrator = new Postgrator({
       driver: 'pg',
-      migrationPattern: `${MIGRATIONS_DIR}*`,
+      migrationPattern: join(directory, '*'),
       schemaTable: 'schema_migrations',
       validateChecksums: true,
       execQuery: run,

@@ -24,16 +24,29 @@ export const MoneySchema = Type.String({
   examples: ['19.99'],
 })
 
+const DEFAULT_PAGE_SIZE = 20
+
 export const PageQuerySchema = Type.Object({
-  page: Type.Integer({ minimum: 1, default: 1, description: 'Page number, from 1.' }),
-  page_size: Type.Integer({
-    minimum: 1,
-    maximum: 100,
-    default: 20,
-    description: 'Items per page (1-100).',
-  }),
+  page: Type.Optional(
+    Type.Integer({ minimum: 1, default: 1, description: 'Page number, from 1.' }),
+  ),
+  page_size: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 100,
+      default: DEFAULT_PAGE_SIZE,
+      description: 'Items per page (1-100).',
+    }),
+  ),
 })
 export type PageQuery = Static<typeof PageQuerySchema>
+
+/** The validator fills the defaults in; this only gives TypeScript the same knowledge. */
+export function pageOf(query: PageQuery) {
+  const page = query.page ?? 1
+  const pageSize = query.page_size ?? DEFAULT_PAGE_SIZE
+  return { page, pageSize, limit: pageSize, offset: (page - 1) * pageSize }
+}
 
 export const PageSchema = <T extends TSchema>(item: T) =>
   Type.Object(
@@ -56,13 +69,8 @@ export interface Page<T> {
 }
 
 export function toPage<T>(items: T[], total: number, query: PageQuery): Page<T> {
-  return {
-    items,
-    page: query.page,
-    page_size: query.page_size,
-    total,
-    total_pages: Math.ceil(total / query.page_size),
-  }
+  const { page, pageSize } = pageOf(query)
+  return { items, page, page_size: pageSize, total, total_pages: Math.ceil(total / pageSize) }
 }
 
 /** RFC 9457 problem details, as every error path answers them. */

@@ -270,6 +270,14 @@ describe('GET /v1/products', () => {
     expect(response.json().errors[0].path).toMatch(/^query\./)
   })
 
+  it('rejects min_price above max_price with 422', async () => {
+    const response = await t.app.inject({ url: '/v1/products?min_price=10&max_price=9.99' })
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      { path: 'query.min_price', message: 'must not exceed max_price' },
+    ])
+  })
+
   it('sorts by price descending with a stable tie-break', async () => {
     const page = await list('sort=-price')
     expect(page.items.map((p: { price: string }) => p.price)).toEqual([

@@ -21,7 +21,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   { products },
 ) => {
   app.post(
-    '/',
+    '',
     {
       schema: {
         summary: 'Create a product',
@@ -40,7 +40,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   )
 
   app.get(
-    '/',
+    '',
     {
       schema: {
         summary: 'List products',

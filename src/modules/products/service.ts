@@ -1,6 +1,6 @@
 import type { ProductRow } from '../../db/schema/index.js'
 import { isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
-import { type Page, toPage } from '../../shared/schemas.js'
+import { type Page, pageOf, toPage } from '../../shared/schemas.js'
 import { ProductNotFound, ProductSkuTaken } from './errors.js'
 import type { ProductRepository, ProductSort } from './repository.js'
 import type { Product, ProductCreate, ProductListQuery, ProductUpdate } from './schemas.js'
@@ -67,6 +67,11 @@ export function createProductService({ products }: ProductServiceDeps) {
     },
 
     async list(query: ProductListQuery): Promise<Page<Product>> {
+      if (query.min_price && query.max_price && Number(query.min_price) > Number(query.max_price)) {
+        throw new ValidationFailed([
+          { path: 'query.min_price', message: 'must not exceed max_price' },
+        ])
+      }
       const sort = query.sort ?? 'created_at'
       const { rows, total } = await products.list({
         isActive: query.is_active,
@@ -75,8 +80,7 @@ export function createProductService({ products }: ProductServiceDeps) {
         search: query.q,
         sort: sort.replace(/^-/, '') as ProductSort,
         descending: sort.startsWith('-'),
-        limit: query.page_size,
-        offset: (query.page - 1) * query.page_size,
+        ...pageOf(query),
       })
       return toPage(rows.map(toProduct), total, query)
     },

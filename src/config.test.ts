@@ -1,0 +1,86 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from './config.js'
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env, null)
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems
+    throw error
+  }
+  return []
+}
+
+describe('loadConfig', () => {
+  it('gives every setting an embedded default', () => {
+    const config = loadConfig({}, null)
+    expect(config).toMatchObject({
+      NODE_ENV: 'development',
+      HOST: '127.0.0.1',
+      PORT: 8000,
+      DATA_DIR: './data',
+      LOG_LEVEL: 'info',
+      MIGRATE_ON_START: true,
+      DOCS_ENABLED: true,
+      trustProxy: false,
+      corsOrigins: [],
+    })
+    expect(config.DATABASE_URL).toBeUndefined()
+    expect(config.REDIS_URL).toBeUndefined()
+  })
+
+  it('types values read from the environment', () => {
+    const config = loadConfig(
+      { PORT: '9001', DOCS_ENABLED: 'false', CORS_ORIGINS: 'https://a.example, https://b.example' },
+      null,
+    )
+    expect(config.PORT).toBe(9001)
+    expect(config.DOCS_ENABLED).toBe(false)
+    expect(config.corsOrigins).toEqual(['https://a.example', 'https://b.example'])
+  })
+
+  it('names every invalid variable and what it expects', () => {
+    const problems = problemsOf({ PORT: 'eighty', LOG_LEVEL: 'loud', DATABASE_URL: 'mysql://x' })
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'PORT="eighty" is invalid: expected a TCP port',
+        'LOG_LEVEL="loud" is invalid: expected one of fatal, error, warn, info, debug, trace, silent',
+        'DATABASE_URL="mysql://x" is invalid: expected a postgres:// connection URL',
+      ]),
+    )
+  })
+
+  it('rejects a port out of range', () => {
+    expect(problemsOf({ PORT: '70000' })).toHaveLength(1)
+  })
+
+  it.each([
+    ['', false],
+    ['2', 2],
+    ['10.0.0.0/8, 192.168.1.1', ['10.0.0.0/8', '192.168.1.1']],
+  ])('reads TRUST_PROXY=%j as %j', (value, expected) => {
+    expect(loadConfig({ TRUST_PROXY: value }, null).trustProxy).toEqual(expected)
+  })
+
+  it.each(['true', '10.0.0.0/33', 'proxy.internal'])('refuses TRUST_PROXY=%s', (value) => {
+    expect(problemsOf({ TRUST_PROXY: value })[0]).toMatch(/^TRUST_PROXY=/)
+  })
+
+  it('refuses insecure settings in production', () => {
+    expect(problemsOf({ NODE_ENV: 'production', CORS_ORIGINS: '*' })).toEqual([
+      'CORS_ORIGINS must list origins explicitly in production, not "*"',
+    ])
+  })
+
+  it('reads a .env file, with the real environment taking precedence', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'orderflow-env-'))
+    const file = join(dir, '.env')
+    writeFileSync(file, 'PORT=9100\nLOG_LEVEL=debug\n')
+    const config = loadConfig({ LOG_LEVEL: 'warn' }, file)
+    expect(config.PORT).toBe(9100)
+    expect(config.LOG_LEVEL).toBe('warn')
+  })
+})

@@ -1,0 +1,119 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, type TestApp, unique } from '../../test/helpers.js'
+
+let t: TestApp
+
+beforeAll(async () => {
+  t = await buildTestApp()
+})
+afterAll(() => t.close())
+
+describe('request ids', () => {
+  it('generates a UUID request id and echoes it on the response', async () => {
+    const response = await t.app.inject({ url: '/health' })
+    expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it('keeps a sane incoming X-Request-ID', async () => {
+    const response = await t.app.inject({
+      url: '/health',
+      headers: { 'x-request-id': 'trace-abc.123:x' },
+    })
+    expect(response.headers['x-request-id']).toBe('trace-abc.123:x')
+  })
+
+  it.each([
+    ['too long', 'a'.repeat(129)],
+    ['with spaces and quotes', 'id "injected" value'],
+    ['with a newline', 'id\\nforged log line'],
+  ])('replaces an incoming X-Request-ID that is %s', async (_case, id) => {
+    const response = await t.app.inject({ url: '/health', headers: { 'x-request-id': id } })
+    expect(response.headers['x-request-id']).not.toBe(id)
+    expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+  })
+
+  it('echoes the request id on error responses too', async () => {
+    const response = await t.app.inject({ url: '/nope', headers: { 'x-request-id': 'err-1' } })
+    expect(response.headers['x-request-id']).toBe('err-1')
+    expect(response.json().request_id).toBe('err-1')
+  })
+})
+
+describe('request logs', () => {
+  it('writes one line per request with request id, method, route template, status and latency', async () => {
+    const id = `log-${unique()}`
+    await t.app.inject({
+      url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
+      headers: { 'x-request-id': id },
+    })
+    const lines = t.logs.filter((line) => line.request_id === id)
+    expect(lines).toHaveLength(1)
+    expect(lines[0]).toMatchObject({
+      method: 'GET',
+      route: '/v1/products/:id',
+      status_code: 404,
+      latency_ms: expect.any(Number),
+    })
+  })
+
+  it('never writes credentials or passwords to the log', async () => {
+    const secrets = [
+      'Bearer super-secret-token-value',
+      'session=cookie-secret',
+      'key-secret-value',
+      'hunter2-password',
+    ]
+    t.app.log.info(
+      { headers: { authorization: secrets[0], cookie: secrets[1], 'x-api-key': secrets[2] } },
+      'probe',
+    )
+    t.app.log.info({ body: { password: secrets[3] } }, 'probe')
+    await t.app.inject({
+      url: '/health',
+      headers: {
+        authorization: secrets[0] as string,
+        cookie: secrets[1] as string,
+        'x-api-key': secrets[2] as string,
+      },
+    })
+    const written = JSON.stringify(t.logs)
+    for (const secret of secrets) expect(written).not.toContain(secret)
+    expect(written).toContain('[REDACTED]')
+  })
+})
+
+describe('metrics', () => {
+  function sample(text: string, labels: string): number {
+    const line = text.split('\n').find((l) => l.startsWith(`http_requests_total{${labels}}`))
+    return line ? Number(line.split(' ').at(-1)) : 0
+  }
+
+  it('counts requests by method, route template and status', async () => {
+    const labels = 'method="GET",route="/v1/products/:id",status_code="404"'
+    const before = sample((await t.app.inject({ url: '/metrics' })).body, labels)
+    for (let i = 0; i < 3; i++)
+      await t.app.inject({ url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10' })
+    const after = (await t.app.inject({ url: '/metrics' })).body
+
+    expect(sample(after, labels)).toBe(before + 3)
+    expect(after).toContain(
+      'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/products/:id",status_code="404"}',
+    )
+  })
+
+  it('labels unknown URLs as one unmatched route, so random paths cannot explode the series', async () => {
+    await t.app.inject({ url: `/random/${unique()}` })
+    const text = (await t.app.inject({ url: '/metrics' })).body
+    expect(text).toContain('route="unmatched"')
+    expect(text).not.toContain('/random/')
+  })
+
+  it('exposes runtime defaults and database pool gauges in Prometheus text', async () => {
+    const response = await t.app.inject({ url: '/metrics' })
+    expect(response.headers['content-type']).toMatch(/^text\/plain/)
+    expect(response.body).toContain('process_cpu_user_seconds_total')
+    expect(response.body).toContain('nodejs_eventloop_lag_seconds')
+    expect(response.body).toMatch(/db_pool_connections\{state="total"\} \d+/)
+    expect(response.body).toMatch(/db_pool_connections\{state="waiting"\} \d+/)
+  })
+})

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, type TestApp } from '../../test/helpers.js'
+
+let t: TestApp
+
+beforeAll(async () => {
+  t = await buildTestApp()
+})
+afterAll(() => t.close())
+
+type Operation = {
+  summary?: string
+  tags?: string[]
+  responses?: Record<string, unknown>
+  requestBody?: unknown
+}
+
+describe('API documentation', () => {
+  it('serves an OpenAPI 3.1 document in which every operation has a summary, tags and responses', async () => {
+    const response = await t.app.inject({ url: '/openapi.json' })
+    expect(response.statusCode).toBe(200)
+    const document = response.json()
+    expect(document.openapi).toBe('3.1.0')
+
+    const operations = Object.entries(
+      document.paths as Record<string, Record<string, Operation>>,
+    ).flatMap(([path, methods]) =>
+      Object.entries(methods).map(([method, op]) => ({ id: `${method} ${path}`, op })),
+    )
+    expect(operations.map((o) => o.id)).toEqual(
+      expect.arrayContaining([
+        'post /v1/products',
+        'get /v1/products/{id}',
+        'delete /v1/products/{id}',
+        'get /ready',
+      ]),
+    )
+    for (const { id, op } of operations) {
+      expect(op.summary, id).toBeTruthy()
+      expect(op.tags?.length, id).toBeGreaterThan(0)
+      expect(Object.keys(op.responses ?? {}).length, id).toBeGreaterThan(0)
+    }
+    const create = document.paths['/v1/products'].post
+    expect(create.requestBody.content['application/json'].example).toMatchObject({
+      sku: 'KB-MECH-001',
+    })
+    expect(create.responses['422']).toBeDefined()
+  })
+
+  it('serves Swagger UI at /docs and ReDoc at /redoc', async () => {
+    const swagger = await t.app.inject({ url: '/docs/' })
+    expect(swagger.statusCode).toBe(200)
+    expect(swagger.body).toContain('swagger-ui')
+    const redoc = await t.app.inject({ url: '/redoc' })
+    expect(redoc.statusCode).toBe(200)
+    expect(redoc.body).toContain('spec-url="/openapi.json"')
+  })
+
+  it('serves no documentation when DOCS_ENABLED=false', async () => {
+    const quiet = await buildTestApp({ DOCS_ENABLED: 'false' })
+    const answers = await Promise.all(
+      ['/openapi.json', '/docs/', '/redoc'].map((url) => quiet.app.inject({ url })),
+    )
+    await quiet.close()
+    for (const answer of answers) expect(answer.statusCode).toBe(404)
+  })
+})

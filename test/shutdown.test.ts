@@ -1,0 +1,98 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { SERVICES_MODE, unique } from './helpers.js'
+
+/** The real process, on a real socket: what a container orchestrator sees. */
+const dataDir = mkdtempSync(join(tmpdir(), 'orderflow-shutdown-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+interface Server {
+  child: ChildProcess
+  port: number
+  exit: Promise<number | null>
+}
+
+function startServer(): Promise<Server> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: {
+      ...process.env,
+      NODE_ENV: 'test',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      DATA_DIR: dataDir,
+      SHUTDOWN_DRAIN_MS: '400',
+      DATABASE_URL: SERVICES_MODE ? process.env.DATABASE_URL : '',
+      REDIS_URL: SERVICES_MODE ? process.env.REDIS_URL : '',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+  return new Promise((resolve, reject) => {
+    let output = ''
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 45_000)
+    child.stderr?.on('data', (chunk) => {
+      output += chunk
+    })
+    child.stdout?.on('data', (chunk) => {
+      output += chunk
+      const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output)
+      if (match) {
+        clearTimeout(timer)
+        resolve({ child, port: Number(match[1]), exit })
+      }
+    })
+    child.on('exit', () => reject(new Error(`server exited early:\n${output}`)))
+  })
+}
+
+/** Sends a request in two halves so that it is still in flight when the signal lands. */
+function startSlowPost(port: number, body: string) {
+  const socket = connect(port, '127.0.0.1')
+  let answer = ''
+  socket.on('data', (chunk) => {
+    answer += chunk
+  })
+  const done = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)))
+  const half = Math.floor(body.length / 2)
+  socket.write(
+    `POST /v1/products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`,
+  )
+  return { finish: () => socket.write(body.slice(half)), done }
+}
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM turns readiness red, finishes the request in flight, and exits 0; the data survives a restart', async () => {
+    const server = await startServer()
+    const sku = `SHUT-${unique()}`
+    const slow = startSlowPost(
+      server.port,
+      JSON.stringify({ sku, name: 'In flight', price: '5.00' }),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 200))
+
+    server.child.kill('SIGTERM')
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const ready = await fetch(`http://127.0.0.1:${server.port}/ready`)
+    expect(ready.status).toBe(503)
+    expect((await ready.json()).checks.shutdown).toBe('failing')
+
+    slow.finish()
+    const answer = await slow.done
+    expect(answer).toMatch(/^HTTP\/1\.1 201 /)
+    expect(await server.exit).toBe(0)
+
+    const restarted = await startServer()
+    try {
+      const found = await fetch(`http://127.0.0.1:${restarted.port}/v1/products?q=${sku}`)
+      expect((await found.json()).items.map((p: { sku: string }) => p.sku)).toEqual([sku])
+    } finally {
+      restarted.child.kill('SIGTERM')
+      expect(await restarted.exit).toBe(0)
+    }
+  })
+})
