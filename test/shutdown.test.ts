@@ -79,7 +79,9 @@ describe('graceful shutdown', () => {
     await new Promise((resolve) => setTimeout(resolve, 100))
     const ready = await fetch(`http://127.0.0.1:${server.port}/ready`)
     expect(ready.status).toBe(503)
-    expect((await ready.json()).checks.shutdown).toBe('failing')
+    expect(((await ready.json()) as { checks: Record<string, string> }).checks.shutdown).toBe(
+      'failing',
+    )
 
     slow.finish()
     const answer = await slow.done
@@ -89,7 +91,8 @@ describe('graceful shutdown', () => {
     const restarted = await startServer()
     try {
       const found = await fetch(`http://127.0.0.1:${restarted.port}/v1/products?q=${sku}`)
-      expect((await found.json()).items.map((p: { sku: string }) => p.sku)).toEqual([sku])
+      const page = (await found.json()) as { items: { sku: string }[] }
+      expect(page.items.map((p) => p.sku)).toEqual([sku])
     } finally {
       restarted.child.kill('SIGTERM')
       expect(await restarted.exit).toBe(0)

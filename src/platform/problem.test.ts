@@ -1,3 +1,4 @@
+import type { LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, type TestApp, unique } from '../../test/helpers.js'
 
@@ -10,11 +11,7 @@ afterAll(() => t.close())
 
 const PROBLEM_TYPE = 'application/problem+json; charset=utf-8'
 
-function expectProblem(
-  response: { statusCode: number; headers: Record<string, unknown>; json(): any },
-  status: number,
-  code: string,
-) {
+function expectProblem(response: LightMyRequestResponse, status: number, code: string) {
   expect(response.statusCode).toBe(status)
   expect(response.headers['content-type']).toBe(PROBLEM_TYPE)
   const problem = response.json()
