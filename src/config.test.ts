@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { ConfigError, loadConfig } from './config.js'
+import { CONFIG_KEYS, ConfigError, loadConfig } from './config.js'
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -82,5 +82,13 @@ describe('loadConfig', () => {
     const config = loadConfig({ LOG_LEVEL: 'warn' }, file)
     expect(config.PORT).toBe(9100)
     expect(config.LOG_LEVEL).toBe('warn')
+  })
+
+  it('is documented variable by variable in .env.example', () => {
+    const documented = readFileSync('.env.example', 'utf8')
+      .split('\n')
+      .filter((line) => /^[A-Z_]+=/.test(line))
+      .map((line) => line.split('=')[0])
+    expect(documented.sort()).toEqual([...CONFIG_KEYS].sort())
   })
 })

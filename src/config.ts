@@ -71,6 +71,9 @@ const EnvSchema = Type.Object({
 
 type Env = Static<typeof EnvSchema>
 
+/** Every environment variable the service reads. */
+export const CONFIG_KEYS = Object.keys(EnvSchema.properties)
+
 export type TrustProxy = false | number | string[]
 
 export type Config = Env & {
