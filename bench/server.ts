@@ -1,0 +1,138 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+const ENTRY = join(ROOT, 'dist', 'server.js')
+const HOST = '127.0.0.1'
+const READY_TIMEOUT_MS = 60_000
+// Above the server's default SHUTDOWN_GRACE_MS (10 s), so a graceful close gets its chance.
+const STOP_TIMEOUT_MS = 15_000
+
+/** Every server spawned and not yet stopped, including those still starting up. */
+const running = new Set<() => Promise<void>>()
+
+export interface ServerTarget {
+  /** Unset runs the embedded database in a throwaway DATA_DIR. */
+  databaseUrl?: string
+  redisUrl?: string
+}
+
+export interface RunningServer {
+  baseUrl: string
+  /** Time from spawn to the first 200 from /ready. */
+  startupMs: number
+  stop(): Promise<void>
+}
+
+/** Builds only when there is no build: the bench measures what is in dist/, as deployed. */
+export function ensureBuilt(): void {
+  if (existsSync(ENTRY)) return
+  console.error('dist/server.js missing; compiling with tsconfig.build.json')
+  const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], {
+    cwd: ROOT,
+    stdio: 'inherit',
+  })
+  if (result.status !== 0) throw new Error(`tsc failed (exit ${result.status ?? result.signal})`)
+}
+
+export async function startServer(target: ServerTarget): Promise<RunningServer> {
+  const port = await freePort()
+  const dataDir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
+  const child = spawn(process.execPath, [ENTRY], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      HOST,
+      PORT: String(port),
+      LOG_LEVEL: 'warn',
+      NODE_ENV: 'production',
+      DATA_DIR: dataDir,
+      // Production refuses the public development secret; the bench mints no tokens.
+      JWT_SECRET: randomBytes(32).toString('hex'),
+      // An empty value means "unset" to the config loader and, unlike deleting the key,
+      // also overrides a DATABASE_URL / REDIS_URL that a local .env may carry.
+      DATABASE_URL: target.databaseUrl ?? '',
+      REDIS_URL: target.redisUrl ?? '',
+    },
+    // Its own process group: a Ctrl-C reaches only us, and we send the one SIGTERM. The
+    // server treats a second signal as "exit now", which would skip its graceful close.
+    detached: true,
+    // Server logs go to stderr so stdout carries only the results.
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  child.stdout?.pipe(process.stderr)
+  child.stderr?.pipe(process.stderr)
+
+  let stopping: Promise<void> | undefined
+  const stop = () => {
+    running.delete(stop)
+    stopping ??= stopChild(child).finally(() => rm(dataDir, { recursive: true, force: true }))
+    return stopping
+  }
+  running.add(stop)
+
+  const baseUrl = `http://${HOST}:${port}`
+  const startedAt = performance.now()
+  try {
+    await waitUntilReady(baseUrl, child)
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return { baseUrl, startupMs: performance.now() - startedAt, stop }
+}
+
+/** For an interrupt: the child runs in its own process group and would outlive us. */
+export async function stopAllServers(): Promise<void> {
+  await Promise.all([...running].map((stop) => stop()))
+}
+
+/** Asks the OS for a port nobody holds; the tiny race until the server binds it is accepted. */
+async function freePort(): Promise<number> {
+  const probe = createServer()
+  probe.listen(0, HOST)
+  await once(probe, 'listening')
+  const address = probe.address()
+  probe.close()
+  if (address === null || typeof address === 'string') throw new Error('no TCP port assigned')
+  return address.port
+}
+
+async function waitUntilReady(baseUrl: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  let lastProblem = 'no answer yet'
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`server exited during startup (${child.exitCode ?? child.signalCode})`)
+    }
+    try {
+      const response = await fetch(`${baseUrl}/ready`, { signal: AbortSignal.timeout(2_000) })
+      if (response.status === 200) return
+      lastProblem = `/ready answered ${response.status}: ${await response.text()}`
+    } catch (error) {
+      lastProblem = error instanceof Error ? error.message : String(error)
+    }
+    await sleep(250)
+  }
+  throw new Error(`server not ready after ${READY_TIMEOUT_MS / 1000} s (${lastProblem})`)
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS)
+  try {
+    await exited
+  } finally {
+    clearTimeout(timer)
+  }
+}
