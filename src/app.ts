@@ -9,11 +9,22 @@ import Fastify, {
 import { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
 import type { Config, TrustProxy } from './config.js'
-import { type DatabaseHandle, openDatabase } from './db/client.js'
+import { type DatabaseHandle, inTransaction, openDatabase } from './db/client.js'
 import { migrate } from './db/migrate.js'
+import { createApiKeyRepository } from './modules/api-keys/repository.js'
+import { apiKeyRoutes } from './modules/api-keys/routes.js'
+import { createApiKeyService } from './modules/api-keys/service.js'
+import { createAccessTokens } from './modules/auth/access-tokens.js'
+import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
+import { authRoutes } from './modules/auth/routes.js'
+import { createAuthService } from './modules/auth/service.js'
 import { createProductRepository } from './modules/products/repository.js'
 import { productRoutes } from './modules/products/routes.js'
 import { createProductService } from './modules/products/service.js'
+import { createUserRepository } from './modules/users/repository.js'
+import { userRoutes } from './modules/users/routes.js'
+import { createUserService } from './modules/users/service.js'
+import { auth } from './platform/auth.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { loggerOptions, RequestLogController } from './platform/logging.js'
@@ -21,6 +32,7 @@ import { metrics } from './platform/metrics.js'
 import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
 import { problemHandler } from './platform/problem.js'
+import { rateLimits } from './platform/rate-limit.js'
 import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
 
@@ -81,18 +93,43 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (applied.length > 0) app.log.info({ applied }, 'database migrated')
   }
 
+  const modules = createModules(config, database)
+  if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
+    const created = await modules.users.ensureAdmin({
+      email: config.ADMIN_EMAIL,
+      password: config.ADMIN_PASSWORD,
+      full_name: 'Administrator',
+    })
+    if (created) app.log.info({ email: config.ADMIN_EMAIL }, 'first admin created')
+  }
+
   await app.register(problemHandler)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
+  // Before the docs: the auth plugin adds each route's security requirement to its schema.
+  await app.register(auth, { authenticate: modules.auth.authenticate })
   if (config.DOCS_ENABLED) await app.register(openapi, { version })
+  await app.register(rateLimits, {
+    max: config.RATE_LIMIT_MAX,
+    windowMs: config.RATE_LIMIT_WINDOW_MS,
+    redis,
+  })
   await app.register(metrics, { poolStats: database.poolStats })
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())
   await app.register(health, { checks })
 
-  const products = createProductService({ products: createProductRepository(database.db) })
-  await app.register(productRoutes, { prefix: '/v1/products', products })
+  await app.register(authRoutes, {
+    prefix: '/v1/auth',
+    auth: modules.auth,
+    users: modules.users,
+    registrationEnabled: config.REGISTRATION_ENABLED,
+    loginLimit: { max: config.LOGIN_RATE_LIMIT_MAX, windowMs: config.LOGIN_RATE_LIMIT_WINDOW_MS },
+  })
+  await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
+  await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
+  await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
 
   await app.ready()
   return app
@@ -101,6 +138,33 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 /** A hop count trusts exactly that many proxies in front of the service, never more. */
 function trustProxySetting(trust: TrustProxy) {
   return typeof trust === 'number' ? (_address: string, hop: number) => hop < trust : trust
+}
+
+/** Repositories and services, each given only what it needs. */
+function createModules(config: Config, database: DatabaseHandle) {
+  const { db } = database
+  const transaction = inTransaction(db)
+  const userRepository = createUserRepository(db)
+  const apiKeys = createApiKeyService({ apiKeys: createApiKeyRepository(db) })
+  return {
+    apiKeys,
+    users: createUserService({ users: userRepository, inTransaction: transaction }),
+    auth: createAuthService({
+      users: userRepository,
+      refreshTokens: createRefreshTokenRepository(db),
+      accessTokens: createAccessTokens({
+        secret: config.JWT_SECRET,
+        issuer: config.JWT_ISSUER,
+        audience: config.JWT_AUDIENCE,
+        ttlSeconds: config.ACCESS_TOKEN_TTL_S,
+        clockToleranceSeconds: config.JWT_CLOCK_TOLERANCE_S,
+      }),
+      apiKeys,
+      inTransaction: transaction,
+      refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_S,
+    }),
+    products: createProductService({ products: createProductRepository(db) }),
+  }
 }
 
 export function databaseSettings(config: Config) {

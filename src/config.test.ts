@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { CONFIG_KEYS, ConfigError, loadConfig } from './config.js'
+import { CONFIG_KEYS, ConfigError, DEVELOPMENT_JWT_SECRET, loadConfig } from './config.js'
 
 function problemsOf(env: Record<string, string>): string[] {
   try {
@@ -69,9 +69,45 @@ describe('loadConfig', () => {
     expect(problemsOf({ TRUST_PROXY: value })[0]).toMatch(/^TRUST_PROXY=/)
   })
 
+  const strongSecret = 'x'.repeat(32)
+
   it('refuses insecure settings in production', () => {
-    expect(problemsOf({ NODE_ENV: 'production', CORS_ORIGINS: '*' })).toEqual([
-      'CORS_ORIGINS must list origins explicitly in production, not "*"',
+    expect(
+      problemsOf({ NODE_ENV: 'production', CORS_ORIGINS: '*', JWT_SECRET: strongSecret }),
+    ).toEqual(['CORS_ORIGINS must list origins explicitly in production, not "*"'])
+  })
+
+  it.each([
+    ['missing', {}, 'JWT_SECRET must be set in production (the development default is public)'],
+    [
+      'the development default',
+      { JWT_SECRET: DEVELOPMENT_JWT_SECRET },
+      'JWT_SECRET must be set in production (the development default is public)',
+    ],
+    [
+      'shorter than 32 bytes',
+      { JWT_SECRET: 'x'.repeat(31) },
+      'JWT_SECRET must be at least 32 bytes in production',
+    ],
+  ])('refuses to start in production with a signing secret that is %s', (_case, env, problem) => {
+    expect(problemsOf({ NODE_ENV: 'production', ...env })).toEqual([problem])
+  })
+
+  it('starts in production with a strong secret, and closes registration by default there', () => {
+    const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: strongSecret }, null)
+    expect(config.REGISTRATION_ENABLED).toBe(false)
+    expect(loadConfig({}, null).REGISTRATION_ENABLED).toBe(true)
+    expect(
+      loadConfig(
+        { NODE_ENV: 'production', JWT_SECRET: strongSecret, REGISTRATION_ENABLED: 'true' },
+        null,
+      ).REGISTRATION_ENABLED,
+    ).toBe(true)
+  })
+
+  it('wants ADMIN_EMAIL and ADMIN_PASSWORD together', () => {
+    expect(problemsOf({ ADMIN_EMAIL: 'root@example.com' })).toEqual([
+      'ADMIN_EMAIL and ADMIN_PASSWORD must be set together',
     ])
   })
 

@@ -1,8 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { Ajv } from 'ajv'
+import addFormats from 'ajv-formats'
 import { parse as parseDotenv } from 'dotenv'
 import { type Static, Type } from 'typebox'
+
+/** Usable for local development only; production refuses to start with it. */
+export const DEVELOPMENT_JWT_SECRET = 'orderflow-development-secret-do-not-use-in-production'
 
 /**
  * Every setting of the service, read from the environment (and an optional `.env`).
@@ -67,6 +71,57 @@ const EnvSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10_000, description: 'milliseconds' }),
   SHUTDOWN_DRAIN_MS: Type.Integer({ minimum: 0, default: 0, description: 'milliseconds' }),
   DOCS_ENABLED: Type.Boolean({ default: true, description: 'true or false' }),
+  JWT_SECRET: Type.String({
+    minLength: 1,
+    default: DEVELOPMENT_JWT_SECRET,
+    description: 'a random secret of at least 32 bytes',
+  }),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'orderflow', description: 'the iss claim' }),
+  JWT_AUDIENCE: Type.String({
+    minLength: 1,
+    default: 'orderflow-api',
+    description: 'the aud claim',
+  }),
+  JWT_CLOCK_TOLERANCE_S: Type.Integer({
+    minimum: 0,
+    maximum: 300,
+    default: 30,
+    description: 'seconds (0-300)',
+  }),
+  ACCESS_TOKEN_TTL_S: Type.Integer({
+    minimum: 60,
+    maximum: 86_400,
+    default: 900,
+    description: 'seconds (60-86400)',
+  }),
+  REFRESH_TOKEN_TTL_S: Type.Integer({ minimum: 300, default: 2_592_000, description: 'seconds' }),
+  REGISTRATION_ENABLED: Type.Optional(
+    Type.Boolean({ description: 'true or false (default: true, false in production)' }),
+  ),
+  ADMIN_EMAIL: Type.Optional(Type.String({ format: 'email', description: 'an email address' })),
+  ADMIN_PASSWORD: Type.Optional(
+    Type.String({ minLength: 12, maxLength: 128, description: '12-128 characters' }),
+  ),
+  RATE_LIMIT_MAX: Type.Integer({
+    minimum: 1,
+    default: 600,
+    description: 'requests per window per caller',
+  }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({
+    minimum: 1000,
+    default: 60_000,
+    description: 'milliseconds',
+  }),
+  LOGIN_RATE_LIMIT_MAX: Type.Integer({
+    minimum: 1,
+    default: 10,
+    description: 'token requests per window per client address and per username',
+  }),
+  LOGIN_RATE_LIMIT_WINDOW_MS: Type.Integer({
+    minimum: 1000,
+    default: 60_000,
+    description: 'milliseconds',
+  }),
 })
 
 type Env = Static<typeof EnvSchema>
@@ -76,9 +131,10 @@ export const CONFIG_KEYS = Object.keys(EnvSchema.properties)
 
 export type TrustProxy = false | number | string[]
 
-export type Config = Env & {
+export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   corsOrigins: string[]
   trustProxy: TrustProxy
+  REGISTRATION_ENABLED: boolean
 }
 
 export class ConfigError extends Error {
@@ -88,9 +144,9 @@ export class ConfigError extends Error {
   }
 }
 
-const validateEnv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true }).compile(
-  EnvSchema,
-)
+const envAjv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true })
+addFormats.default(envAjv)
+const validateEnv = envAjv.compile(EnvSchema)
 
 /**
  * Reads, validates and types the configuration. Throws a ConfigError naming every bad
@@ -124,7 +180,16 @@ export function loadConfig(
   const corsOrigins = parsed.CORS_ORIGINS.split(',')
     .map((origin) => origin.trim())
     .filter(Boolean)
-  const config: Config = { ...parsed, corsOrigins, trustProxy }
+  const config: Config = {
+    ...parsed,
+    corsOrigins,
+    trustProxy,
+    // Open sign-up suits a laptop; a production service opts in deliberately.
+    REGISTRATION_ENABLED: parsed.REGISTRATION_ENABLED ?? parsed.NODE_ENV !== 'production',
+  }
+  if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
+    problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together')
+  }
 
   if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
   if (problems.length > 0) throw new ConfigError(problems)
@@ -159,6 +224,11 @@ function isIpOrCidr(entry: string): boolean {
 
 function insecureForProduction(config: Config): string[] {
   const problems: string[] = []
+  if (config.JWT_SECRET === DEVELOPMENT_JWT_SECRET) {
+    problems.push('JWT_SECRET must be set in production (the development default is public)')
+  } else if (Buffer.byteLength(config.JWT_SECRET) < 32) {
+    problems.push('JWT_SECRET must be at least 32 bytes in production')
+  }
   if (config.corsOrigins.includes('*')) {
     problems.push('CORS_ORIGINS must list origins explicitly in production, not "*"')
   }

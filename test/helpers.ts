@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
+import type { InjectOptions } from 'fastify'
 import { inject } from 'vitest'
 import { type App, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
@@ -8,6 +9,9 @@ import {
   createPostgresDatabase,
   type DatabaseHandle,
 } from '../src/db/client.js'
+import { hashPassword } from '../src/modules/auth/passwords.js'
+import { createUserRepository } from '../src/modules/users/repository.js'
+import type { Role } from '../src/shared/caller.js'
 
 /** True under `npm run test:services`: PostgreSQL and Redis instead of PGlite. */
 export const SERVICES_MODE = inject('databaseMode') === 'services'
@@ -18,6 +22,10 @@ export function testConfig(env: Record<string, string> = {}): Config {
     {
       NODE_ENV: 'test',
       LOG_LEVEL: 'silent',
+      // Tests share one client address (and, in services mode, one Redis): limits are
+      // lifted here and tested on their own with distinct addresses.
+      RATE_LIMIT_MAX: '100000',
+      LOGIN_RATE_LIMIT_MAX: '100000',
       ...(SERVICES_MODE
         ? { DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL }
         : {}),
@@ -77,4 +85,53 @@ export async function buildTestApp(env: Record<string, string> = {}): Promise<Te
 /** A unique suffix so rows made by concurrent test files never collide. */
 export function unique(): string {
   return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`.toUpperCase()
+}
+
+export interface TestUser {
+  id: string
+  email: string
+  password: string
+  role: Role
+  /** `Authorization: Bearer ...` for this user, from a real login at the token endpoint. */
+  headers: { authorization: string }
+  refreshToken: string
+}
+
+/** A user with `role`, made straight in the database, then logged in through the API. */
+export async function createTestUser(t: TestApp, role: Role = 'user'): Promise<TestUser> {
+  const email = `${role}-${unique().toLowerCase()}@example.com`
+  const password = `pw-${unique()}-long-enough`
+  const row = await createUserRepository(t.database.db).insert({
+    email,
+    fullName: `Test ${role}`,
+    role,
+    passwordHash: await hashPassword(password),
+  })
+  const tokens = await login(t, email, password)
+  return {
+    id: row.id,
+    email,
+    password,
+    role,
+    headers: { authorization: `Bearer ${tokens.access_token}` },
+    refreshToken: tokens.refresh_token,
+  }
+}
+
+export async function login(t: TestApp, username: string, password: string) {
+  const response = await t.app.inject({
+    method: 'POST',
+    url: '/v1/auth/token',
+    payload: new URLSearchParams({ grant_type: 'password', username, password }).toString(),
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  })
+  if (response.statusCode !== 200)
+    throw new Error(`login failed: ${response.statusCode} ${response.body}`)
+  return response.json() as { access_token: string; refresh_token: string; expires_in: number }
+}
+
+/** `app.inject` on behalf of `user`. */
+export function injectAs(t: TestApp, user: TestUser) {
+  return (options: InjectOptions) =>
+    t.app.inject({ ...options, headers: { ...user.headers, ...(options.headers ?? {}) } })
 }

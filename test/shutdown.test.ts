@@ -25,6 +25,7 @@ function startServer(): Promise<Server> {
       LOG_LEVEL: 'info',
       DATA_DIR: dataDir,
       SHUTDOWN_DRAIN_MS: '400',
+      REGISTRATION_ENABLED: 'true',
       DATABASE_URL: SERVICES_MODE ? process.env.DATABASE_URL : '',
       REDIS_URL: SERVICES_MODE ? process.env.REDIS_URL : '',
     },
@@ -50,7 +51,7 @@ function startServer(): Promise<Server> {
 }
 
 /** Sends a request in two halves so that it is still in flight when the signal lands. */
-function startSlowPost(port: number, body: string) {
+function startSlowPost(port: number, path: string, body: string) {
   const socket = connect(port, '127.0.0.1')
   let answer = ''
   socket.on('data', (chunk) => {
@@ -59,20 +60,19 @@ function startSlowPost(port: number, body: string) {
   const done = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)))
   const half = Math.floor(body.length / 2)
   socket.write(
-    `POST /v1/products HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body.slice(0, half)}`,
   )
   return { finish: () => socket.write(body.slice(half)), done }
 }
 
 describe('graceful shutdown', () => {
-  it('on SIGTERM turns readiness red, finishes the request in flight, and exits 0; the data survives a restart', async () => {
+  it('on SIGTERM turns readiness red, finishes the request in flight, and exits 0; the account it made survives a restart', async () => {
     const server = await startServer()
-    const sku = `SHUT-${unique()}`
-    const slow = startSlowPost(
-      server.port,
-      JSON.stringify({ sku, name: 'In flight', price: '5.00' }),
-    )
+    const email = `shutdown-${unique().toLowerCase()}@example.com`
+    const password = 'a password long enough'
+    const body = JSON.stringify({ email, password, full_name: 'In flight' })
+    const slow = startSlowPost(server.port, '/v1/auth/register', body)
     await new Promise((resolve) => setTimeout(resolve, 200))
 
     server.child.kill('SIGTERM')
@@ -90,9 +90,11 @@ describe('graceful shutdown', () => {
 
     const restarted = await startServer()
     try {
-      const found = await fetch(`http://127.0.0.1:${restarted.port}/v1/products?q=${sku}`)
-      const page = (await found.json()) as { items: { sku: string }[] }
-      expect(page.items.map((p) => p.sku)).toEqual([sku])
+      const login = await fetch(`http://127.0.0.1:${restarted.port}/v1/auth/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'password', username: email, password }),
+      })
+      expect(login.status).toBe(200)
     } finally {
       restarted.child.kill('SIGTERM')
       expect(await restarted.exit).toBe(0)

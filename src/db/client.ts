@@ -144,3 +144,10 @@ export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle
     return Promise.resolve(createPostgresDatabase({ ...settings, url: settings.url }))
   return createEmbeddedDatabase({ dataDir: resolve(settings.dataDir, 'pgdata') })
 }
+
+/** Runs `work` in one transaction; services receive this rather than the database itself. */
+export type InTransaction = <T>(work: (tx: Transaction) => Promise<T>) => Promise<T>
+
+export function inTransaction(db: Database): InTransaction {
+  return (work) => db.transaction(work)
+}

@@ -1,21 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp, unique } from '../../test/helpers.js'
+import { buildTestApp, createTestUser, injectAs, type TestApp, unique } from '../../test/helpers.js'
 
 let t: TestApp
+let inject: ReturnType<typeof injectAs>
 
 beforeAll(async () => {
   t = await buildTestApp()
+  inject = injectAs(t, await createTestUser(t, 'admin'))
 })
 afterAll(() => t.close())
 
 describe('request ids', () => {
   it('generates a UUID request id and echoes it on the response', async () => {
-    const response = await t.app.inject({ url: '/health' })
+    const response = await inject({ url: '/health' })
     expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
   })
 
   it('keeps a sane incoming X-Request-ID', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       url: '/health',
       headers: { 'x-request-id': 'trace-abc.123:x' },
     })
@@ -27,13 +29,13 @@ describe('request ids', () => {
     ['with spaces and quotes', 'id "injected" value'],
     ['with a newline', 'id\\nforged log line'],
   ])('replaces an incoming X-Request-ID that is %s', async (_case, id) => {
-    const response = await t.app.inject({ url: '/health', headers: { 'x-request-id': id } })
+    const response = await inject({ url: '/health', headers: { 'x-request-id': id } })
     expect(response.headers['x-request-id']).not.toBe(id)
     expect(response.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
   })
 
   it('echoes the request id on error responses too', async () => {
-    const response = await t.app.inject({ url: '/nope', headers: { 'x-request-id': 'err-1' } })
+    const response = await inject({ url: '/nope', headers: { 'x-request-id': 'err-1' } })
     expect(response.headers['x-request-id']).toBe('err-1')
     expect(response.json().request_id).toBe('err-1')
   })
@@ -42,7 +44,7 @@ describe('request ids', () => {
 describe('request logs', () => {
   it('writes one line per request with request id, method, route template, status and latency', async () => {
     const id = `log-${unique()}`
-    await t.app.inject({
+    await inject({
       url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
       headers: { 'x-request-id': id },
     })
@@ -68,7 +70,7 @@ describe('request logs', () => {
       'probe',
     )
     t.app.log.info({ body: { password: secrets[3] } }, 'probe')
-    await t.app.inject({
+    await inject({
       url: '/health',
       headers: {
         authorization: secrets[0] as string,
@@ -90,10 +92,10 @@ describe('metrics', () => {
 
   it('counts requests by method, route template and status', async () => {
     const labels = 'method="GET",route="/v1/products/:id",status_code="404"'
-    const before = sample((await t.app.inject({ url: '/metrics' })).body, labels)
+    const before = sample((await inject({ url: '/metrics' })).body, labels)
     for (let i = 0; i < 3; i++)
-      await t.app.inject({ url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10' })
-    const after = (await t.app.inject({ url: '/metrics' })).body
+      await inject({ url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10' })
+    const after = (await inject({ url: '/metrics' })).body
 
     expect(sample(after, labels)).toBe(before + 3)
     expect(after).toContain(
@@ -102,14 +104,14 @@ describe('metrics', () => {
   })
 
   it('labels unknown URLs as one unmatched route, so random paths cannot explode the series', async () => {
-    await t.app.inject({ url: `/random/${unique()}` })
-    const text = (await t.app.inject({ url: '/metrics' })).body
+    await inject({ url: `/random/${unique()}` })
+    const text = (await inject({ url: '/metrics' })).body
     expect(text).toContain('route="unmatched"')
     expect(text).not.toContain('/random/')
   })
 
   it('exposes runtime defaults and database pool gauges in Prometheus text', async () => {
-    const response = await t.app.inject({ url: '/metrics' })
+    const response = await inject({ url: '/metrics' })
     expect(response.headers['content-type']).toMatch(/^text\/plain/)
     expect(response.body).toContain('process_cpu_user_seconds_total')
     expect(response.body).toContain('nodejs_eventloop_lag_seconds')

@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { SECURITY_SCHEMES } from './auth.js'
 
 const REDOC_VERSION = '2.5.0'
 const REDOC_SCRIPT = `https://cdn.jsdelivr.net/npm/redoc@${REDOC_VERSION}/bundles/redoc.standalone.js`
@@ -37,15 +38,19 @@ export const openapi = fp(
             'Order management, datasets, model serving and background jobs. Errors are RFC 9457 ' +
             'problem details (`application/problem+json`); lists are paginated with `page` and `page_size`.',
         },
+        components: { securitySchemes: SECURITY_SCHEMES },
         tags: [
-          { name: 'products', description: 'The product catalogue.' },
+          { name: 'auth', description: 'Registration, tokens (OAuth 2.0) and logout.' },
+          { name: 'users', description: 'Your profile; user administration (admin).' },
+          { name: 'api-keys', description: 'API keys for programs: send one as `X-API-Key`.' },
+          { name: 'products', description: 'The product catalogue: everyone reads, admins write.' },
           { name: 'operations', description: 'Health, readiness and metrics.' },
         ],
       },
     })
     await app.register(swaggerUi, {
       routePrefix: '/docs',
-      uiConfig: { docExpansion: 'list', deepLinking: true },
+      uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
     })
 
     const hidden = { schema: { hide: true } }

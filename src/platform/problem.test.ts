@@ -1,11 +1,13 @@
 import type { LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp, unique } from '../../test/helpers.js'
+import { buildTestApp, createTestUser, injectAs, type TestApp, unique } from '../../test/helpers.js'
 
 let t: TestApp
+let inject: ReturnType<typeof injectAs>
 
 beforeAll(async () => {
   t = await buildTestApp({ BODY_LIMIT_BYTES: '2048' })
+  inject = injectAs(t, await createTestUser(t, 'admin'))
 })
 afterAll(() => t.close())
 
@@ -27,24 +29,24 @@ function expectProblem(response: LightMyRequestResponse, status: number, code: s
 }
 
 async function productCount(sku: string) {
-  return (await t.app.inject({ url: `/v1/products?q=${sku}` })).json().total
+  return (await inject({ url: `/v1/products?q=${sku}` })).json().total
 }
 
 describe('error responses', () => {
   it('answers an unknown route with 404 ROUTE_NOT_FOUND', async () => {
-    const response = await t.app.inject({ url: '/v1/nothing-here' })
+    const response = await inject({ url: '/v1/nothing-here' })
     const problem = expectProblem(response, 404, 'ROUTE_NOT_FOUND')
     expect(problem.instance).toBe('/v1/nothing-here')
   })
 
   it('answers a known path with the wrong method with 405 and an Allow header', async () => {
-    const response = await t.app.inject({ method: 'PUT', url: '/v1/products' })
+    const response = await inject({ method: 'PUT', url: '/v1/products' })
     expectProblem(response, 405, 'METHOD_NOT_ALLOWED')
     expect(response.headers.allow).toBe('GET, HEAD, POST')
   })
 
   it('lists the methods of a parametric route in Allow', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
     })
@@ -54,7 +56,7 @@ describe('error responses', () => {
 
   it('answers malformed JSON with 400 MALFORMED_JSON and stores nothing', async () => {
     const sku = `BAD-${unique()}`
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products',
       headers: { 'content-type': 'application/json' },
@@ -71,7 +73,7 @@ describe('error responses', () => {
       '{"constructor":{"prototype":{"isAdmin":true}},"sku":"PROTO-2","name":"x","price":"1.00"}',
     ],
   ])('answers a body carrying %s with 400 and pollutes nothing', async (_key, payload) => {
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products',
       headers: { 'content-type': 'application/json' },
@@ -82,7 +84,7 @@ describe('error responses', () => {
   })
 
   it('answers a body over the limit with 413 PAYLOAD_TOO_LARGE', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products',
       payload: { sku: `BIG-${unique()}`, name: 'x', price: '1.00', description: 'd'.repeat(4000) },
@@ -96,7 +98,7 @@ describe('error responses', () => {
       'application/xml',
       'application/x-www-form-urlencoded',
     ]) {
-      const response = await t.app.inject({
+      const response = await inject({
         method: 'POST',
         url: '/v1/products',
         headers: { 'content-type': contentType },
@@ -107,7 +109,7 @@ describe('error responses', () => {
   })
 
   it('answers validation failures with 422 and an errors list of {path, message}', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products',
       payload: { price: 1 },
@@ -118,7 +120,7 @@ describe('error responses', () => {
   })
 
   it('coerces query strings by their schema types', async () => {
-    const response = await t.app.inject({ url: '/v1/products?page=2&page_size=5&is_active=true' })
+    const response = await inject({ url: '/v1/products?page=2&page_size=5&is_active=true' })
     expect(response.statusCode).toBe(200)
     expect(response.json()).toMatchObject({ page: 2, page_size: 5 })
   })
@@ -127,9 +129,10 @@ describe('error responses', () => {
 describe('internal errors', () => {
   it('answers 500 with a generic body that leaks no message, SQL or stack, and logs the cause', async () => {
     const broken = await buildTestApp()
+    const user = await createTestUser(broken, 'viewer')
     // A database that went away mid-flight is a genuine internal failure.
     await broken.database.close()
-    const response = await broken.app.inject({ url: '/v1/products' })
+    const response = await injectAs(broken, user)({ url: '/v1/products' })
     await broken.app.close()
 
     expect(response.statusCode).toBe(500)

@@ -25,6 +25,8 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
     request_id: request.id,
     ...problem.extensions,
   }
+  // RFC 6750 §3: every 401 names the scheme the client should use.
+  if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="orderflow"')
   // Bypass the route's response serializer: a problem is never shaped like a success body.
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).serializer(JSON.stringify).send(body)
 }

@@ -48,3 +48,10 @@ export function isUniqueViolation(error: unknown, constraint: string): boolean {
   }
   return false
 }
+
+/** No valid credentials; rendered with `WWW-Authenticate: Bearer`. */
+export const Unauthenticated = defineError('UNAUTHENTICATED', 401)
+/** Valid credentials, but the role does not allow this. */
+export const Forbidden = defineError('FORBIDDEN', 403)
+export const TooManyRequests = defineError('TOO_MANY_REQUESTS', 429)
+export const ServiceUnavailable = defineError('SERVICE_UNAVAILABLE', 503)

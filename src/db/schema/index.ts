@@ -1,1 +1,2 @@
 export * from './products.js'
+export * from './users.js'

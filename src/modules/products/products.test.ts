@@ -1,10 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp, unique } from '../../../test/helpers.js'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  unique,
+} from '../../../test/helpers.js'
 
 let t: TestApp
+let inject: ReturnType<typeof injectAs>
 
 beforeAll(async () => {
   t = await buildTestApp()
+  inject = injectAs(t, await createTestUser(t, 'admin'))
 })
 afterAll(() => t.close())
 
@@ -19,7 +27,7 @@ function newProduct(overrides: Record<string, unknown> = {}) {
 }
 
 async function create(overrides: Record<string, unknown> = {}) {
-  const response = await t.app.inject({
+  const response = await inject({
     method: 'POST',
     url: '/v1/products',
     payload: newProduct(overrides),
@@ -29,13 +37,13 @@ async function create(overrides: Record<string, unknown> = {}) {
 }
 
 async function fetchProduct(id: string) {
-  return (await t.app.inject({ method: 'GET', url: `/v1/products/${id}` })).json()
+  return (await inject({ method: 'GET', url: `/v1/products/${id}` })).json()
 }
 
 describe('POST /v1/products', () => {
   it('creates a product and answers 201 with Location and the stored representation', async () => {
     const payload = newProduct({ description: 'Brown switches', price: '19.9' })
-    const response = await t.app.inject({ method: 'POST', url: '/v1/products', payload })
+    const response = await inject({ method: 'POST', url: '/v1/products', payload })
 
     expect(response.statusCode).toBe(201)
     const product = response.json()
@@ -67,7 +75,7 @@ describe('POST /v1/products', () => {
 
   it('rejects a duplicate sku with 409 PRODUCT_SKU_TAKEN and keeps the original', async () => {
     const original = await create()
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'POST',
       url: '/v1/products',
       payload: newProduct({ sku: original.sku, name: 'Impostor' }),
@@ -98,7 +106,7 @@ describe('POST /v1/products', () => {
     ['a server-owned field', { id: '3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10' }, 'body.id'],
   ])('rejects %s with 422 naming the field, and stores nothing', async (_case, overrides, path) => {
     const payload = newProduct(overrides)
-    const response = await t.app.inject({ method: 'POST', url: '/v1/products', payload })
+    const response = await inject({ method: 'POST', url: '/v1/products', payload })
 
     expect(response.statusCode).toBe(422)
     const problem = response.json()
@@ -108,14 +116,14 @@ describe('POST /v1/products', () => {
       instance: '/v1/products',
     })
     expect(problem.errors.map((e: { path: string }) => e.path)).toContain(path)
-    const search = await t.app.inject({
+    const search = await inject({
       url: `/v1/products?q=${encodeURIComponent(String(payload.sku))}`,
     })
     expect(search.json().total).toBe(0)
   })
 
   it('reports every missing required field at once', async () => {
-    const response = await t.app.inject({ method: 'POST', url: '/v1/products', payload: {} })
+    const response = await inject({ method: 'POST', url: '/v1/products', payload: {} })
     expect(response.statusCode).toBe(422)
     const paths = response.json().errors.map((e: { path: string }) => e.path)
     expect(paths).toEqual(expect.arrayContaining(['body.sku', 'body.name', 'body.price']))
@@ -124,7 +132,7 @@ describe('POST /v1/products', () => {
 
 describe('GET /v1/products/{id}', () => {
   it('answers 404 PRODUCT_NOT_FOUND for an unknown id', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
     })
     expect(response.statusCode).toBe(404)
@@ -132,7 +140,7 @@ describe('GET /v1/products/{id}', () => {
   })
 
   it('answers 422 for an id that is not a UUID', async () => {
-    const response = await t.app.inject({ url: '/v1/products/42' })
+    const response = await inject({ url: '/v1/products/42' })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors[0].path).toBe('params.id')
   })
@@ -141,7 +149,7 @@ describe('GET /v1/products/{id}', () => {
 describe('PATCH /v1/products/{id}', () => {
   it('changes only the fields sent and moves updated_at', async () => {
     const product = await create()
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'PATCH',
       url: `/v1/products/${product.id}`,
       payload: { price: '79.90', stock: 40 },
@@ -160,7 +168,7 @@ describe('PATCH /v1/products/{id}', () => {
 
   it('clears the description with null', async () => {
     const product = await create({ description: 'temporary' })
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'PATCH',
       url: `/v1/products/${product.id}`,
       payload: { description: null },
@@ -176,7 +184,7 @@ describe('PATCH /v1/products/{id}', () => {
     ['a zero price', { price: '0' }],
   ])('rejects %s with 422 and changes nothing', async (_case, payload) => {
     const product = await create()
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'PATCH',
       url: `/v1/products/${product.id}`,
       payload,
@@ -187,7 +195,7 @@ describe('PATCH /v1/products/{id}', () => {
 
   it('rejects taking another product’s sku with 409 and changes nothing', async () => {
     const [first, second] = [await create(), await create()]
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'PATCH',
       url: `/v1/products/${second.id}`,
       payload: { sku: first.sku },
@@ -197,7 +205,7 @@ describe('PATCH /v1/products/{id}', () => {
   })
 
   it('answers 404 for an unknown id', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       method: 'PATCH',
       url: '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
       payload: { stock: 1 },
@@ -209,13 +217,13 @@ describe('PATCH /v1/products/{id}', () => {
 describe('DELETE /v1/products/{id}', () => {
   it('deletes with 204, after which the product is gone', async () => {
     const product = await create()
-    const response = await t.app.inject({ method: 'DELETE', url: `/v1/products/${product.id}` })
+    const response = await inject({ method: 'DELETE', url: `/v1/products/${product.id}` })
     expect(response.statusCode).toBe(204)
     expect(response.body).toBe('')
-    expect((await t.app.inject({ url: `/v1/products/${product.id}` })).statusCode).toBe(404)
-    expect(
-      (await t.app.inject({ method: 'DELETE', url: `/v1/products/${product.id}` })).statusCode,
-    ).toBe(404)
+    expect((await inject({ url: `/v1/products/${product.id}` })).statusCode).toBe(404)
+    expect((await inject({ method: 'DELETE', url: `/v1/products/${product.id}` })).statusCode).toBe(
+      404,
+    )
   })
 })
 
@@ -236,7 +244,7 @@ describe('GET /v1/products', () => {
   })
 
   async function list(query: string) {
-    const response = await t.app.inject({ url: `/v1/products?q=${tag}&${query}` })
+    const response = await inject({ url: `/v1/products?q=${tag}&${query}` })
     expect(response.statusCode).toBe(200)
     return response.json()
   }
@@ -265,13 +273,13 @@ describe('GET /v1/products', () => {
     'min_price=1.234',
     'limit=5',
   ])('rejects %s with 422', async (query) => {
-    const response = await t.app.inject({ url: `/v1/products?${query}` })
+    const response = await inject({ url: `/v1/products?${query}` })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors[0].path).toMatch(/^query\./)
   })
 
   it('rejects min_price above max_price with 422', async () => {
-    const response = await t.app.inject({ url: '/v1/products?min_price=10&max_price=9.99' })
+    const response = await inject({ url: '/v1/products?min_price=10&max_price=9.99' })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors).toEqual([
       { path: 'query.min_price', message: 'must not exceed max_price' },
@@ -315,7 +323,7 @@ describe('GET /v1/products', () => {
   })
 
   it('searches name case-insensitively within the tag', async () => {
-    const response = await t.app.inject({
+    const response = await inject({
       url: `/v1/products?q=LAMP&min_price=0.01&sort=name&page_size=100`,
     })
     const found = names(response.json())
@@ -324,7 +332,7 @@ describe('GET /v1/products', () => {
   })
 
   it('treats % and _ in q as literal characters', async () => {
-    const response = await t.app.inject({ url: `/v1/products?q=${encodeURIComponent(`${tag}%`)}` })
+    const response = await inject({ url: `/v1/products?q=${encodeURIComponent(`${tag}%`)}` })
     expect(response.json().total).toBe(0)
   })
 })

@@ -1,6 +1,7 @@
 import { and, asc, count, desc, eq, gte, ilike, lte, or, type SQL } from 'drizzle-orm'
 import type { Database, Executor } from '../../db/client.js'
 import { type NewProductRow, type ProductRow, products } from '../../db/schema/index.js'
+import { containsPattern } from '../../db/search.js'
 
 export interface ProductFilter {
   isActive?: boolean
@@ -23,11 +24,6 @@ const SORT_COLUMNS = {
   price: products.price,
   created_at: products.createdAt,
 } as const
-
-/** `%` and `_` typed by a user are literal characters, not wildcards. */
-function containsPattern(term: string): string {
-  return `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
-}
 
 function whereClause(filter: ProductFilter): SQL | undefined {
   const pattern = filter.search === undefined ? undefined : containsPattern(filter.search)

@@ -15,6 +15,8 @@ export interface ProductRoutesOptions {
 }
 
 const tags = ['products']
+// The catalogue is shared: every role reads it, only admins change it.
+const admins = { auth: { roles: ['admin'] as const } }
 
 export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = async (
   app,
@@ -23,6 +25,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   app.post(
     '',
     {
+      config: admins,
       schema: {
         summary: 'Create a product',
         tags,
@@ -69,6 +72,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   app.patch(
     '/:id',
     {
+      config: admins,
       schema: {
         summary: 'Update a product',
         description: 'Changes only the fields sent; at least one is required.',
@@ -84,6 +88,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   app.delete(
     '/:id',
     {
+      config: admins,
       schema: {
         summary: 'Delete a product',
         tags,

@@ -1,0 +1,76 @@
+import { randomBytes } from 'node:crypto'
+import type { ApiKeyRow } from '../../db/schema/index.js'
+import type { Caller } from '../../shared/caller.js'
+import { defineError, ValidationFailed } from '../../shared/errors.js'
+import { hashSecret, randomSecret } from '../../shared/secrets.js'
+import type { ApiKeyRepository } from './repository.js'
+import type { ApiKey, ApiKeyCreate, ApiKeyCreated } from './schemas.js'
+
+export const ApiKeyNotFound = defineError('API_KEY_NOT_FOUND', 404)
+
+/** Recognisable in logs and secret scanners: `ofk_<8 hex>_<secret>`. */
+const KEY_PREFIX = 'ofk_'
+const TOUCH_GRANULARITY_MS = 60_000
+
+export function toApiKey(row: ApiKeyRow): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    created_at: row.createdAt.toISOString(),
+    last_used_at: row.lastUsedAt?.toISOString() ?? null,
+    expires_at: row.expiresAt?.toISOString() ?? null,
+  }
+}
+
+export function createApiKeyService({
+  apiKeys,
+  now = () => new Date(),
+}: {
+  apiKeys: ApiKeyRepository
+  now?: () => Date
+}) {
+  return {
+    async create(caller: Caller, input: ApiKeyCreate): Promise<ApiKeyCreated> {
+      const expiresAt = input.expires_at === undefined ? null : new Date(input.expires_at)
+      if (expiresAt && expiresAt <= now()) {
+        throw new ValidationFailed([{ path: 'body.expires_at', message: 'must be in the future' }])
+      }
+      const prefix = `${KEY_PREFIX}${randomBytes(4).toString('hex')}`
+      const key = `${prefix}_${randomSecret()}`
+      const row = await apiKeys.insert({
+        userId: caller.userId,
+        name: input.name,
+        prefix,
+        keyHash: hashSecret(key),
+        expiresAt,
+      })
+      return { ...toApiKey(row), key }
+    },
+
+    async list(caller: Caller): Promise<ApiKey[]> {
+      return (await apiKeys.listByUser(caller.userId, now())).map(toApiKey)
+    },
+
+    /** Revokes one of the caller's keys; another user's key answers like a missing one. */
+    async revoke(caller: Caller, id: string): Promise<void> {
+      if (!(await apiKeys.revoke(id, caller.userId, now()))) {
+        throw new ApiKeyNotFound(`API key ${id} does not exist.`)
+      }
+    },
+
+    /** The caller a presented key stands for, or undefined for an unknown, expired or revoked key. */
+    async resolve(key: string): Promise<Caller | undefined> {
+      if (!key.startsWith(KEY_PREFIX)) return undefined
+      const at = now()
+      const owner = await apiKeys.findOwner(hashSecret(key), at)
+      if (!owner) return undefined
+      if (!owner.lastUsedAt || at.getTime() - owner.lastUsedAt.getTime() > TOUCH_GRANULARITY_MS) {
+        await apiKeys.touch(owner.keyId, at, TOUCH_GRANULARITY_MS)
+      }
+      return { userId: owner.userId, role: owner.role, apiKeyId: owner.keyId }
+    },
+  }
+}
+
+export type ApiKeyService = ReturnType<typeof createApiKeyService>

@@ -1,0 +1,6 @@
+import { defineError } from '../../shared/errors.js'
+
+export const UserNotFound = defineError('USER_NOT_FOUND', 404)
+export const EmailTaken = defineError('EMAIL_TAKEN', 409)
+export const SelfLockout = defineError('SELF_LOCKOUT', 409)
+export const RegistrationClosed = defineError('REGISTRATION_CLOSED', 403)

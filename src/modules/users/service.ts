@@ -1,0 +1,164 @@
+import type { InTransaction } from '../../db/client.js'
+import type { UserRow } from '../../db/schema/index.js'
+import type { Caller, Role } from '../../shared/caller.js'
+import { isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
+import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { hashPassword, verifyPassword } from '../auth/passwords.js'
+import { EmailTaken, SelfLockout, UserNotFound } from './errors.js'
+import type { UserRepository } from './repository.js'
+import type {
+  User,
+  UserAdminUpdate,
+  UserCreate,
+  UserListQuery,
+  UserRegister,
+  UserSelfUpdate,
+} from './schemas.js'
+
+export interface UserServiceDeps {
+  users: UserRepository
+  inTransaction: InTransaction
+}
+
+const EMAIL_CONSTRAINT = 'users_email_key'
+
+export function toUser(row: UserRow): User {
+  return {
+    id: row.id,
+    email: row.email,
+    full_name: row.fullName,
+    role: row.role,
+    is_active: row.isActive,
+    created_at: row.createdAt.toISOString(),
+    updated_at: row.updatedAt.toISOString(),
+    last_login_at: row.lastLoginAt?.toISOString() ?? null,
+  }
+}
+
+function assertPasswordAllowed(password: string, email: string, path: string) {
+  if (password.trim().toLowerCase() === email.trim().toLowerCase()) {
+    throw new ValidationFailed([{ path, message: 'must not be the email address' }])
+  }
+}
+
+export function createUserService({ users, inTransaction }: UserServiceDeps) {
+  async function create(input: UserCreate & { role: Role }): Promise<User> {
+    assertPasswordAllowed(input.password, input.email, 'body.password')
+    const passwordHash = await hashPassword(input.password)
+    try {
+      const row = await users.insert({
+        email: input.email.toLowerCase(),
+        fullName: input.full_name,
+        role: input.role,
+        isActive: input.is_active ?? true,
+        passwordHash,
+      })
+      return toUser(row)
+    } catch (error) {
+      if (isUniqueViolation(error, EMAIL_CONSTRAINT)) {
+        throw new EmailTaken(`A user with email ${input.email.toLowerCase()} already exists.`)
+      }
+      throw error
+    }
+  }
+
+  async function existing(id: string): Promise<UserRow> {
+    const row = await users.findById(id)
+    if (!row) throw new UserNotFound(`User ${id} does not exist.`)
+    return row
+  }
+
+  return {
+    /** Self-service sign-up: always the `user` role. */
+    register: (input: UserRegister) => create({ ...input, role: 'user' }),
+
+    create: (input: UserCreate) => create({ ...input, role: input.role ?? 'user' }),
+
+    /** Creates the first admin when none is active; answers whether it did. */
+    async ensureAdmin(input: {
+      email: string
+      password: string
+      full_name: string
+    }): Promise<boolean> {
+      if (await users.anyActiveAdmin()) return false
+      await create({ ...input, role: 'admin' })
+      return true
+    },
+
+    get: async (id: string) => toUser(await existing(id)),
+
+    async list(query: UserListQuery): Promise<Page<User>> {
+      const sort = query.sort ?? 'created_at'
+      const { rows, total } = await users.list({
+        role: query.role,
+        isActive: query.is_active,
+        search: query.q,
+        sort: sort.replace(/^-/, '') as 'email' | 'created_at',
+        descending: sort.startsWith('-'),
+        ...pageOf(query),
+      })
+      return toPage(rows.map(toUser), total, query)
+    },
+
+    async updateSelf(caller: Caller, changes: UserSelfUpdate): Promise<User> {
+      return inTransaction(async (tx) => {
+        const row = await users.findByIdForUpdate(caller.userId, tx)
+        if (!row) throw new UserNotFound(`User ${caller.userId} does not exist.`)
+        let passwordHash: string | undefined
+        if (changes.password !== undefined) {
+          if (changes.current_password === undefined) {
+            throw new ValidationFailed([
+              { path: 'body.current_password', message: 'is required to change the password' },
+            ])
+          }
+          if (!(await verifyPassword(row.passwordHash, changes.current_password))) {
+            throw new ValidationFailed([
+              { path: 'body.current_password', message: 'is not the current password' },
+            ])
+          }
+          assertPasswordAllowed(changes.password, row.email, 'body.password')
+          passwordHash = await hashPassword(changes.password)
+          await users.revokeAllCredentials(row.id, tx)
+        }
+        const updated = await users.update(
+          row.id,
+          { fullName: changes.full_name, passwordHash, updatedAt: new Date() },
+          tx,
+        )
+        return toUser(updated ?? row)
+      })
+    },
+
+    async update(caller: Caller, id: string, changes: UserAdminUpdate): Promise<User> {
+      const locksOut =
+        (changes.role !== undefined && changes.role !== 'admin') || changes.is_active === false
+      if (id === caller.userId && locksOut) {
+        throw new SelfLockout('Admins cannot demote or deactivate themselves; ask another admin.')
+      }
+      return inTransaction(async (tx) => {
+        const row = await users.findByIdForUpdate(id, tx)
+        if (!row) throw new UserNotFound(`User ${id} does not exist.`)
+        if (changes.is_active === false && row.isActive) await users.revokeAllCredentials(id, tx)
+        const updated = await users.update(
+          id,
+          {
+            fullName: changes.full_name,
+            role: changes.role,
+            isActive: changes.is_active,
+            updatedAt: new Date(),
+          },
+          tx,
+        )
+        return toUser(updated ?? row)
+      })
+    },
+
+    async remove(caller: Caller, id: string): Promise<void> {
+      if (id === caller.userId)
+        throw new SelfLockout('Admins cannot delete themselves; ask another admin.')
+      if (!(await users.delete(id))) throw new UserNotFound(`User ${id} does not exist.`)
+    },
+  }
+}
+
+export type UserService = ReturnType<typeof createUserService>
