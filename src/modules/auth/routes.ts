@@ -81,11 +81,12 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       schema: {
         summary: 'Get tokens (OAuth 2.0 token endpoint)',
         description:
-          'Form-encoded (`application/x-www-form-urlencoded`). `grant_type=password` with `username` ' +
+          'Form-encoded (`application/x-www-form-urlencoded`, as OAuth clients send it; JSON with the ' +
+          'same fields is accepted too). `grant_type=password` with `username` ' +
           '(email) and `password`, or `grant_type=refresh_token` with `refresh_token`. Errors follow ' +
           'RFC 6749 §5.2. Rate limited per client address and per username.',
         tags,
-        consumes: ['application/x-www-form-urlencoded'],
+        consumes: ['application/x-www-form-urlencoded', 'application/json'],
         body: TokenRequestSchema,
         response: {
           200: TokenResponseSchema,
