@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject, type Options } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
-import type { FieldError } from '../shared/errors.js'
+import { type FieldError, ValidationFailed } from '../shared/errors.js'
 
 const common: Options = {
   allErrors: true, // report every problem in one answer, not the first one only
@@ -24,6 +24,21 @@ const textAjv = createAjv({ coerceTypes: 'array' })
 
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
   (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object)
+
+/**
+ * Validates input that does not arrive over HTTP (the CLI, start-up settings) by the same
+ * rules as a request body, so both paths report problems alike.
+ */
+export function assertValid<T>(schema: object, value: unknown, part = 'input'): T {
+  const validate = bodyAjv.compile(schema)
+  if (!validate(value)) {
+    throw new ValidationFailed(
+      toFieldErrors(validate.errors ?? [], part),
+      'The input is not valid.',
+    )
+  }
+  return value as T
+}
 
 const PART_NAMES: Record<string, string> = { querystring: 'query' }
 
