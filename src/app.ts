@@ -14,6 +14,9 @@ import { migrate } from './db/migrate.js'
 import { createApiKeyRepository } from './modules/api-keys/repository.js'
 import { apiKeyRoutes } from './modules/api-keys/routes.js'
 import { createApiKeyService } from './modules/api-keys/service.js'
+import { createAuditRepository } from './modules/audit/repository.js'
+import { auditRoutes } from './modules/audit/routes.js'
+import { createAuditService } from './modules/audit/service.js'
 import { createAccessTokens } from './modules/auth/access-tokens.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
@@ -24,7 +27,7 @@ import { createProductService } from './modules/products/service.js'
 import { createUserRepository } from './modules/users/repository.js'
 import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
-import { auth } from './platform/auth.js'
+import { type Authenticate, auth } from './platform/auth.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { loggerOptions, RequestLogController } from './platform/logging.js'
@@ -45,6 +48,12 @@ export interface AppOverrides {
   redis?: Redis | null
   /** Where log lines go (stdout by default); tests capture them here. */
   logStream?: DestinationStream
+  /**
+   * Resolves credentials to a caller instead of the built-in access tokens and API keys:
+   * the identity edge, swapped by tests and by the benchmark's auth-free baseline. Code
+   * only, never configuration, so no deployment can switch authentication off.
+   */
+  authenticate?: Authenticate
 }
 
 export type App = FastifyInstance<
@@ -107,7 +116,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(notFound)
   await app.register(httpSecurity, { config })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
-  await app.register(auth, { authenticate: modules.auth.authenticate })
+  await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
   if (config.DOCS_ENABLED) await app.register(openapi, { version })
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
@@ -130,6 +139,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
   await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
   await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
+  await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
 
   await app.ready()
   return app
@@ -163,7 +173,11 @@ function createModules(config: Config, database: DatabaseHandle) {
       inTransaction: transaction,
       refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_S,
     }),
-    products: createProductService({ products: createProductRepository(db) }),
+    products: createProductService({
+      products: createProductRepository(db),
+      inTransaction: transaction,
+    }),
+    audit: createAuditService({ events: createAuditRepository(db) }),
   }
 }
 

@@ -44,6 +44,12 @@ export const openapi = fp(
           { name: 'users', description: 'Your profile; user administration (admin).' },
           { name: 'api-keys', description: 'API keys for programs: send one as `X-API-Key`.' },
           { name: 'products', description: 'The product catalogue: everyone reads, admins write.' },
+          { name: 'customers', description: 'Customers: users and admins write, everyone reads.' },
+          {
+            name: 'orders',
+            description: 'Orders with items, stock, status transitions and idempotent creation.',
+          },
+          { name: 'audit', description: 'The audit log of every change (admin).' },
           { name: 'operations', description: 'Health, readiness and metrics.' },
         ],
       },

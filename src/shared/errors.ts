@@ -49,6 +49,15 @@ export function isUniqueViolation(error: unknown, constraint: string): boolean {
   return false
 }
 
+/** True when `error` (or a driver error it wraps) is a foreign key violation on `constraint`. */
+export function isForeignKeyViolation(error: unknown, constraint: string): boolean {
+  for (let current = error; current instanceof Error; current = current.cause) {
+    const pg = current as Error & { code?: string; constraint?: string }
+    if (pg.code === '23503') return pg.constraint === constraint
+  }
+  return false
+}
+
 /** No valid credentials; rendered with `WWW-Authenticate: Bearer`. */
 export const Unauthenticated = defineError('UNAUTHENTICATED', 401)
 /** Valid credentials, but the role does not allow this. */

@@ -1,2 +1,6 @@
+export * from './audit.js'
+export * from './customers.js'
+export * from './idempotency.js'
+export * from './orders.js'
 export * from './products.js'
 export * from './users.js'

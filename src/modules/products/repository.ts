@@ -50,6 +50,12 @@ export function createProductRepository(db: Database) {
       return row
     },
 
+    /** Locks the row until the transaction ends, so a before/after pair is exact. */
+    async findByIdForUpdate(id: string, tx: Executor): Promise<ProductRow | undefined> {
+      const [row] = await tx.select().from(products).where(eq(products.id, id)).for('update')
+      return row
+    },
+
     async list(
       options: ProductListOptions,
       tx: Executor = db,
@@ -79,12 +85,9 @@ export function createProductRepository(db: Database) {
       return row
     },
 
-    async delete(id: string, tx: Executor = db): Promise<boolean> {
-      const deleted = await tx
-        .delete(products)
-        .where(eq(products.id, id))
-        .returning({ id: products.id })
-      return deleted.length > 0
+    async delete(id: string, tx: Executor = db): Promise<ProductRow | undefined> {
+      const [row] = await tx.delete(products).where(eq(products.id, id)).returning()
+      return row
     },
   }
 }

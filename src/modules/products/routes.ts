@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
+import { actorOf } from '../audit/actor.js'
 import {
   ProductCreateSchema,
   ProductListQuerySchema,
@@ -37,7 +38,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const product = await products.create(request.body)
+      const product = await products.create(request.body, actorOf(request))
       return reply.code(201).header('location', `/v1/products/${product.id}`).send(product)
     },
   )
@@ -82,7 +83,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
         response: { 200: ProductSchema, ...problemResponses(400, 404, 409, 413, 415, 422) },
       },
     },
-    async (request) => products.update(request.params.id, request.body),
+    async (request) => products.update(request.params.id, request.body, actorOf(request)),
   )
 
   app.delete(
@@ -91,13 +92,19 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
       config: admins,
       schema: {
         summary: 'Delete a product',
+        description:
+          'A product that appears in orders cannot be deleted (409 PRODUCT_IN_USE): set ' +
+          '`is_active` to false instead, so past orders keep their history.',
         tags,
         params: IdParamsSchema,
-        response: { 204: Type.Null({ description: 'Deleted.' }), ...problemResponses(404, 422) },
+        response: {
+          204: Type.Null({ description: 'Deleted.' }),
+          ...problemResponses(404, 409, 422),
+        },
       },
     },
     async (request, reply) => {
-      await products.remove(request.params.id)
+      await products.remove(request.params.id, actorOf(request))
       return reply.code(204).send(null)
     },
   )

@@ -1,15 +1,23 @@
+import type { InTransaction } from '../../db/client.js'
 import type { ProductRow } from '../../db/schema/index.js'
-import { isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
+import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
 import { type Page, pageOf, toPage } from '../../shared/schemas.js'
-import { ProductNotFound, ProductSkuTaken } from './errors.js'
+import type { Actor } from '../audit/actor.js'
+import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
+import { recordAudit } from '../audit/log.js'
+import { ProductInUse, ProductNotFound, ProductSkuTaken } from './errors.js'
 import type { ProductRepository, ProductSort } from './repository.js'
 import type { Product, ProductCreate, ProductListQuery, ProductUpdate } from './schemas.js'
 
 export interface ProductServiceDeps {
   products: ProductRepository
+  inTransaction: InTransaction
 }
 
 const SKU_CONSTRAINT = 'products_sku_key'
+const ORDERED_CONSTRAINT = 'order_items_product_id_fkey'
+/** What the audit log records of a product: every field but the timestamps. */
+const AUDITED_FIELDS = ['sku', 'name', 'description', 'price', 'stock', 'is_active'] as const
 
 export function toProduct(row: ProductRow): Product {
   return {
@@ -32,7 +40,7 @@ function assertPositivePrice(price: string | undefined) {
   }
 }
 
-export function createProductService({ products }: ProductServiceDeps) {
+export function createProductService({ products, inTransaction }: ProductServiceDeps) {
   async function withSkuConflict<T>(sku: string | undefined, write: () => Promise<T>): Promise<T> {
     try {
       return await write()
@@ -45,19 +53,32 @@ export function createProductService({ products }: ProductServiceDeps) {
   }
 
   return {
-    async create(input: ProductCreate): Promise<Product> {
+    async create(input: ProductCreate, actor: Actor): Promise<Product> {
       assertPositivePrice(input.price)
-      const row = await withSkuConflict(input.sku, () =>
-        products.insert({
-          sku: input.sku,
-          name: input.name,
-          description: input.description ?? null,
-          price: input.price,
-          stock: input.stock ?? 0,
-          isActive: input.is_active ?? true,
+      return withSkuConflict(input.sku, () =>
+        inTransaction(async (tx) => {
+          const product = toProduct(
+            await products.insert(
+              {
+                sku: input.sku,
+                name: input.name,
+                description: input.description ?? null,
+                price: input.price,
+                stock: input.stock ?? 0,
+                isActive: input.is_active ?? true,
+              },
+              tx,
+            ),
+          )
+          await recordAudit(tx, actor, {
+            action: 'create',
+            resourceType: 'product',
+            resourceId: product.id,
+            changes: createdChanges(product, AUDITED_FIELDS),
+          })
+          return product
         }),
       )
-      return toProduct(row)
     },
 
     async get(id: string): Promise<Product> {
@@ -85,25 +106,61 @@ export function createProductService({ products }: ProductServiceDeps) {
       return toPage(rows.map(toProduct), total, query)
     },
 
-    async update(id: string, changes: ProductUpdate): Promise<Product> {
+    async update(id: string, changes: ProductUpdate, actor: Actor): Promise<Product> {
       assertPositivePrice(changes.price)
-      const row = await withSkuConflict(changes.sku, () =>
-        products.update(id, {
-          sku: changes.sku,
-          name: changes.name,
-          description: changes.description,
-          price: changes.price,
-          stock: changes.stock,
-          isActive: changes.is_active,
-          updatedAt: new Date(),
+      return withSkuConflict(changes.sku, () =>
+        inTransaction(async (tx) => {
+          const current = await products.findByIdForUpdate(id, tx)
+          if (!current) throw new ProductNotFound(`Product ${id} does not exist.`)
+          const row = await products.update(
+            id,
+            {
+              sku: changes.sku,
+              name: changes.name,
+              description: changes.description,
+              price: changes.price,
+              stock: changes.stock,
+              isActive: changes.is_active,
+              updatedAt: new Date(),
+            },
+            tx,
+          )
+          if (!row) throw new ProductNotFound(`Product ${id} does not exist.`)
+          const [before, after] = [toProduct(current), toProduct(row)]
+          const changed = updatedChanges(before, after, AUDITED_FIELDS)
+          if (Object.keys(changed).length > 0) {
+            await recordAudit(tx, actor, {
+              action: 'update',
+              resourceType: 'product',
+              resourceId: id,
+              changes: changed,
+            })
+          }
+          return after
         }),
       )
-      if (!row) throw new ProductNotFound(`Product ${id} does not exist.`)
-      return toProduct(row)
     },
 
-    async remove(id: string): Promise<void> {
-      if (!(await products.delete(id))) throw new ProductNotFound(`Product ${id} does not exist.`)
+    async remove(id: string, actor: Actor): Promise<void> {
+      try {
+        await inTransaction(async (tx) => {
+          const row = await products.delete(id, tx)
+          if (!row) throw new ProductNotFound(`Product ${id} does not exist.`)
+          await recordAudit(tx, actor, {
+            action: 'delete',
+            resourceType: 'product',
+            resourceId: id,
+            changes: deletedChanges(toProduct(row), AUDITED_FIELDS),
+          })
+        })
+      } catch (error) {
+        if (isForeignKeyViolation(error, ORDERED_CONSTRAINT)) {
+          throw new ProductInUse(
+            `Product ${id} appears in orders and cannot be deleted; set is_active to false instead.`,
+          )
+        }
+        throw error
+      }
     },
   }
 }

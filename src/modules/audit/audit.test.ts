@@ -1,0 +1,175 @@
+import { eq } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  type TestUser,
+  unique,
+} from '../../../test/helpers.js'
+import { auditEvents } from '../../db/schema/index.js'
+
+let t: TestApp
+let admin: TestUser
+let asAdmin: ReturnType<typeof injectAs>
+
+beforeAll(async () => {
+  t = await buildTestApp()
+  admin = await createTestUser(t, 'admin')
+  asAdmin = injectAs(t, admin)
+})
+afterAll(() => t.close())
+
+async function createProduct(overrides: Record<string, unknown> = {}) {
+  const response = await asAdmin({
+    method: 'POST',
+    url: '/v1/products',
+    payload: { sku: `AUD-${unique()}`, name: 'Audited', price: '10.00', stock: 3, ...overrides },
+  })
+  expect(response.statusCode).toBe(201)
+  return response.json() as { id: string; sku: string }
+}
+
+const eventsFor = (resourceId: string) =>
+  t.database.db
+    .select()
+    .from(auditEvents)
+    .where(eq(auditEvents.resourceId, resourceId))
+    .orderBy(auditEvents.at)
+
+describe('audit events for products', () => {
+  it('records create, update and delete with actor, request id, address and changes', async () => {
+    const product = await createProduct()
+    const update = await asAdmin({
+      method: 'PATCH',
+      url: `/v1/products/${product.id}`,
+      payload: { price: '12.50', name: 'Audited' },
+      headers: { 'x-request-id': `req-${unique()}` },
+    })
+    expect(update.statusCode).toBe(200)
+    expect(
+      (await asAdmin({ method: 'DELETE', url: `/v1/products/${product.id}` })).statusCode,
+    ).toBe(204)
+
+    const events = await eventsFor(product.id)
+    expect(events.map((event) => event.action)).toEqual(['create', 'update', 'delete'])
+    for (const event of events) {
+      expect(event).toMatchObject({
+        actorUserId: admin.id,
+        actorApiKeyId: null,
+        resourceType: 'product',
+        clientAddress: '127.0.0.1',
+      })
+    }
+    expect(events[0]?.changes).toMatchObject({
+      sku: { after: product.sku },
+      price: { after: '10.00' },
+      stock: { after: 3 },
+    })
+    // Only the field that changed: the unchanged name is not recorded.
+    expect(events[1]?.changes).toEqual({ price: { before: '10.00', after: '12.50' } })
+    expect(events[1]?.requestId).toBe(update.headers['x-request-id'])
+    expect(events[2]?.changes).toMatchObject({ price: { before: '12.50' } })
+  })
+
+  it('names the API key when the change came through one', async () => {
+    const created = await asAdmin({
+      method: 'POST',
+      url: '/v1/api-keys',
+      payload: { name: 'audit test' },
+    })
+    const key = created.json() as { id: string; key: string }
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/products',
+      headers: { 'x-api-key': key.key },
+      payload: { sku: `AUD-${unique()}`, name: 'Via key', price: '1.00' },
+    })
+    expect(response.statusCode).toBe(201)
+    const [event] = await eventsFor(response.json().id)
+    expect(event).toMatchObject({ actorUserId: admin.id, actorApiKeyId: key.id })
+  })
+
+  it('writes no event for a change that fails and rolls back', async () => {
+    const first = await createProduct()
+    const second = await createProduct()
+    const conflict = await asAdmin({
+      method: 'PATCH',
+      url: `/v1/products/${second.id}`,
+      payload: { sku: first.sku },
+    })
+    expect(conflict.statusCode).toBe(409)
+    const events = await eventsFor(second.id)
+    expect(events.map((event) => event.action)).toEqual(['create'])
+  })
+})
+
+describe('GET /v1/audit-events', () => {
+  it('lists events newest first, filtered by resource, action and actor', async () => {
+    const product = await createProduct()
+    await asAdmin({ method: 'PATCH', url: `/v1/products/${product.id}`, payload: { stock: 9 } })
+
+    const response = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?resource_type=product&resource_id=${product.id}`,
+    })
+    expect(response.statusCode).toBe(200)
+    const page = response.json()
+    expect(page.total).toBe(2)
+    expect(page.items.map((event: { action: string }) => event.action)).toEqual([
+      'update',
+      'create',
+    ])
+    expect(page.items[0]).toMatchObject({
+      resource_type: 'product',
+      resource_id: product.id,
+      actor: { user_id: admin.id, api_key_id: null },
+      changes: { stock: { before: 3, after: 9 } },
+    })
+
+    const byAction = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?action=update&resource_id=${product.id}&actor=${admin.id}`,
+    })
+    expect(byAction.json().total).toBe(1)
+  })
+
+  it('filters by a time range and refuses one that ends before it starts', async () => {
+    const product = await createProduct()
+    const future = new Date(Date.now() + 60_000).toISOString()
+    const past = new Date(Date.now() - 60_000).toISOString()
+    const inRange = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?resource_id=${product.id}&from=${past}&to=${future}`,
+    })
+    expect(inRange.json().total).toBe(1)
+    const later = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?resource_id=${product.id}&from=${future}`,
+    })
+    expect(later.json().total).toBe(0)
+
+    const reversed = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?from=${future}&to=${past}`,
+    })
+    expect(reversed.statusCode).toBe(422)
+    expect(reversed.json().errors).toEqual([
+      { path: 'query.from', message: 'must not be after to' },
+    ])
+  })
+
+  it('is for admins only', async () => {
+    for (const role of ['user', 'viewer'] as const) {
+      const response = await injectAs(
+        t,
+        await createTestUser(t, role),
+      )({
+        method: 'GET',
+        url: '/v1/audit-events',
+      })
+      expect(response.statusCode).toBe(403)
+    }
+  })
+})

@@ -1,0 +1,34 @@
+import type { Executor } from '../../db/client.js'
+import { type AuditChanges, auditEvents } from '../../db/schema/index.js'
+import type { Actor } from './actor.js'
+
+export const AUDIT_ACTIONS = ['create', 'update', 'delete', 'status_change'] as const
+export type AuditAction = (typeof AUDIT_ACTIONS)[number]
+
+export const AUDITED_RESOURCES = ['customer', 'product', 'order', 'user', 'api_key'] as const
+export type AuditedResource = (typeof AUDITED_RESOURCES)[number]
+
+export interface AuditEntry {
+  action: AuditAction
+  resourceType: AuditedResource
+  resourceId: string
+  changes: AuditChanges
+}
+
+/**
+ * Writes audit events. It takes the caller's transaction on purpose: an event is written
+ * together with the change it describes, so a change that rolls back leaves no event and
+ * a committed change always has one.
+ */
+export async function recordAudit(tx: Executor, actor: Actor, entry: AuditEntry): Promise<void> {
+  await tx.insert(auditEvents).values({
+    actorUserId: actor.userId,
+    actorApiKeyId: actor.apiKeyId,
+    requestId: actor.requestId,
+    clientAddress: actor.clientAddress,
+    action: entry.action,
+    resourceType: entry.resourceType,
+    resourceId: entry.resourceId,
+    changes: entry.changes,
+  })
+}
