@@ -122,6 +122,12 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  ORDER_MAX_TOTAL_QUANTITY: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 20,
+    description: 'units per order, all lines together (1-10000)',
+  }),
 })
 
 type Env = Static<typeof EnvSchema>
