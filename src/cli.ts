@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util'
+import { Presets, SingleBar } from 'cli-progress'
 import { databaseSettings } from './app.js'
 import { createAdmin } from './cli/create-admin.js'
 import { promptSecret } from './cli/prompt.js'
+import { seed } from './cli/seed.js'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
 import { migrate, rollback } from './db/migrate.js'
@@ -15,6 +17,9 @@ Commands:
   create-admin --email <email> [--name <full name>]
                                         create an admin user; the password comes from
                                         ADMIN_PASSWORD, else from a prompt (or stdin)
+  seed [--customers 1000] [--products 200] [--orders 10000] [--seed 42] [--owner <email>]
+                                        fill the database with realistic demo data; the
+                                        orders belong to --owner (default: the first admin)
 `
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
@@ -56,6 +61,56 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
       console.log(`Created admin ${admin.email} (id ${admin.id}).`)
     })
   },
+
+  async seed(args) {
+    const { values } = parseArgs({
+      args,
+      options: {
+        customers: { type: 'string', default: '1000' },
+        products: { type: 'string', default: '200' },
+        orders: { type: 'string', default: '10000' },
+        seed: { type: 'string', default: '42' },
+        owner: { type: 'string' },
+      },
+    })
+    const counts = {
+      customers: count(values.customers, '--customers'),
+      products: count(values.products, '--products'),
+      orders: count(values.orders, '--orders'),
+    }
+    const bar = new SingleBar(
+      {
+        format: 'seeding [{bar}] {percentage}% | {value}/{total} rows | {duration}s',
+        hideCursor: true,
+      },
+      Presets.shades_classic,
+    )
+    await withDatabase(async (database) => {
+      await migrate(database)
+      bar.start(counts.customers + counts.products + counts.orders, 0)
+      try {
+        await seed(database, {
+          ...counts,
+          seed: count(values.seed, '--seed'),
+          ownerEmail: values.owner,
+          onProgress: (done) => bar.update(done),
+        })
+      } finally {
+        bar.stop()
+      }
+      console.log(
+        `Seeded ${counts.customers} customers, ${counts.products} products and ${counts.orders} orders.`,
+      )
+    })
+  },
+}
+
+function count(value: string | undefined, flag: string): number {
+  const parsed = Number(value)
+  if (!Number.isSafeInteger(parsed) || parsed < 0) {
+    throw new UsageError(`${flag} must be a whole number >= 0`)
+  }
+  return parsed
 }
 
 class UsageError extends Error {}
