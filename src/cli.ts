@@ -17,9 +17,11 @@ Commands:
   create-admin --email <email> [--name <full name>]
                                         create an admin user; the password comes from
                                         ADMIN_PASSWORD, else from a prompt (or stdin)
-  seed [--customers 1000] [--products 200] [--orders 10000] [--seed 42] [--owner <email>]
+  seed [--customers 1000] [--products 200] [--orders 10000] [--items <per order>]
+       [--seed 42] [--owner <email>]
                                         fill the database with realistic demo data; the
                                         orders belong to --owner (default: the first admin)
+                                        and have 1-5 items unless --items is given
 `
 
 const commands: Record<string, (args: string[]) => Promise<void>> = {
@@ -71,6 +73,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
         orders: { type: 'string', default: '10000' },
         seed: { type: 'string', default: '42' },
         owner: { type: 'string' },
+        items: { type: 'string' },
       },
     })
     const counts = {
@@ -93,6 +96,7 @@ const commands: Record<string, (args: string[]) => Promise<void>> = {
           ...counts,
           seed: count(values.seed, '--seed'),
           ownerEmail: values.owner,
+          itemsPerOrder: values.items === undefined ? undefined : count(values.items, '--items'),
           onProgress: (done) => bar.update(done),
         })
       } finally {

@@ -92,6 +92,31 @@ describe('seed', () => {
     expect(await names()).toEqual(await names())
   })
 
+  it('gives every order exactly --items lines when asked', async () => {
+    const owner = await createUserRepository(database.db).insert({
+      email: `seed-fixed-${unique().toLowerCase()}@example.com`,
+      fullName: 'Seed owner',
+      role: 'user',
+      passwordHash: 'not used',
+    })
+    await seed(database, {
+      customers: 2,
+      products: 6,
+      orders: 10,
+      itemsPerOrder: 3,
+      seed: 3,
+      ownerEmail: owner.email,
+    })
+    const ids = (await ordersOf(owner.id)).map((order) => order.id)
+    expect(ids).toHaveLength(10)
+    const lines = await database.db
+      .select({ orderId: orderItems.orderId, count: sql<number>`count(*)::int` })
+      .from(orderItems)
+      .where(inArray(orderItems.orderId, ids))
+      .groupBy(orderItems.orderId)
+    expect(lines.map((line) => line.count)).toEqual(Array(10).fill(3))
+  })
+
   it('refuses orders without products, before writing any order', async () => {
     const before = (await ordersOf(ownerId)).length
     await expect(

@@ -23,6 +23,8 @@ export interface SeedOptions extends SeedCounts {
   seed: number
   /** The user who "created" the orders; default: the oldest active admin. */
   ownerEmail?: string
+  /** Lines per order; default: 1 to 5 at random. Benchmarks fix it to compare runs. */
+  itemsPerOrder?: number
   /** Called after every batch with the rows written so far and the total to write. */
   onProgress?: (done: number, total: number) => void
 }
@@ -99,7 +101,9 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
   }
   for (const size of batches(options.orders)) {
     await db.transaction(async (tx) => {
-      const drafts = Array.from({ length: size }, () => draftOrder(customerIds, catalogue))
+      const drafts = Array.from({ length: size }, () =>
+        draftOrder(customerIds, catalogue, options.itemsPerOrder),
+      )
       const inserted = await tx
         .insert(orders)
         .values(
@@ -128,11 +132,14 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
 function draftOrder(
   customerIds: readonly string[],
   catalogue: readonly { id: string; name: string; sku: string; cents: number }[],
+  itemsPerOrder: number | undefined,
 ) {
-  const lines = faker.helpers.arrayElements(catalogue, {
-    min: 1,
-    max: Math.min(MAX_ITEMS_PER_ORDER, catalogue.length),
-  })
+  const lines = faker.helpers.arrayElements(
+    catalogue,
+    itemsPerOrder === undefined
+      ? { min: 1, max: Math.min(MAX_ITEMS_PER_ORDER, catalogue.length) }
+      : Math.min(itemsPerOrder, catalogue.length),
+  )
   const items = lines.map((product, position) => {
     const quantity = faker.number.int({ min: 1, max: 4 })
     return {
