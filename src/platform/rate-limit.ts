@@ -1,4 +1,5 @@
-import rateLimit from '@fastify/rate-limit'
+import { createHash } from 'node:crypto'
+import rateLimit, { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
@@ -10,6 +11,12 @@ export interface RateLimitSettings {
   /** Server mode: counters shared by every instance. Embedded: in-process. */
   redis: Redis | null
 }
+
+/**
+ * The client address as a counter key. One IPv6 client holds a whole /64, so keying on the
+ * full address would hand it 2^64 budgets; an IPv4-mapped address counts as the IPv4 one.
+ */
+const addressKey = (request: FastifyRequest) => normalizeIP(request.ip)
 
 /**
  * The default limit for every /v1 route, keyed by the authenticated user or API key, else
@@ -27,11 +34,12 @@ export const rateLimits = fp(
       nameSpace: 'orderflow:rate:',
       skipOnError: true,
       enableDraftSpec: true,
-      // Probes, metrics and docs are for operators and load balancers, not clients.
-      allowList: (request) => !request.url.startsWith('/v1/'),
+      // Probes, metrics and docs are for operators and load balancers, not clients. Judged by
+      // the matched route, not the raw URL: the router decodes `/%761/...` to a /v1 route.
+      allowList: (request) => !request.routeOptions.url?.startsWith('/v1/'),
       keyGenerator: (request) => {
         const caller = request.caller
-        if (!caller) return `ip:${request.ip}`
+        if (!caller) return `ip:${addressKey(request)}`
         return caller.apiKeyId ? `key:${caller.apiKeyId}` : `user:${caller.userId}`
       },
       errorResponseBuilder: (_request, context) =>
@@ -59,16 +67,22 @@ export function loginThrottle(
       max: settings.max,
       timeWindow: settings.windowMs,
       skipOnError: false,
+      // Never inherit the general limit's allow-list: no request escapes the login limits.
+      allowList: [],
       keyGenerator: (request) => `login:${prefix}:${key(request)}`,
     })
-  const byAddress = limiter('ip', (request) => request.ip)
-  const byUsername = limiter(
-    'user',
-    (request) => settings.username(request)?.trim().toLowerCase() ?? '',
+  const byAddress = limiter('ip', addressKey)
+  // Hashed: the key is client input of any length, and the store needs no email addresses.
+  const byUsername = limiter('user', (request) =>
+    createHash('sha256')
+      .update(settings.username(request)?.trim().toLowerCase() ?? '')
+      .digest('base64url'),
   )
 
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const checks = settings.username(request) ? [byAddress, byUsername] : [byAddress]
+    // The headers tell the client about the budget that runs out first.
+    let tightest: { max: number; remaining: number; ttlInSeconds: number } | undefined
     for (const check of checks) {
       let result: Awaited<ReturnType<typeof check>>
       try {
@@ -78,13 +92,22 @@ export function loginThrottle(
         throw new ServiceUnavailable('Logins are unavailable for a moment; try again shortly.')
       }
       if (result.isAllowed) continue
-      reply.header('ratelimit-limit', result.max)
-      reply.header('ratelimit-remaining', result.remaining)
-      reply.header('ratelimit-reset', result.ttlInSeconds)
       if (result.isExceeded) {
+        setRateLimitHeaders(reply, result)
         reply.header('retry-after', result.ttlInSeconds)
         throw new TooManyRequests(`Too many login attempts; retry in ${result.ttlInSeconds} s.`)
       }
+      if (!tightest || result.remaining < tightest.remaining) tightest = result
     }
+    if (tightest) setRateLimitHeaders(reply, tightest)
   }
+}
+
+function setRateLimitHeaders(
+  reply: FastifyReply,
+  budget: { max: number; remaining: number; ttlInSeconds: number },
+) {
+  reply.header('ratelimit-limit', budget.max)
+  reply.header('ratelimit-remaining', budget.remaining)
+  reply.header('ratelimit-reset', budget.ttlInSeconds)
 }
