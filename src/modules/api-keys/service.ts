@@ -33,6 +33,10 @@ export function createApiKeyService({
   return {
     async create(caller: Caller, input: ApiKeyCreate): Promise<ApiKeyCreated> {
       const expiresAt = input.expires_at === undefined ? null : new Date(input.expires_at)
+      // RFC 3339 allows a leap second (23:59:60) that Date cannot hold: it parses to NaN.
+      if (expiresAt && Number.isNaN(expiresAt.getTime())) {
+        throw new ValidationFailed([{ path: 'body.expires_at', message: 'is not a valid time' }])
+      }
       if (expiresAt && expiresAt <= now()) {
         throw new ValidationFailed([{ path: 'body.expires_at', message: 'must be in the future' }])
       }

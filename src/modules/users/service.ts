@@ -1,10 +1,10 @@
 import type { InTransaction } from '../../db/client.js'
 import type { UserRow } from '../../db/schema/index.js'
 import type { Caller, Role } from '../../shared/caller.js'
-import { isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
+import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
 import { type Page, pageOf, toPage } from '../../shared/schemas.js'
 import { hashPassword, verifyPassword } from '../auth/passwords.js'
-import { EmailTaken, SelfLockout, UserNotFound } from './errors.js'
+import { EmailTaken, SelfLockout, UserHasOrders, UserNotFound } from './errors.js'
 import type { UserRepository } from './repository.js'
 import type {
   User,
@@ -21,6 +21,7 @@ export interface UserServiceDeps {
 }
 
 const EMAIL_CONSTRAINT = 'users_email_key'
+const ORDERS_CONSTRAINT = 'orders_created_by_fkey'
 
 export function toUser(row: UserRow): User {
   return {
@@ -132,12 +133,13 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
     async update(caller: Caller, id: string, changes: UserAdminUpdate): Promise<User> {
       const locksOut =
         (changes.role !== undefined && changes.role !== 'admin') || changes.is_active === false
-      if (id === caller.userId && locksOut) {
-        throw new SelfLockout('Admins cannot demote or deactivate themselves; ask another admin.')
-      }
       return inTransaction(async (tx) => {
         const row = await users.findByIdForUpdate(id, tx)
         if (!row) throw new UserNotFound(`User ${id} does not exist.`)
+        // The stored id, not the path's: a UUID may be written in capitals.
+        if (row.id === caller.userId && locksOut) {
+          throw new SelfLockout('Admins cannot demote or deactivate themselves; ask another admin.')
+        }
         if (changes.is_active === false && row.isActive) await users.revokeAllCredentials(id, tx)
         const updated = await users.update(
           id,
@@ -154,9 +156,22 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
     },
 
     async remove(caller: Caller, id: string): Promise<void> {
-      if (id === caller.userId)
-        throw new SelfLockout('Admins cannot delete themselves; ask another admin.')
-      if (!(await users.delete(id))) throw new UserNotFound(`User ${id} does not exist.`)
+      try {
+        await inTransaction(async (tx) => {
+          const row = await users.findByIdForUpdate(id, tx)
+          if (!row) throw new UserNotFound(`User ${id} does not exist.`)
+          if (row.id === caller.userId)
+            throw new SelfLockout('Admins cannot delete themselves; ask another admin.')
+          await users.delete(row.id, tx)
+        })
+      } catch (error) {
+        if (isForeignKeyViolation(error, ORDERS_CONSTRAINT)) {
+          throw new UserHasOrders(
+            `User ${id} has placed orders and cannot be deleted; deactivate them instead (is_active false).`,
+          )
+        }
+        throw error
+      }
     },
   }
 }
