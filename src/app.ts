@@ -21,6 +21,9 @@ import { createAccessTokens } from './modules/auth/access-tokens.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
 import { createAuthService } from './modules/auth/service.js'
+import { createCustomerRepository } from './modules/customers/repository.js'
+import { customerRoutes } from './modules/customers/routes.js'
+import { createCustomerService } from './modules/customers/service.js'
 import { createProductRepository } from './modules/products/repository.js'
 import { productRoutes } from './modules/products/routes.js'
 import { createProductService } from './modules/products/service.js'
@@ -139,6 +142,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
   await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
   await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
+  await app.register(customerRoutes, { prefix: '/v1/customers', customers: modules.customers })
   await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
 
   await app.ready()
@@ -175,6 +179,10 @@ function createModules(config: Config, database: DatabaseHandle) {
     }),
     products: createProductService({
       products: createProductRepository(db),
+      inTransaction: transaction,
+    }),
+    customers: createCustomerService({
+      customers: createCustomerRepository(db),
       inTransaction: transaction,
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),

@@ -174,6 +174,7 @@ describe('authentication on every protected route', () => {
 describe('roles', () => {
   const everyone: Role[] = ['admin', 'user', 'viewer']
   const admins: Role[] = ['admin']
+  const writers: Role[] = ['admin', 'user']
   /** Who may call what. A route missing here fails the coverage test below. */
   const matrix: Record<string, Role[]> = {
     'GET /v1/products': everyone,
@@ -181,6 +182,11 @@ describe('roles', () => {
     'POST /v1/products': admins,
     'PATCH /v1/products/{id}': admins,
     'DELETE /v1/products/{id}': admins,
+    'GET /v1/customers': everyone,
+    'GET /v1/customers/{id}': everyone,
+    'POST /v1/customers': writers,
+    'PATCH /v1/customers/{id}': writers,
+    'DELETE /v1/customers/{id}': writers,
     'GET /v1/users/me': everyone,
     'PATCH /v1/users/me': everyone,
     'GET /v1/users': admins,
