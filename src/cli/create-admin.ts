@@ -1,5 +1,6 @@
 import { type Static, Type } from 'typebox'
 import { type DatabaseHandle, inTransaction } from '../db/client.js'
+import { SYSTEM_ACTOR } from '../modules/audit/actor.js'
 import { createUserRepository } from '../modules/users/repository.js'
 import { EmailSchema, PasswordSchema } from '../modules/users/schemas.js'
 import { createUserService } from '../modules/users/service.js'
@@ -25,5 +26,5 @@ export async function createAdmin(database: DatabaseHandle, input: AdminInput) {
     users: createUserRepository(database.db),
     inTransaction: inTransaction(database.db),
   })
-  return users.create({ ...valid, role: 'admin' })
+  return users.create({ ...valid, role: 'admin' }, SYSTEM_ACTOR)
 }

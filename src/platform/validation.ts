@@ -14,6 +14,8 @@ const common: Options = {
 function createAjv(options: Options): Ajv {
   const ajv = new Ajv({ ...common, ...options })
   addFormats.default(ajv)
+  // ajv-formats' uuid also admits `urn:uuid:...`, which PostgreSQL's uuid type refuses.
+  ajv.addFormat('uuid', /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i)
   return ajv
 }
 

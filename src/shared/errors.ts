@@ -49,11 +49,14 @@ export function isUniqueViolation(error: unknown, constraint: string): boolean {
   return false
 }
 
-/** True when `error` (or a driver error it wraps) is a foreign key violation on `constraint`. */
+/**
+ * True when `error` (or a driver error it wraps) is a foreign key violation on `constraint`:
+ * 23503, or 23001 (restrict_violation), which an ON DELETE RESTRICT key raises instead.
+ */
 export function isForeignKeyViolation(error: unknown, constraint: string): boolean {
   for (let current = error; current instanceof Error; current = current.cause) {
     const pg = current as Error & { code?: string; constraint?: string }
-    if (pg.code === '23503') return pg.constraint === constraint
+    if (pg.code === '23503' || pg.code === '23001') return pg.constraint === constraint
   }
   return false
 }

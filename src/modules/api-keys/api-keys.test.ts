@@ -171,6 +171,19 @@ describe('POST /v1/api-keys', () => {
     })
     expectProblem(response, 401, 'UNAUTHENTICATED')
   })
+
+  it('refuses a request made with an API key: a key cannot mint keys that outlive it', async () => {
+    const owner = await createTestUser(t, 'user')
+    const key = await createKey(owner, { name: 'short-lived' })
+    const response = await withKey(key.key, {
+      method: 'POST',
+      url: '/v1/api-keys',
+      payload: { name: 'forever' },
+    })
+    expectProblem(response, 403, 'FORBIDDEN')
+    const rows = await t.database.db.select().from(apiKeys).where(eq(apiKeys.userId, owner.id))
+    expect(rows.map((row) => row.name)).toEqual(['short-lived'])
+  })
 })
 
 describe('GET /v1/api-keys', () => {

@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { callerOf } from '../../platform/auth.js'
 import { ROLES } from '../../shared/caller.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
+import { actorOf } from '../audit/actor.js'
 import { ApiKeyCreatedSchema, ApiKeyCreateSchema, ApiKeyListSchema } from './schemas.js'
 import type { ApiKeyService } from './service.js'
 
@@ -20,14 +21,16 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
       config: everyone,
       schema: {
         summary: 'Create an API key',
-        description: 'The answer holds the key itself, once; send it as the `X-API-Key` header.',
+        description:
+          'The answer holds the key itself, once; send it as the `X-API-Key` header. Needs a ' +
+          'bearer token: a request made with an API key answers 403.',
         tags,
         body: ApiKeyCreateSchema,
-        response: { 201: ApiKeyCreatedSchema, ...problemResponses(400, 415, 422) },
+        response: { 201: ApiKeyCreatedSchema, ...problemResponses(400, 403, 415, 422) },
       },
     },
     async (request, reply) => {
-      const created = await apiKeys.create(callerOf(request), request.body)
+      const created = await apiKeys.create(callerOf(request), request.body, actorOf(request))
       return reply.code(201).header('location', `/v1/api-keys/${created.id}`).send(created)
     },
   )
@@ -56,7 +59,7 @@ export const apiKeyRoutes: FastifyPluginAsyncTypebox<{ apiKeys: ApiKeyService }>
       },
     },
     async (request, reply) => {
-      await apiKeys.revoke(callerOf(request), request.params.id)
+      await apiKeys.revoke(callerOf(request), request.params.id, actorOf(request))
       return reply.code(204).send(null)
     },
   )

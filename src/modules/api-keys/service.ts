@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto'
+import type { InTransaction } from '../../db/client.js'
 import type { ApiKeyRow } from '../../db/schema/index.js'
 import type { Caller } from '../../shared/caller.js'
-import { defineError, ValidationFailed } from '../../shared/errors.js'
+import { defineError, Forbidden, ValidationFailed } from '../../shared/errors.js'
 import { hashSecret, randomSecret } from '../../shared/secrets.js'
+import type { Actor } from '../audit/actor.js'
+import { createdChanges } from '../audit/changes.js'
+import { recordAudit } from '../audit/log.js'
 import type { ApiKeyRepository } from './repository.js'
 import type { ApiKey, ApiKeyCreate, ApiKeyCreated } from './schemas.js'
 
@@ -23,15 +27,24 @@ export function toApiKey(row: ApiKeyRow): ApiKey {
   }
 }
 
+/** What the audit log records of a key: never the key or its hash. */
+const AUDITED_FIELDS = ['name', 'prefix', 'expires_at'] as const
+
 export function createApiKeyService({
   apiKeys,
+  inTransaction,
   now = () => new Date(),
 }: {
   apiKeys: ApiKeyRepository
+  inTransaction: InTransaction
   now?: () => Date
 }) {
   return {
-    async create(caller: Caller, input: ApiKeyCreate): Promise<ApiKeyCreated> {
+    async create(caller: Caller, input: ApiKeyCreate, actor: Actor): Promise<ApiKeyCreated> {
+      // A key minting keys could outlive its own expiry or revocation: log in instead.
+      if (caller.apiKeyId) {
+        throw new Forbidden('An API key cannot create API keys; use a bearer token.')
+      }
       const expiresAt = input.expires_at === undefined ? null : new Date(input.expires_at)
       // RFC 3339 allows a leap second (23:59:60) that Date cannot hold: it parses to NaN.
       if (expiresAt && Number.isNaN(expiresAt.getTime())) {
@@ -42,14 +55,28 @@ export function createApiKeyService({
       }
       const prefix = `${KEY_PREFIX}${randomBytes(4).toString('hex')}`
       const key = `${prefix}_${randomSecret()}`
-      const row = await apiKeys.insert({
-        userId: caller.userId,
-        name: input.name,
-        prefix,
-        keyHash: hashSecret(key),
-        expiresAt,
+      const created = await inTransaction(async (tx) => {
+        const row = toApiKey(
+          await apiKeys.insert(
+            {
+              userId: caller.userId,
+              name: input.name,
+              prefix,
+              keyHash: hashSecret(key),
+              expiresAt,
+            },
+            tx,
+          ),
+        )
+        await recordAudit(tx, actor, {
+          action: 'create',
+          resourceType: 'api_key',
+          resourceId: row.id,
+          changes: createdChanges(row, AUDITED_FIELDS),
+        })
+        return row
       })
-      return { ...toApiKey(row), key }
+      return { ...created, key }
     },
 
     async list(caller: Caller): Promise<ApiKey[]> {
@@ -57,10 +84,19 @@ export function createApiKeyService({
     },
 
     /** Revokes one of the caller's keys; another user's key answers like a missing one. */
-    async revoke(caller: Caller, id: string): Promise<void> {
-      if (!(await apiKeys.revoke(id, caller.userId, now()))) {
-        throw new ApiKeyNotFound(`API key ${id} does not exist.`)
-      }
+    async revoke(caller: Caller, id: string, actor: Actor): Promise<void> {
+      await inTransaction(async (tx) => {
+        const at = now()
+        if (!(await apiKeys.revoke(id, caller.userId, at, tx))) {
+          throw new ApiKeyNotFound(`API key ${id} does not exist.`)
+        }
+        await recordAudit(tx, actor, {
+          action: 'delete',
+          resourceType: 'api_key',
+          resourceId: id,
+          changes: { revoked_at: { after: at.toISOString() } },
+        })
+      })
     },
 
     /** The caller a presented key stands for, or undefined for an unknown, expired or revoked key. */

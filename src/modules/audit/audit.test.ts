@@ -105,6 +105,103 @@ describe('audit events for products', () => {
   })
 })
 
+describe('audit events for users and API keys', () => {
+  it('records registration with the new user as actor, and never a password or hash', async () => {
+    const email = `audit-${unique().toLowerCase()}@example.com`
+    const password = `secret-${unique()}-long`
+    const response = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/register',
+      payload: { email, password, full_name: 'Audited Person' },
+    })
+    expect(response.statusCode).toBe(201)
+    const user = response.json()
+    const [event] = await eventsFor(user.id)
+    expect(event).toMatchObject({
+      action: 'create',
+      resourceType: 'user',
+      actorUserId: user.id,
+      changes: {
+        email: { after: email },
+        role: { after: 'user' },
+        full_name: { after: 'Audited Person' },
+        is_active: { after: true },
+      },
+    })
+
+    const asUser = injectAs(t, {
+      ...admin,
+      headers: {
+        authorization: `Bearer ${
+          (
+            await t.app.inject({
+              method: 'POST',
+              url: '/v1/auth/token',
+              payload: { grant_type: 'password', username: email, password },
+            })
+          ).json().access_token
+        }`,
+      },
+    })
+    const newPassword = `changed-${unique()}-long`
+    const change = await asUser({
+      method: 'PATCH',
+      url: '/v1/users/me',
+      payload: { password: newPassword, current_password: password },
+    })
+    expect(change.statusCode).toBe(200)
+    const events = await eventsFor(user.id)
+    expect(events[1]).toMatchObject({
+      action: 'update',
+      actorUserId: user.id,
+      changes: { password: { after: '[changed]' } },
+    })
+    const stored = JSON.stringify(events)
+    expect(stored).not.toContain(password)
+    expect(stored).not.toContain(newPassword)
+    expect(stored).not.toContain('$argon2')
+  })
+
+  it('records admin changes to a user, and their deletion', async () => {
+    const created = await asAdmin({
+      method: 'POST',
+      url: '/v1/users',
+      payload: {
+        email: `managed-${unique().toLowerCase()}@example.com`,
+        password: 'a password long enough',
+        full_name: 'Managed',
+      },
+    })
+    const id = created.json().id
+    await asAdmin({ method: 'PATCH', url: `/v1/users/${id}`, payload: { role: 'viewer' } })
+    await asAdmin({ method: 'DELETE', url: `/v1/users/${id}` })
+    const events = await eventsFor(id)
+    expect(events.map((event) => [event.action, event.actorUserId])).toEqual([
+      ['create', admin.id],
+      ['update', admin.id],
+      ['delete', admin.id],
+    ])
+    expect(events[1]?.changes).toEqual({ role: { before: 'user', after: 'viewer' } })
+  })
+
+  it('records API key creation and revocation, never the key or its hash', async () => {
+    const created = await asAdmin({
+      method: 'POST',
+      url: '/v1/api-keys',
+      payload: { name: 'audited key' },
+    })
+    const key = created.json() as { id: string; key: string; prefix: string }
+    await asAdmin({ method: 'DELETE', url: `/v1/api-keys/${key.id}` })
+    const events = await eventsFor(key.id)
+    expect(events.map((event) => event.action)).toEqual(['create', 'delete'])
+    expect(events[0]?.changes).toMatchObject({
+      name: { after: 'audited key' },
+      prefix: { after: key.prefix },
+    })
+    expect(JSON.stringify(events)).not.toContain(key.key.slice(key.prefix.length + 1))
+  })
+})
+
 describe('GET /v1/audit-events', () => {
   it('lists events newest first, filtered by resource, action and actor', async () => {
     const product = await createProduct()

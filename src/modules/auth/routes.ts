@@ -6,6 +6,7 @@ import { callerOf } from '../../platform/auth.js'
 import { loginThrottle } from '../../platform/rate-limit.js'
 import { ROLES } from '../../shared/caller.js'
 import { problemResponses } from '../../shared/schemas.js'
+import { actorOf } from '../audit/actor.js'
 import { RegistrationClosed } from '../users/errors.js'
 import { UserRegisterSchema, UserSchema } from '../users/schemas.js'
 import type { UserService } from '../users/service.js'
@@ -49,7 +50,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
     async (request, reply) => {
       if (!options.registrationEnabled)
         throw new RegistrationClosed('Registration is closed; ask an admin.')
-      const user = await options.users.register(request.body)
+      const user = await options.users.register(request.body, actorOf(request))
       return reply.code(201).header('location', `/v1/users/${user.id}`).send(user)
     },
   )

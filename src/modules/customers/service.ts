@@ -34,21 +34,6 @@ export function toCustomer(row: CustomerRow): Customer {
 
 const notFound = (id: string) => new CustomerNotFound(`Customer ${id} does not exist.`)
 
-/**
- * True when deleting was refused because orders reference the customer. The foreign key is
- * ON DELETE RESTRICT, which PostgreSQL reports as SQLSTATE 23001 (restrict_violation), a code
- * `isForeignKeyViolation` (23503, the NO ACTION report) does not know; both are accepted so
- * the answer stays right if the key's action ever changes.
- */
-function isReferencedByOrders(error: unknown): boolean {
-  if (isForeignKeyViolation(error, ORDERED_CONSTRAINT)) return true
-  for (let current = error; current instanceof Error; current = current.cause) {
-    const pg = current as Error & { code?: string; constraint?: string }
-    if (pg.code === '23001') return pg.constraint === ORDERED_CONSTRAINT
-  }
-  return false
-}
-
 export function createCustomerService({ customers, inTransaction }: CustomerServiceDeps) {
   async function withEmailConflict<T>(
     email: string | undefined,
@@ -156,7 +141,7 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
           })
         })
       } catch (error) {
-        if (isReferencedByOrders(error)) {
+        if (isForeignKeyViolation(error, ORDERED_CONSTRAINT)) {
           throw new CustomerHasOrders(
             `Customer ${id} has orders and cannot be deleted; set is_active to false instead.`,
           )

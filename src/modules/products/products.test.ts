@@ -141,8 +141,12 @@ describe('GET /v1/products/{id}', () => {
     expect(response.json()).toMatchObject({ code: 'PRODUCT_NOT_FOUND', status: 404 })
   })
 
-  it('answers 422 for an id that is not a UUID', async () => {
-    const response = await inject({ url: '/v1/products/42' })
+  it.each([
+    ['42'],
+    // Accepted by the uuid format, refused by PostgreSQL's uuid type: must not reach it.
+    ['urn:uuid:3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10'],
+  ])('answers 422 for the id %s, which is not a plain UUID', async (id) => {
+    const response = await inject({ url: `/v1/products/${encodeURIComponent(id)}` })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors[0].path).toBe('params.id')
   })

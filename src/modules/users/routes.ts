@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { callerOf } from '../../platform/auth.js'
 import { ROLES } from '../../shared/caller.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
+import { actorOf } from '../audit/actor.js'
 import {
   UserAdminUpdateSchema,
   UserCreateSchema,
@@ -43,7 +44,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<{ users: UserService }> = asy
         response: { 200: UserSchema, ...problemResponses(400, 415, 422) },
       },
     },
-    async (request) => users.updateSelf(callerOf(request), request.body),
+    async (request) => users.updateSelf(callerOf(request), request.body, actorOf(request)),
   )
 
   app.get(
@@ -72,7 +73,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<{ users: UserService }> = asy
       },
     },
     async (request, reply) => {
-      const user = await users.create(request.body)
+      const user = await users.create(request.body, actorOf(request))
       return reply.code(201).header('location', `/v1/users/${user.id}`).send(user)
     },
   )
@@ -105,7 +106,8 @@ export const userRoutes: FastifyPluginAsyncTypebox<{ users: UserService }> = asy
         response: { 200: UserSchema, ...problemResponses(400, 404, 409, 415, 422) },
       },
     },
-    async (request) => users.update(callerOf(request), request.params.id, request.body),
+    async (request) =>
+      users.update(callerOf(request), request.params.id, request.body, actorOf(request)),
   )
 
   app.delete(
@@ -123,7 +125,7 @@ export const userRoutes: FastifyPluginAsyncTypebox<{ users: UserService }> = asy
       },
     },
     async (request, reply) => {
-      await users.remove(callerOf(request), request.params.id)
+      await users.remove(callerOf(request), request.params.id, actorOf(request))
       return reply.code(204).send(null)
     },
   )

@@ -3,6 +3,9 @@ import type { UserRow } from '../../db/schema/index.js'
 import type { Caller, Role } from '../../shared/caller.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
 import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { type Actor, SYSTEM_ACTOR } from '../audit/actor.js'
+import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
+import { type AuditEntry, recordAudit } from '../audit/log.js'
 import { hashPassword, verifyPassword } from '../auth/passwords.js'
 import { EmailTaken, SelfLockout, UserHasOrders, UserNotFound } from './errors.js'
 import type { UserRepository } from './repository.js'
@@ -36,6 +39,12 @@ function hasOrders(error: unknown): boolean {
   }
   return false
 }
+/** What the audit log records of a user: never the password or its hash. */
+const AUDITED_FIELDS = ['email', 'full_name', 'role', 'is_active'] as const
+
+function userAudit(action: AuditEntry['action'], id: string, changes: AuditEntry['changes']) {
+  return { action, resourceType: 'user', resourceId: id, changes } satisfies AuditEntry
+}
 
 export function toUser(row: UserRow): User {
   return {
@@ -57,18 +66,36 @@ function assertPasswordAllowed(password: string, email: string, path: string) {
 }
 
 export function createUserService({ users, inTransaction }: UserServiceDeps) {
-  async function create(input: UserCreate & { role: Role }): Promise<User> {
+  /** With `selfService`, the new user is recorded as the actor of its own creation. */
+  async function create(
+    input: UserCreate & { role: Role },
+    actor: Actor,
+    selfService = false,
+  ): Promise<User> {
     assertPasswordAllowed(input.password, input.email, 'body.password')
+    // Hashing takes tens of milliseconds: done before the transaction, not inside it.
     const passwordHash = await hashPassword(input.password)
     try {
-      const row = await users.insert({
-        email: input.email.toLowerCase(),
-        fullName: input.full_name,
-        role: input.role,
-        isActive: input.is_active ?? true,
-        passwordHash,
+      return await inTransaction(async (tx) => {
+        const user = toUser(
+          await users.insert(
+            {
+              email: input.email.toLowerCase(),
+              fullName: input.full_name,
+              role: input.role,
+              isActive: input.is_active ?? true,
+              passwordHash,
+            },
+            tx,
+          ),
+        )
+        await recordAudit(
+          tx,
+          selfService ? { ...actor, userId: user.id } : actor,
+          userAudit('create', user.id, createdChanges(user, AUDITED_FIELDS)),
+        )
+        return user
       })
-      return toUser(row)
     } catch (error) {
       if (isUniqueViolation(error, EMAIL_CONSTRAINT)) {
         throw new EmailTaken(`A user with email ${input.email.toLowerCase()} already exists.`)
@@ -84,10 +111,12 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
   }
 
   return {
-    /** Self-service sign-up: always the `user` role. */
-    register: (input: UserRegister) => create({ ...input, role: 'user' }),
+    /** Self-service sign-up: always the `user` role; the new user is the audit actor. */
+    register: (input: UserRegister, actor: Actor) =>
+      create({ ...input, role: 'user' }, actor, true),
 
-    create: (input: UserCreate) => create({ ...input, role: input.role ?? 'user' }),
+    create: (input: UserCreate, actor: Actor) =>
+      create({ ...input, role: input.role ?? 'user' }, actor),
 
     /** Creates the first admin when none is active; answers whether it did. */
     async ensureAdmin(input: {
@@ -96,7 +125,7 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
       full_name: string
     }): Promise<boolean> {
       if (await users.anyActiveAdmin()) return false
-      await create({ ...input, role: 'admin' })
+      await create({ ...input, role: 'admin' }, SYSTEM_ACTOR)
       return true
     },
 
@@ -115,7 +144,7 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
       return toPage(rows.map(toUser), total, query)
     },
 
-    async updateSelf(caller: Caller, changes: UserSelfUpdate): Promise<User> {
+    async updateSelf(caller: Caller, changes: UserSelfUpdate, actor: Actor): Promise<User> {
       return inTransaction(async (tx) => {
         const row = await users.findByIdForUpdate(caller.userId, tx)
         if (!row) throw new UserNotFound(`User ${caller.userId} does not exist.`)
@@ -140,11 +169,22 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
           { fullName: changes.full_name, passwordHash, updatedAt: new Date() },
           tx,
         )
-        return toUser(updated ?? row)
+        const [before, after] = [toUser(row), toUser(updated ?? row)]
+        const changed = updatedChanges(before, after, AUDITED_FIELDS)
+        if (passwordHash) changed.password = { after: '[changed]' }
+        if (Object.keys(changed).length > 0) {
+          await recordAudit(tx, actor, userAudit('update', row.id, changed))
+        }
+        return after
       })
     },
 
-    async update(caller: Caller, id: string, changes: UserAdminUpdate): Promise<User> {
+    async update(
+      caller: Caller,
+      id: string,
+      changes: UserAdminUpdate,
+      actor: Actor,
+    ): Promise<User> {
       const locksOut =
         (changes.role !== undefined && changes.role !== 'admin') || changes.is_active === false
       return inTransaction(async (tx) => {
@@ -165,11 +205,16 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
           },
           tx,
         )
-        return toUser(updated ?? row)
+        const [before, after] = [toUser(row), toUser(updated ?? row)]
+        const changed = updatedChanges(before, after, AUDITED_FIELDS)
+        if (Object.keys(changed).length > 0) {
+          await recordAudit(tx, actor, userAudit('update', row.id, changed))
+        }
+        return after
       })
     },
 
-    async remove(caller: Caller, id: string): Promise<void> {
+    async remove(caller: Caller, id: string, actor: Actor): Promise<void> {
       try {
         await inTransaction(async (tx) => {
           const row = await users.findByIdForUpdate(id, tx)
@@ -177,6 +222,11 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
           if (row.id === caller.userId)
             throw new SelfLockout('Admins cannot delete themselves; ask another admin.')
           await users.delete(row.id, tx)
+          await recordAudit(
+            tx,
+            actor,
+            userAudit('delete', row.id, deletedChanges(toUser(row), AUDITED_FIELDS)),
+          )
         })
       } catch (error) {
         if (hasOrders(error)) {
