@@ -24,6 +24,9 @@ import { createAuthService } from './modules/auth/service.js'
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { createOrderRepository } from './modules/orders/repository.js'
+import { orderRoutes } from './modules/orders/routes.js'
+import { createOrderService } from './modules/orders/service.js'
 import { createProductRepository } from './modules/products/repository.js'
 import { productRoutes } from './modules/products/routes.js'
 import { createProductService } from './modules/products/service.js'
@@ -142,6 +145,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
   await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
   await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
+  await app.register(orderRoutes, { prefix: '/v1/orders', orders: modules.orders })
   await app.register(customerRoutes, { prefix: '/v1/customers', customers: modules.customers })
   await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
 
@@ -180,6 +184,11 @@ function createModules(config: Config, database: DatabaseHandle) {
     products: createProductService({
       products: createProductRepository(db),
       inTransaction: transaction,
+    }),
+    orders: createOrderService({
+      orders: createOrderRepository(db),
+      inTransaction: transaction,
+      maxTotalQuantity: config.ORDER_MAX_TOTAL_QUANTITY,
     }),
     customers: createCustomerService({
       customers: createCustomerRepository(db),

@@ -1,0 +1,345 @@
+import type { InTransaction, Transaction } from '../../db/client.js'
+import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
+import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
+import { type FieldError, ValidationFailed } from '../../shared/errors.js'
+import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import type { Actor } from '../audit/actor.js'
+import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
+import { recordAudit } from '../audit/log.js'
+import { InvalidStatusTransition, OrderNotFound, OutOfStock } from './errors.js'
+import { fromCents, toCents } from './money.js'
+import type { OrderDetail, OrderRepository, OrderSort } from './repository.js'
+import type {
+  Order,
+  OrderCreate,
+  OrderItem,
+  OrderListQuery,
+  OrderStatusChange,
+  OrderUpdate,
+} from './schemas.js'
+
+export interface OrderServiceDeps {
+  orders: OrderRepository
+  inTransaction: InTransaction
+  /** The most units one order may hold, all its lines together (ORDER_MAX_TOTAL_QUANTITY). */
+  maxTotalQuantity: number
+}
+
+/** Where each status may go next; the statuses without an entry are final. */
+export const NEXT_STATUSES: Record<OrderStatus, readonly OrderStatus[]> = {
+  pending: ['processing', 'cancelled'],
+  processing: ['shipped', 'cancelled'],
+  shipped: ['delivered'],
+  delivered: [],
+  cancelled: [],
+}
+
+/** Orders whose goods are still in the warehouse: cancelling or deleting them restocks. */
+const HOLDS_STOCK: ReadonlySet<OrderStatus> = new Set(['pending', 'processing'])
+
+/** The largest NUMERIC(14,2) total, so an order never overflows its column. */
+const MAX_TOTAL_CENTS = 99_999_999_999_999n
+
+const AUDITED_FIELDS = ['customer_id', 'status', 'items', 'total', 'notes'] as const
+
+function toItem(row: OrderItemRow): OrderItem {
+  return {
+    id: row.id,
+    product_id: row.productId,
+    product_name: row.productName,
+    sku: row.sku,
+    quantity: row.quantity,
+    unit_price: row.unitPrice,
+    line_total: row.lineTotal,
+  }
+}
+
+export function toOrder({ order, customerName, items }: OrderDetail): Order {
+  return {
+    id: order.id,
+    customer_id: order.customerId,
+    customer_name: customerName,
+    status: order.status,
+    items: items.map(toItem),
+    total: order.total,
+    notes: order.notes,
+    created_by: order.createdBy,
+    created_at: order.createdAt.toISOString(),
+    updated_at: order.updatedAt.toISOString(),
+  }
+}
+
+interface Line {
+  productId: string
+  quantity: number
+}
+
+const itemPath = (index: number) => `body.items[${index}]`
+
+/** The rules a request breaks before any row is read: repeated products, too many units. */
+function checkLines(items: Line[], maxQuantity: number) {
+  const errors: FieldError[] = []
+  const positions = new Map<string, number[]>()
+  items.forEach(({ productId }, index) => {
+    positions.set(productId, [...(positions.get(productId) ?? []), index])
+  })
+  for (const indexes of positions.values()) {
+    if (indexes.length < 2) continue
+    const where = indexes.map((index) => `items[${index}]`).join(', ')
+    for (const index of indexes) {
+      errors.push({
+        path: `${itemPath(index)}.product_id`,
+        message: `lists the same product as ${where}; put it on one line with the summed quantity`,
+      })
+    }
+  }
+  const units = items.reduce((sum, item) => sum + item.quantity, 0)
+  if (units > maxQuantity) {
+    errors.push({
+      path: 'body.items',
+      message: `must hold at most ${maxQuantity} units in total (has ${units})`,
+    })
+  }
+  if (errors.length > 0) throw new ValidationFailed(errors)
+}
+
+/** Every line's product must exist and be active. */
+function productErrors(lines: Line[], catalogue: Map<string, ProductRow>): FieldError[] {
+  return lines.flatMap(({ productId }, index) => {
+    const product = catalogue.get(productId)
+    if (product?.isActive) return []
+    const message = product ? 'is not active' : 'does not exist'
+    return [{ path: `${itemPath(index)}.product_id`, message }]
+  })
+}
+
+/** Every line must find its units on the shelf; names every short line at once. */
+function assertInStock(lines: Line[], catalogue: Map<string, ProductRow>) {
+  const short = lines.flatMap(({ productId, quantity }, index) => {
+    const product = catalogue.get(productId)
+    if (!product || product.stock >= quantity) return []
+    const line = { path: itemPath(index), product_id: productId, sku: product.sku }
+    return [{ ...line, requested: quantity, available: product.stock }]
+  })
+  if (short.length > 0) {
+    const which = short.map((line) => `${line.path} (${line.sku})`).join(', ')
+    throw new OutOfStock(`Not enough stock for ${which}.`, { lines: short })
+  }
+}
+
+export function createOrderService({ orders, inTransaction, maxTotalQuantity }: OrderServiceDeps) {
+  const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
+
+  async function load(id: string, tx: Transaction): Promise<Order> {
+    const detail = await orders.findById(id, tx)
+    if (!detail) throw notFound(id)
+    return toOrder(detail)
+  }
+
+  /** The order locked for a change, if the caller may see it; else the same 404 as a missing one. */
+  async function lockVisible(caller: Caller, id: string, tx: Transaction) {
+    const row = await orders.findByIdForUpdate(id, tx)
+    if (!row || !canSee(caller, row.createdBy)) throw notFound(id)
+    return row
+  }
+
+  /** Puts an order's units back on the shelf, locking the products in id order first. */
+  async function restock(orderId: string, tx: Transaction) {
+    const items = await orders.itemsOf([orderId], tx)
+    await orders.lockProducts(
+      items.map((item) => item.productId),
+      tx,
+    )
+    await orders.changeStock(
+      items.map((item) => ({ productId: item.productId, delta: item.quantity })),
+      tx,
+    )
+  }
+
+  return {
+    async create(caller: Caller, input: OrderCreate, actor: Actor): Promise<Order> {
+      // UUIDs may arrive in capitals; the database answers in lower case.
+      const lines = input.items.map((item) => ({
+        productId: item.product_id.toLowerCase(),
+        quantity: item.quantity,
+      }))
+      checkLines(lines, maxTotalQuantity)
+
+      return inTransaction(async (tx) => {
+        const customer = await orders.findCustomer(input.customer_id.toLowerCase(), tx)
+        const locked = await orders.lockProducts(
+          lines.map((line) => line.productId),
+          tx,
+        )
+        const catalogue = new Map(locked.map((product) => [product.id, product]))
+        const errors = productErrors(lines, catalogue)
+        if (!customer?.isActive) {
+          const message = customer ? 'is not active' : 'does not exist'
+          errors.unshift({ path: 'body.customer_id', message })
+        }
+        if (!customer || errors.length > 0) throw new ValidationFailed(errors)
+
+        const priced = lines.map((line) => {
+          const product = catalogue.get(line.productId) as ProductRow // checked above
+          const lineCents = toCents(product.price) * BigInt(line.quantity)
+          return { ...line, product, lineCents }
+        })
+        const totalCents = priced.reduce((sum, line) => sum + line.lineCents, 0n)
+        if (totalCents > MAX_TOTAL_CENTS) {
+          throw new ValidationFailed([
+            { path: 'body.items', message: `must total at most ${fromCents(MAX_TOTAL_CENTS)}` },
+          ])
+        }
+        assertInStock(lines, catalogue)
+
+        await orders.changeStock(
+          lines.map((line) => ({ productId: line.productId, delta: -line.quantity })),
+          tx,
+        )
+        const order = await orders.insert(
+          {
+            customerId: customer.id,
+            createdBy: caller.userId,
+            status: 'pending',
+            total: fromCents(totalCents),
+            notes: input.notes ?? null,
+          },
+          tx,
+        )
+        const items = await orders.insertItems(
+          priced.map((line, position) => ({
+            orderId: order.id,
+            productId: line.productId,
+            productName: line.product.name,
+            sku: line.product.sku,
+            quantity: line.quantity,
+            unitPrice: line.product.price,
+            lineTotal: fromCents(line.lineCents),
+            position,
+          })),
+          tx,
+        )
+        const created = toOrder({ order, customerName: customer.name, items })
+        await recordAudit(tx, actor, {
+          action: 'create',
+          resourceType: 'order',
+          resourceId: created.id,
+          changes: createdChanges(created, AUDITED_FIELDS),
+        })
+        return created
+      })
+    },
+
+    async get(caller: Caller, id: string): Promise<Order> {
+      const detail = await orders.findById(id)
+      if (!detail || !canSee(caller, detail.order.createdBy)) throw notFound(id)
+      return toOrder(detail)
+    },
+
+    async list(caller: Caller, query: OrderListQuery): Promise<Page<Order>> {
+      const errors: FieldError[] = []
+      const createdFrom = query.created_from ? new Date(query.created_from) : undefined
+      const createdTo = query.created_to ? new Date(query.created_to) : undefined
+      // RFC 3339 admits a leap second (23:59:60) that Date cannot hold: it parses to NaN.
+      for (const [name, date] of [
+        ['created_from', createdFrom],
+        ['created_to', createdTo],
+      ] as const) {
+        if (date && Number.isNaN(date.getTime()))
+          errors.push({ path: `query.${name}`, message: 'is not a valid time' })
+      }
+      if (createdFrom && createdTo && createdFrom > createdTo) {
+        errors.push({ path: 'query.created_from', message: 'must not be after created_to' })
+      }
+      if (
+        query.min_total &&
+        query.max_total &&
+        toCents(query.min_total) > toCents(query.max_total)
+      ) {
+        errors.push({ path: 'query.min_total', message: 'must not exceed max_total' })
+      }
+      if (errors.length > 0) throw new ValidationFailed(errors)
+
+      const sort = query.sort ?? '-created_at'
+      const { rows, total } = await orders.list({
+        ownerId: ownerScope(caller),
+        status: query.status,
+        customerId: query.customer_id?.toLowerCase(),
+        createdFrom,
+        createdTo,
+        minTotal: query.min_total,
+        maxTotal: query.max_total,
+        search: query.q,
+        sort: sort.replace(/^-/, '') as OrderSort,
+        descending: sort.startsWith('-'),
+        ...pageOf(query),
+      })
+      return toPage(rows.map(toOrder), total, query)
+    },
+
+    async update(caller: Caller, id: string, changes: OrderUpdate, actor: Actor): Promise<Order> {
+      return inTransaction(async (tx) => {
+        await lockVisible(caller, id, tx)
+        const before = await load(id, tx)
+        await orders.update(id, { notes: changes.notes, updatedAt: new Date() }, tx)
+        const after = await load(id, tx)
+        const changed = updatedChanges(before, after, AUDITED_FIELDS)
+        if (Object.keys(changed).length > 0) {
+          await recordAudit(tx, actor, {
+            action: 'update',
+            resourceType: 'order',
+            resourceId: after.id,
+            changes: changed,
+          })
+        }
+        return after
+      })
+    },
+
+    async changeStatus(
+      caller: Caller,
+      id: string,
+      { status: next }: OrderStatusChange,
+      actor: Actor,
+    ): Promise<Order> {
+      return inTransaction(async (tx) => {
+        // The row lock makes racing transitions queue: the second one sees the first's result.
+        const row = await lockVisible(caller, id, tx)
+        const allowed = NEXT_STATUSES[row.status]
+        if (!allowed.includes(next)) {
+          const options = allowed.length > 0 ? allowed.join(' or ') : 'nothing: it is final'
+          throw new InvalidStatusTransition(
+            `Order ${row.id} is ${row.status} and cannot become ${next}; it can become ${options}.`,
+            { current_status: row.status, requested_status: next, allowed_next: allowed },
+          )
+        }
+        if (next === 'cancelled') await restock(row.id, tx)
+        await orders.update(row.id, { status: next, updatedAt: new Date() }, tx)
+        await recordAudit(tx, actor, {
+          action: 'status_change',
+          resourceType: 'order',
+          resourceId: row.id,
+          changes: { status: { before: row.status, after: next } },
+        })
+        return load(row.id, tx)
+      })
+    },
+
+    async remove(caller: Caller, id: string, actor: Actor): Promise<void> {
+      await inTransaction(async (tx) => {
+        const row = await lockVisible(caller, id, tx)
+        const order = await load(row.id, tx)
+        if (HOLDS_STOCK.has(row.status)) await restock(row.id, tx)
+        await orders.delete(row.id, tx)
+        await recordAudit(tx, actor, {
+          action: 'delete',
+          resourceType: 'order',
+          resourceId: row.id,
+          changes: deletedChanges(order, AUDITED_FIELDS),
+        })
+      })
+    },
+  }
+}
+
+export type OrderService = ReturnType<typeof createOrderService>
