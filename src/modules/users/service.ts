@@ -26,19 +26,6 @@ export interface UserServiceDeps {
 const EMAIL_CONSTRAINT = 'users_email_key'
 const ORDERS_CONSTRAINT = 'orders_created_by_fkey'
 
-/**
- * True when deleting a user failed because orders still name them. The foreign key is
- * ON DELETE RESTRICT, which PostgreSQL reports as SQLSTATE 23001 (restrict_violation), a
- * code `isForeignKeyViolation` (23503) does not match; both are accepted.
- */
-function hasOrders(error: unknown): boolean {
-  if (isForeignKeyViolation(error, ORDERS_CONSTRAINT)) return true
-  for (let current = error; current instanceof Error; current = current.cause) {
-    const pg = current as Error & { code?: string; constraint?: string }
-    if (pg.code === '23001') return pg.constraint === ORDERS_CONSTRAINT
-  }
-  return false
-}
 /** What the audit log records of a user: never the password or its hash. */
 const AUDITED_FIELDS = ['email', 'full_name', 'role', 'is_active'] as const
 
@@ -229,7 +216,7 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
           )
         })
       } catch (error) {
-        if (hasOrders(error)) {
+        if (isForeignKeyViolation(error, ORDERS_CONSTRAINT)) {
           throw new UserHasOrders(
             `User ${id} has placed orders and cannot be deleted; deactivate them instead (is_active false).`,
           )
