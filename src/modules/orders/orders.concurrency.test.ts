@@ -1,0 +1,168 @@
+import { eq, inArray } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  unique,
+} from '../../../test/helpers.js'
+import { auditEvents, customers, orderItems, products } from '../../db/schema/index.js'
+
+// Requests are fired together with Promise.all. In services mode they run on separate
+// PostgreSQL connections at once; embedded PGlite runs one transaction at a time, so
+// there the same tests check that the outcome does not depend on the interleaving.
+
+let t: TestApp
+let asUser: ReturnType<typeof injectAs>
+let customerId: string
+
+beforeAll(async () => {
+  t = await buildTestApp()
+  asUser = injectAs(t, await createTestUser(t, 'user'))
+  const [customer] = await t.database.db
+    .insert(customers)
+    .values({ name: `Racer ${unique()}`, email: `racer-${unique().toLowerCase()}@example.com` })
+    .returning()
+  if (!customer) throw new Error('no customer')
+  customerId = customer.id
+})
+afterAll(() => t.close())
+
+async function newProduct(stock: number) {
+  const [row] = await t.database.db
+    .insert(products)
+    .values({ sku: `RACE-${unique()}`, name: 'Last units', price: '9.99', stock })
+    .returning()
+  if (!row) throw new Error('no product')
+  return row
+}
+
+async function stockOf(productId: string) {
+  const [row] = await t.database.db
+    .select({ stock: products.stock })
+    .from(products)
+    .where(eq(products.id, productId))
+  return row?.stock
+}
+
+function order(items: { product_id: string; quantity: number }[]) {
+  return asUser({ method: 'POST', url: '/v1/orders', payload: { customer_id: customerId, items } })
+}
+
+function setStatus(id: string, status: string) {
+  return asUser({ method: 'POST', url: `/v1/orders/${id}/status`, payload: { status } })
+}
+
+const statuses = (responses: { statusCode: number }[]) =>
+  responses.map((r) => r.statusCode).sort((a, b) => a - b)
+
+describe('concurrent orders', () => {
+  it('sells exactly the last 10 units to 50 simultaneous orders, never below 0', async () => {
+    const product = await newProduct(10)
+
+    const responses = await Promise.all(
+      Array.from({ length: 50 }, () => order([{ product_id: product.id, quantity: 1 }])),
+    )
+
+    expect(statuses(responses)).toEqual([...Array(10).fill(201), ...Array(40).fill(409)])
+    for (const refused of responses.filter((r) => r.statusCode === 409)) {
+      expect(refused.json().code).toBe('OUT_OF_STOCK')
+    }
+    expect(await stockOf(product.id)).toBe(0)
+    const sold = await t.database.db
+      .select({ quantity: orderItems.quantity })
+      .from(orderItems)
+      .where(eq(orderItems.productId, product.id))
+    expect(sold).toHaveLength(10)
+  })
+
+  it('never splits a multi-unit line: 30 orders of 2 for 15 units sell 7 and leave 1', async () => {
+    const product = await newProduct(15)
+
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, () => order([{ product_id: product.id, quantity: 2 }])),
+    )
+
+    expect(responses.filter((r) => r.statusCode === 201)).toHaveLength(7)
+    expect(await stockOf(product.id)).toBe(1)
+  })
+
+  it('does not deadlock when orders list the same products in opposite orders', async () => {
+    const [a, b, c] = [await newProduct(100), await newProduct(100), await newProduct(100)]
+    const lines = [
+      [a, b, c],
+      [c, b, a],
+      [b, a, c],
+      [c, a, b],
+    ]
+
+    const responses = await Promise.all(
+      Array.from({ length: 24 }, (_, i) =>
+        order((lines[i % lines.length] ?? []).map((p) => ({ product_id: p.id, quantity: 1 }))),
+      ),
+    )
+
+    expect(statuses(responses)).toEqual(Array(24).fill(201))
+    expect([await stockOf(a.id), await stockOf(b.id), await stockOf(c.id)]).toEqual([76, 76, 76])
+  })
+})
+
+describe('concurrent status transitions', () => {
+  it('lets exactly one of 10 simultaneous cancels win and returns the stock once', async () => {
+    const product = await newProduct(10)
+    const placed = await order([{ product_id: product.id, quantity: 4 }])
+    expect(placed.statusCode).toBe(201)
+    const { id } = placed.json()
+    expect(await stockOf(product.id)).toBe(6)
+
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () => setStatus(id, 'cancelled')),
+    )
+
+    expect(statuses(responses)).toEqual([200, ...Array(9).fill(409)])
+    for (const lost of responses.filter((r) => r.statusCode === 409)) {
+      expect(lost.json()).toMatchObject({ current_status: 'cancelled', allowed_next: [] })
+    }
+    expect(await stockOf(product.id)).toBe(10)
+    const changes = await t.database.db
+      .select()
+      .from(auditEvents)
+      .where(inArray(auditEvents.resourceId, [id]))
+    expect(changes.filter((e) => e.action === 'status_change')).toHaveLength(1)
+  })
+
+  it('lets exactly one of racing ship and cancel requests win on a processing order', async () => {
+    const product = await newProduct(10)
+    const placed = await order([{ product_id: product.id, quantity: 3 }])
+    const { id } = placed.json()
+    expect((await setStatus(id, 'processing')).statusCode).toBe(200)
+
+    const targets = Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 'shipped' : 'cancelled'))
+    const responses = await Promise.all(targets.map((status) => setStatus(id, status)))
+
+    expect(statuses(responses)).toEqual([200, ...Array(9).fill(409)])
+    const winner = responses.find((r) => r.statusCode === 200)?.json().status
+    const final = (await asUser({ url: `/v1/orders/${id}` })).json()
+    expect(final.status).toBe(winner)
+    // Stock comes back only if the cancel won.
+    expect(await stockOf(product.id)).toBe(winner === 'cancelled' ? 10 : 7)
+  })
+
+  it('keeps stock exact when orders and cancels of the same product interleave', async () => {
+    const product = await newProduct(20)
+    const first = await Promise.all(
+      Array.from({ length: 5 }, () => order([{ product_id: product.id, quantity: 2 }])),
+    )
+    const ids = first.map((r) => r.json().id as string)
+    expect(await stockOf(product.id)).toBe(10)
+
+    const responses = await Promise.all([
+      ...ids.map((id) => setStatus(id, 'cancelled')),
+      ...Array.from({ length: 5 }, () => order([{ product_id: product.id, quantity: 2 }])),
+    ])
+
+    expect(responses.every((r) => r.statusCode === 200 || r.statusCode === 201)).toBe(true)
+    expect(await stockOf(product.id)).toBe(10)
+  })
+})
