@@ -86,16 +86,21 @@ export const auth = fp(
       }
     })
 
-    app.addHook('onRequest', async (request) => {
+    app.addHook('onRequest', async (request, reply) => {
       const auth = request.routeOptions.config.auth
       if (!request.routeOptions.url || !isProtected(request.routeOptions.url, auth)) return
-      request.caller = await options.authenticate(readCredentials(request))
+      try {
+        request.caller = await options.authenticate(readCredentials(request))
+      } catch (error) {
+        if (error instanceof Unauthenticated) await app.countAuthFailure(request, reply)
+        throw error
+      }
       if (!allowedRoles(request.method, auth).includes(request.caller.role)) {
         throw new Forbidden(`The ${request.caller.role} role may not do this.`)
       }
     })
   },
-  { name: 'auth' },
+  { name: 'auth', dependencies: ['rate-limits'] },
 )
 
 /** The caller of a protected route; the auth hook has already refused anonymous requests. */

@@ -161,6 +161,19 @@ describe('the general limit on /v1 routes', () => {
     expect((await register(t.app, elsewhere)).statusCode).toBe(422)
   })
 
+  it('when an address keeps sending bad credentials, then it is limited per address', async () => {
+    const [from, elsewhere] = [newAddress(), newAddress()]
+    const badKey = (remoteAddress: string) =>
+      t.app.inject({
+        url: '/v1/products',
+        remoteAddress,
+        headers: { 'x-api-key': 'ofk_00000000_not-a-real-key' },
+      })
+    for (let i = 0; i < 3; i++) expect((await badKey(from)).statusCode).toBe(401)
+    expectTooManyRequests(await badKey(from))
+    expect((await badKey(elsewhere)).statusCode).toBe(401)
+  })
+
   it('when IPv6 callers change address within one /64, then they share one budget', async () => {
     const prefix = newPrefix()
     for (let i = 1; i <= 3; i++) {

@@ -20,14 +20,19 @@ const addressKey = (request: FastifyRequest) => normalizeIP(request.ip)
 
 /**
  * The default limit for every /v1 route, keyed by the authenticated user or API key, else
- * the client address. The auth hook runs first, so the key is never taken from an
- * unverified claim. With Redis down the general limit fails open (the API stays up, only
- * unthrottled); the login limit below fails closed.
+ * the client address. It runs at preParsing: after the auth hook (onRequest), so the key is
+ * never taken from an unverified claim, and before any body is read. With Redis down it
+ * fails open (the API stays up, only unthrottled); the login limit below fails closed.
+ *
+ * Requests refused by authentication never reach preParsing, so each authentication
+ * failure is also counted per client address (`countAuthFailure`, a budget of the same
+ * size): a flood of bad tokens or keys from one address is throttled too.
  */
 export const rateLimits = fp(
   async (app: FastifyInstance, settings: RateLimitSettings) => {
     await app.register(rateLimit, {
       global: true,
+      hook: 'preParsing',
       max: settings.max,
       timeWindow: settings.windowMs,
       redis: settings.redis ?? undefined,
@@ -45,9 +50,30 @@ export const rateLimits = fp(
       errorResponseBuilder: (_request, context) =>
         new TooManyRequests(`Too many requests; retry in ${context.after}.`),
     })
+
+    const failures = app.createRateLimit({
+      max: settings.max,
+      timeWindow: settings.windowMs,
+      skipOnError: true,
+      allowList: [],
+      keyGenerator: (request) => `auth-failure:${addressKey(request)}`,
+    })
+    app.decorate('countAuthFailure', async (request: FastifyRequest, reply: FastifyReply) => {
+      const result = await failures(request)
+      if (result.isAllowed || !result.isExceeded) return
+      reply.header('retry-after', result.ttlInSeconds)
+      throw new TooManyRequests(`Too many requests; retry in ${result.ttlInSeconds} s.`)
+    })
   },
-  { name: 'rate-limits', dependencies: ['auth'] },
+  { name: 'rate-limits' },
 )
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Counts a failed authentication against the client address; throws 429 beyond the limit. */
+    countAuthFailure(request: FastifyRequest, reply: FastifyReply): Promise<void>
+  }
+}
 
 /**
  * The token endpoint's own limits, per client address and per username, checked before
