@@ -11,6 +11,7 @@ import {
   products,
   users,
 } from '../db/schema/index.js'
+import { fromCents, toCents } from '../shared/money.js'
 
 export interface SeedCounts {
   customers: number
@@ -27,6 +28,14 @@ export interface SeedOptions extends SeedCounts {
   itemsPerOrder?: number
   /** Called after every batch with the rows written so far and the total to write. */
   onProgress?: (done: number, total: number) => void
+}
+
+/** A product as the order drafts need it: price in exact cents. */
+interface Listing {
+  id: string
+  name: string
+  sku: string
+  cents: bigint
 }
 
 const BATCH = 500
@@ -75,15 +84,15 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
     progress(size)
   }
 
-  const catalogue: { id: string; name: string; sku: string; cents: number }[] = []
+  const catalogue: Listing[] = []
   for (const size of batches(options.products)) {
     const rows = Array.from({ length: size }, (_, offset) => {
-      const cents = faker.number.int({ min: 199, max: 99_999 })
+      const cents = BigInt(faker.number.int({ min: 199, max: 99_999 }))
       return {
         sku: `SEED-${run}-${catalogue.length + offset}`,
         name: faker.commerce.productName(),
         description: faker.commerce.productDescription().slice(0, 2000),
-        price: centsToDecimal(cents),
+        price: fromCents(cents),
         stock: faker.number.int({ min: 0, max: 500 }),
         isActive: faker.datatype.boolean({ probability: 0.9 }),
       }
@@ -92,7 +101,7 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
       .insert(products)
       .values(rows)
       .returning({ id: products.id, name: products.name, sku: products.sku, price: products.price })
-    catalogue.push(...inserted.map((row) => ({ ...row, cents: decimalToCents(row.price) })))
+    catalogue.push(...inserted.map((row) => ({ ...row, cents: toCents(row.price) })))
     progress(size)
   }
 
@@ -111,7 +120,7 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
             customerId: draft.customerId,
             createdBy: ownerId,
             status: draft.status,
-            total: centsToDecimal(draft.totalCents),
+            total: fromCents(draft.totalCents),
             notes: draft.notes,
             createdAt: draft.createdAt,
             updatedAt: draft.updatedAt,
@@ -131,7 +140,7 @@ export async function seed(database: DatabaseHandle, options: SeedOptions): Prom
 
 function draftOrder(
   customerIds: readonly string[],
-  catalogue: readonly { id: string; name: string; sku: string; cents: number }[],
+  catalogue: readonly Listing[],
   itemsPerOrder: number | undefined,
 ) {
   const lines = faker.helpers.arrayElements(
@@ -147,9 +156,9 @@ function draftOrder(
       productName: product.name,
       sku: product.sku,
       quantity,
-      unitPrice: centsToDecimal(product.cents),
-      lineTotal: centsToDecimal(product.cents * quantity),
-      lineCents: product.cents * quantity,
+      unitPrice: fromCents(product.cents),
+      lineTotal: fromCents(product.cents * BigInt(quantity)),
+      lineCents: product.cents * BigInt(quantity),
       position,
     }
   })
@@ -164,7 +173,7 @@ function draftOrder(
     updatedAt: new Date(
       Math.min(Date.now(), createdAt.getTime() + faker.number.int({ min: 0, max: 3 * DAY_MS })),
     ),
-    totalCents: items.reduce((sum, item) => sum + item.lineCents, 0),
+    totalCents: items.reduce((sum, item) => sum + item.lineCents, 0n),
     items: items.map(({ lineCents: _cents, ...item }) => item),
   }
 }
@@ -192,14 +201,4 @@ async function findOwner({ db }: DatabaseHandle, email: string | undefined): Pro
 
 function* batches(count: number) {
   for (let start = 0; start < count; start += BATCH) yield Math.min(BATCH, count - start)
-}
-
-/** Prices are handled in integer cents so no binary float ever rounds them. */
-function centsToDecimal(cents: number): string {
-  return `${Math.trunc(cents / 100)}.${String(cents % 100).padStart(2, '0')}`
-}
-
-function decimalToCents(value: string): number {
-  const [units = '0', fraction = ''] = value.split('.')
-  return Number(units) * 100 + Number(fraction.padEnd(2, '0').slice(0, 2))
 }

@@ -2,12 +2,12 @@ import type { InTransaction, Transaction } from '../../db/client.js'
 import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
+import { fromCents, toCents } from '../../shared/money.js'
 import { type Page, pageOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
 import { InvalidStatusTransition, OrderNotFound, OutOfStock } from './errors.js'
-import { fromCents, toCents } from './money.js'
 import type { OrderDetail, OrderRepository, OrderSort } from './repository.js'
 import type {
   Order,

@@ -1,5 +1,5 @@
 /*
- * Exact money arithmetic in integer cents (bigint). Orders only add amounts and multiply
+ * Exact money arithmetic in integer cents (bigint). Orders (and the seeder) only add amounts and multiply
  * them by whole quantities, so two-decimal fixed point covers every case without pulling
  * in a decimal library, and no amount ever passes through a binary float.
  */
