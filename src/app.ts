@@ -36,6 +36,7 @@ import { createUserService } from './modules/users/service.js'
 import { type Authenticate, auth } from './platform/auth.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
+import { idempotency } from './platform/idempotency.js'
 import { loggerOptions, RequestLogController } from './platform/logging.js'
 import { metrics } from './platform/metrics.js'
 import { notFound } from './platform/not-found.js'
@@ -123,6 +124,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(httpSecurity, { config })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
+  await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
   if (config.DOCS_ENABLED) await app.register(openapi, { version })
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,

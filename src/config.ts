@@ -122,6 +122,11 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  IDEMPOTENCY_TTL_S: Type.Integer({
+    minimum: 60,
+    default: 86_400,
+    description: 'seconds (at least 60)',
+  }),
   ORDER_MAX_TOTAL_QUANTITY: Type.Integer({
     minimum: 1,
     maximum: 10_000,

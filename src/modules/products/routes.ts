@@ -26,7 +26,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   app.post(
     '',
     {
-      config: admins,
+      config: { ...admins, idempotent: true },
       schema: {
         summary: 'Create a product',
         tags,
