@@ -122,15 +122,16 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(problemHandler)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
-  // Before the docs: the auth plugin adds each route's security requirement to its schema.
-  await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
-  await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
-  if (config.DOCS_ENABLED) await app.register(openapi, { version })
+  // Before auth, which counts failed authentications against the client address.
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
     windowMs: config.RATE_LIMIT_WINDOW_MS,
     redis,
   })
+  // Before the docs: the auth plugin adds each route's security requirement to its schema.
+  await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
+  await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
+  if (config.DOCS_ENABLED) await app.register(openapi, { version })
   await app.register(metrics, { poolStats: database.poolStats })
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
@@ -165,7 +166,10 @@ function createModules(config: Config, database: DatabaseHandle) {
   const { db } = database
   const transaction = inTransaction(db)
   const userRepository = createUserRepository(db)
-  const apiKeys = createApiKeyService({ apiKeys: createApiKeyRepository(db) })
+  const apiKeys = createApiKeyService({
+    apiKeys: createApiKeyRepository(db),
+    inTransaction: transaction,
+  })
   return {
     apiKeys,
     users: createUserService({ users: userRepository, inTransaction: transaction }),

@@ -204,6 +204,7 @@ describe('roles', () => {
     'GET /v1/api-keys': everyone,
     'DELETE /v1/api-keys/{id}': everyone,
     'POST /v1/auth/revoke': everyone,
+    'GET /v1/audit-events': admins,
   }
 
   it('has a rule for every protected operation', () => {

@@ -19,6 +19,7 @@ export const httpSecurity = fp(
         'RateLimit-Limit',
         'RateLimit-Remaining',
         'RateLimit-Reset',
+        'Idempotent-Replayed',
       ],
       maxAge: 600,
     })

@@ -27,7 +27,7 @@ export const customerRoutes: FastifyPluginAsyncTypebox<CustomerRoutesOptions> = 
   app.post(
     '',
     {
-      config: writers,
+      config: { ...writers, idempotent: true },
       schema: {
         summary: 'Create a customer',
         description: 'The email is stored lower-cased and must be unique regardless of case.',

@@ -166,3 +166,61 @@ describe('concurrent status transitions', () => {
     expect(await stockOf(product.id)).toBe(10)
   })
 })
+
+describe('idempotent order creation', () => {
+  function orderWithKey(key: string, productId: string, quantity = 1) {
+    return asUser({
+      method: 'POST',
+      url: '/v1/orders',
+      headers: { 'idempotency-key': key },
+      payload: { customer_id: customerId, items: [{ product_id: productId, quantity }] },
+    })
+  }
+
+  const ordersOf = async (productId: string) =>
+    t.database.db
+      .select({ orderId: orderItems.orderId })
+      .from(orderItems)
+      .where(eq(orderItems.productId, productId))
+
+  it('places exactly one order, with one audit event, for 20 parallel requests with one key', async () => {
+    const product = await newProduct(50)
+    const key = `order-${unique()}`
+
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => orderWithKey(key, product.id, 2)),
+    )
+
+    const created = responses.filter((r) => r.statusCode === 201)
+    // One execution; the others either replay it or were told it is still running.
+    expect(created.filter((r) => r.headers['idempotent-replayed'] !== 'true')).toHaveLength(1)
+    for (const response of responses) expect([201, 409]).toContain(response.statusCode)
+    const placed = await ordersOf(product.id)
+    expect(placed).toHaveLength(1)
+    expect(await stockOf(product.id)).toBe(48)
+    const events = await t.database.db
+      .select()
+      .from(auditEvents)
+      .where(inArray(auditEvents.resourceId, [placed[0]?.orderId as string]))
+    expect(events.map((event) => event.action)).toEqual(['create'])
+  })
+
+  it('replays the stored answer byte for byte, and refuses the key with another body', async () => {
+    const product = await newProduct(5)
+    const key = `order-${unique()}`
+    const first = await orderWithKey(key, product.id)
+    expect(first.statusCode).toBe(201)
+
+    const replay = await orderWithKey(key, product.id)
+    expect(replay.statusCode).toBe(201)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.rawPayload.equals(first.rawPayload)).toBe(true)
+    expect(replay.headers.location).toBe(first.headers.location)
+
+    const other = await orderWithKey(key, product.id, 2)
+    expect(other.statusCode).toBe(422)
+    expect(other.json().code).toBe('IDEMPOTENCY_KEY_REUSED')
+    expect(await ordersOf(product.id)).toHaveLength(1)
+    expect(await stockOf(product.id)).toBe(4)
+  })
+})

@@ -32,6 +32,8 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
   app.post(
     '',
     {
+      // Retries with the same Idempotency-Key never place a second order.
+      config: { idempotent: true },
       schema: {
         summary: 'Place an order',
         description:
@@ -40,7 +42,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
           'every product must exist and be active, a product may appear on one line only, ' +
           'and the order may hold at most ORDER_MAX_TOTAL_QUANTITY units (20 by default): ' +
           'otherwise 422 naming the field. 409 OUT_OF_STOCK names every line whose product ' +
-          'lacks the units, and nothing is taken.',
+          'lacks the units, and nothing is taken. Send an `Idempotency-Key` to retry safely.',
         tags,
         body: OrderCreateSchema,
         response: {
