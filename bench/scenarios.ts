@@ -1,10 +1,16 @@
 import autocannon from 'autocannon'
 
 const JSON_HEADERS = { 'content-type': 'application/json' }
+const FORM_HEADERS = { 'content-type': 'application/x-www-form-urlencoded' }
+
+/** Request headers that prove who the caller is. */
+export type AuthHeaders = Record<string, string>
 
 export interface Scenario {
   name: string
   request: autocannon.Request
+  /** The one status this scenario is meant to get; by default any 2xx. */
+  expectStatus?: number
 }
 
 export interface LoadSettings {
@@ -19,75 +25,152 @@ export interface ScenarioResult {
   p99Ms: number
   /** Connection errors and timeouts: requests that got no response at all. */
   errors: number
-  non2xx: number
+  /** Responses with another status than the scenario expects. */
+  unexpected: number
   /** Every status code seen with its count, so a failing scenario says how it failed. */
   statusCodes: Record<string, number>
+}
+
+export interface Login {
+  username: string
+  password: string
+}
+
+export function bearer(token: string): AuthHeaders {
+  return { authorization: `Bearer ${token}` }
+}
+
+export function apiKey(key: string): AuthHeaders {
+  return { 'x-api-key': key }
 }
 
 function newProductBody(sku: string): string {
   return JSON.stringify({ sku, name: 'Bench product', price: '19.99', stock: 5 })
 }
 
+function passwordGrant(login: Login): string {
+  return new URLSearchParams({ grant_type: 'password', ...login }).toString()
+}
+
+/** POSTs and returns the JSON answer; any other status than `expected` aborts the run. */
+async function postForJson<T>(
+  url: string,
+  init: { headers: Record<string, string>; body: string },
+  expected: number,
+  what: string,
+): Promise<T> {
+  const response = await fetch(url, { method: 'POST', ...init })
+  if (response.status !== expected) {
+    throw new Error(`${what} answered ${response.status}: ${await response.text()}`)
+  }
+  return (await response.json()) as T
+}
+
+/** An access token from the token endpoint, as an OAuth client gets one (form-encoded). */
+export async function logIn(baseUrl: string, login: Login): Promise<string> {
+  const tokens = await postForJson<{ access_token: string }>(
+    `${baseUrl}/v1/auth/token`,
+    { headers: FORM_HEADERS, body: passwordGrant(login) },
+    200,
+    `logging in as ${login.username}`,
+  )
+  return tokens.access_token
+}
+
+export async function createApiKey(baseUrl: string, auth: AuthHeaders, name: string) {
+  const created = await postForJson<{ key: string }>(
+    `${baseUrl}/v1/api-keys`,
+    { headers: { ...JSON_HEADERS, ...auth }, body: JSON.stringify({ name }) },
+    201,
+    'creating an API key',
+  )
+  return created.key
+}
+
 /** Creates `count` products one at a time and returns their ids; any non-201 aborts the run. */
-export async function seedProducts(baseUrl: string, runId: string, count: number) {
+export async function seedProducts(
+  baseUrl: string,
+  auth: AuthHeaders,
+  skuPrefix: string,
+  count: number,
+) {
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
-    const response = await fetch(`${baseUrl}/v1/products`, {
-      method: 'POST',
-      headers: JSON_HEADERS,
-      body: newProductBody(`BENCH-${runId}-${i}`),
-    })
-    if (response.status !== 201) {
-      throw new Error(`seeding product ${i} answered ${response.status}: ${await response.text()}`)
-    }
-    ids.push(((await response.json()) as { id: string }).id)
+    const product = await postForJson<{ id: string }>(
+      `${baseUrl}/v1/products`,
+      { headers: { ...JSON_HEADERS, ...auth }, body: newProductBody(`${skuPrefix}-${i}`) },
+      201,
+      `seeding product ${i}`,
+    )
+    ids.push(product.id)
   }
   return ids
 }
 
-export function scenarios(productIds: readonly string[], runId: string): Scenario[] {
-  let nextId = 0
-  let nextSku = 0
-  return [
-    {
-      name: 'GET /v1/products/{id}',
-      request: {
-        method: 'GET',
-        // Rotating over every seeded row keeps one hot row from flattering the numbers.
-        setupRequest: (request) => ({
-          ...request,
-          path: `/v1/products/${productIds[nextId++ % productIds.length]}`,
-        }),
-      },
+/** One product at a time, rotating over every seeded row so no hot row flatters the figure. */
+export function getProduct(name: string, ids: readonly string[], auth: AuthHeaders): Scenario {
+  let next = 0
+  return {
+    name,
+    request: {
+      method: 'GET',
+      headers: auth,
+      setupRequest: (request) => ({ ...request, path: `/v1/products/${ids[next++ % ids.length]}` }),
     },
-    {
-      name: 'GET /v1/products?page_size=20',
-      request: { method: 'GET', path: '/v1/products?page_size=20' },
-    },
-    // Last on purpose: every write grows the table that the list scenario counts.
-    {
-      name: 'POST /v1/products',
-      request: {
-        method: 'POST',
-        path: '/v1/products',
-        headers: JSON_HEADERS,
-        setupRequest: (request) => ({
-          ...request,
-          body: newProductBody(`BENCH-${runId}-W${nextSku++}`),
-        }),
-      },
-    },
-  ]
+  }
 }
 
-/** Resolves with the result; `onStart` hands out the instance so a Ctrl-C can stop it. */
-export function runScenario(
+export function listProducts(auth: AuthHeaders): Scenario {
+  return {
+    name: 'GET /v1/products?page_size=20',
+    request: { method: 'GET', path: '/v1/products?page_size=20', headers: auth },
+  }
+}
+
+export function createProducts(auth: AuthHeaders, skuPrefix: string): Scenario {
+  let next = 0
+  return {
+    name: 'POST /v1/products',
+    request: {
+      method: 'POST',
+      path: '/v1/products',
+      headers: { ...JSON_HEADERS, ...auth },
+      setupRequest: (request) => ({ ...request, body: newProductBody(`${skuPrefix}-${next++}`) }),
+    },
+  }
+}
+
+/** The password grant, over and over: each one costs an argon2id verification. */
+export function passwordLogins(name: string, login: Login, expectStatus = 200): Scenario {
+  return {
+    name,
+    expectStatus,
+    request: {
+      method: 'POST',
+      path: '/v1/auth/token',
+      headers: FORM_HEADERS,
+      body: passwordGrant(login),
+    },
+  }
+}
+
+/** What one autocannon run saw, kept raw so that runs in slices can be added up. */
+export interface Sample {
+  seconds: number
+  latenciesMs: number[]
+  errors: number
+  statusCodes: Record<string, number>
+}
+
+/** Resolves with the raw sample; `onStart` hands out the instance so a Ctrl-C can stop it. */
+export function sampleScenario(
   baseUrl: string,
   scenario: Scenario,
   load: LoadSettings,
   onStart: (instance: autocannon.Instance) => void = () => {},
-): Promise<ScenarioResult> {
+): Promise<Sample> {
   return new Promise((resolve, reject) => {
+    const latenciesMs: number[] = []
     const instance = autocannon(
       {
         url: baseUrl,
@@ -95,24 +178,56 @@ export function runScenario(
         duration: load.durationSeconds,
         requests: [scenario.request],
       },
-      (error, result) => (error ? reject(error) : resolve(summarize(scenario.name, result))),
+      (error, result) => {
+        if (error) return reject(error)
+        const statusCodes: Record<string, number> = {}
+        for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) {
+          statusCodes[code] = stats.count ?? 0
+        }
+        resolve({
+          seconds: result.duration,
+          latenciesMs,
+          errors: result.errors,
+          statusCodes,
+        })
+      },
     )
+    instance.on('response', (_client, _status, _bytes, responseTimeMs) => {
+      latenciesMs.push(responseTimeMs)
+    })
     onStart(instance)
   })
 }
 
-function summarize(scenario: string, result: autocannon.Result): ScenarioResult {
+/** One result from one or more samples of the same scenario. */
+export function summarize(scenario: Scenario, samples: readonly Sample[]): ScenarioResult {
   const statusCodes: Record<string, number> = {}
-  for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) {
-    statusCodes[code] = stats.count ?? 0
+  for (const sample of samples) {
+    for (const [code, count] of Object.entries(sample.statusCodes)) {
+      statusCodes[code] = (statusCodes[code] ?? 0) + count
+    }
   }
+  let unexpected = 0
+  for (const [code, count] of Object.entries(statusCodes)) {
+    const wanted = scenario.expectStatus ? code === String(scenario.expectStatus) : code[0] === '2'
+    if (!wanted) unexpected += count
+  }
+  const latencies = samples.flatMap((sample) => sample.latenciesMs).sort((a, b) => a - b)
+  const seconds = samples.reduce((sum, sample) => sum + sample.seconds, 0)
   return {
-    scenario,
-    requestsPerSecond: result.requests.mean,
-    p50Ms: result.latency.p50,
-    p99Ms: result.latency.p99,
-    errors: result.errors,
-    non2xx: result.non2xx,
+    scenario: scenario.name,
+    requestsPerSecond: seconds > 0 ? latencies.length / seconds : 0,
+    p50Ms: percentile(latencies, 0.5),
+    p99Ms: percentile(latencies, 0.99),
+    errors: samples.reduce((sum, sample) => sum + sample.errors, 0),
+    unexpected,
     statusCodes,
   }
+}
+
+/** Nearest-rank percentile of sorted values, to 0.1 ms. */
+function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return 0
+  const value = sorted[Math.max(0, Math.ceil(fraction * sorted.length) - 1)] ?? 0
+  return Math.round(value * 10) / 10
 }

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -10,11 +9,19 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const ENTRY = join(ROOT, 'dist', 'server.js')
+const BUILD = join(ROOT, 'dist', 'app.js')
+const ENTRY = join(ROOT, 'bench', 'server-entry.ts')
 const HOST = '127.0.0.1'
 const READY_TIMEOUT_MS = 60_000
 // Above the server's default SHUTDOWN_GRACE_MS (10 s), so a graceful close gets its chance.
 const STOP_TIMEOUT_MS = 15_000
+
+// Limits lifted so they never answer in place of the service: a bench caller sends far more
+// than 600 requests a minute, and 10 logins. The limiters still count every request.
+const UNLIMITED = String(1_000_000_000)
+
+/** Who resolves callers; every server is built by bench/server-entry.ts with one of these. */
+export type AuthMode = 'on' | 'off' | 'jwt-only'
 
 /** Every server spawned and not yet stopped, including those still starting up. */
 const running = new Set<() => Promise<void>>()
@@ -23,6 +30,14 @@ export interface ServerTarget {
   /** Unset runs the embedded database in a throwaway DATA_DIR. */
   databaseUrl?: string
   redisUrl?: string
+}
+
+export interface ServerSettings {
+  auth: AuthMode
+  /** Created at start (ADMIN_EMAIL / ADMIN_PASSWORD) when the database has no admin yet. */
+  admin: { email: string; password: string }
+  /** Shared by every server of a run, so the jwt-only baseline accepts the real tokens. */
+  jwtSecret: string
 }
 
 export interface RunningServer {
@@ -34,8 +49,8 @@ export interface RunningServer {
 
 /** Builds only when there is no build: the bench measures what is in dist/, as deployed. */
 export function ensureBuilt(): void {
-  if (existsSync(ENTRY)) return
-  console.error('dist/server.js missing; compiling with tsconfig.build.json')
+  if (existsSync(BUILD)) return
+  console.error('dist/app.js missing; compiling with tsconfig.build.json')
   const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], {
     cwd: ROOT,
     stdio: 'inherit',
@@ -43,10 +58,14 @@ export function ensureBuilt(): void {
   if (result.status !== 0) throw new Error(`tsc failed (exit ${result.status ?? result.signal})`)
 }
 
-export async function startServer(target: ServerTarget): Promise<RunningServer> {
+export async function startServer(
+  target: ServerTarget,
+  settings: ServerSettings,
+): Promise<RunningServer> {
   const port = await freePort()
   const dataDir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
-  const child = spawn(process.execPath, [ENTRY], {
+  // tsx loads the entry only; the app it imports from dist/ is plain JavaScript.
+  const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--auth', settings.auth], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -55,8 +74,11 @@ export async function startServer(target: ServerTarget): Promise<RunningServer> 
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
       DATA_DIR: dataDir,
-      // Production refuses the public development secret; the bench mints no tokens.
-      JWT_SECRET: randomBytes(32).toString('hex'),
+      JWT_SECRET: settings.jwtSecret,
+      ADMIN_EMAIL: settings.admin.email,
+      ADMIN_PASSWORD: settings.admin.password,
+      RATE_LIMIT_MAX: UNLIMITED,
+      LOGIN_RATE_LIMIT_MAX: UNLIMITED,
       // An empty value means "unset" to the config loader and, unlike deleting the key,
       // also overrides a DATABASE_URL / REDIS_URL that a local .env may carry.
       DATABASE_URL: target.databaseUrl ?? '',

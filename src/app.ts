@@ -56,8 +56,8 @@ export interface AppOverrides {
   /** Where log lines go (stdout by default); tests capture them here. */
   logStream?: DestinationStream
   /**
-   * Resolves credentials to a caller instead of the built-in access tokens and API keys:
-   * the identity edge, swapped by tests and by the benchmark's auth-free baseline. Code
+   * Resolves credentials to a caller in place of the built-in access tokens and API keys:
+   * the identity edge, which a test may fake (the benchmark's auth-free baseline does). Code
    * only, never configuration, so no deployment can switch authentication off.
    */
   authenticate?: Authenticate
