@@ -1,0 +1,135 @@
+import { type Static, Type } from 'typebox'
+import { StringEnum, TimestampSchema } from '../../shared/schemas.js'
+
+/**
+ * The model card: what a shipped model takes, how its raw inputs become tensors, what it
+ * answers and how well it did on held-out data. Training scripts validate every card they
+ * write against this schema; the serving side reads it to validate requests and build
+ * tensors.
+ */
+
+/** Model names are URL segments (kebab-case); input names are JSON fields (snake_case). */
+const ModelNameSchema = Type.String({ pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', maxLength: 64 })
+const InputNameSchema = Type.String({ pattern: '^[a-z][a-z0-9]*(_[a-z0-9]+)*$', maxLength: 64 })
+const FloatsSchema = Type.Array(Type.Number())
+
+export const ModelInputSchema = Type.Object(
+  {
+    name: InputNameSchema,
+    type: StringEnum(['number', 'integer', 'category'] as const),
+    description: Type.String(),
+    unit: Type.Optional(Type.String({ description: 'e.g. "cm", "km", "kW"' })),
+    minimum: Type.Optional(Type.Number()),
+    maximum: Type.Optional(Type.Number()),
+    categories: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })),
+    required: Type.Boolean(),
+    default: Type.Optional(
+      Type.Union([Type.Number(), Type.String()], {
+        description: 'The value the model imputes when the input is missing.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/** One input tensor of the ONNX graph, and which model inputs fill its columns. */
+export const TensorSpecSchema = Type.Object(
+  {
+    name: Type.String(),
+    dtype: StringEnum(['float32', 'int64', 'string'] as const),
+    shape: Type.Array(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
+    columns: Type.Array(Type.String(), {
+      description: 'Model input names, in the order of the last axis.',
+    }),
+    missing: Type.Union([Type.Literal('NaN'), Type.Literal('')], {
+      description: 'What a missing input is sent as in this tensor.',
+    }),
+  },
+  { additionalProperties: false },
+)
+
+const stepOptions = { additionalProperties: false } as const
+const common = {
+  in_graph: Type.Boolean({
+    description: 'true: the ONNX graph does this step; false: the caller must do it first.',
+  }),
+  columns: Type.Array(Type.String(), { minItems: 1 }),
+}
+
+export const PreprocessingStepSchema = Type.Union([
+  Type.Object(
+    {
+      step: Type.Literal('impute'),
+      strategy: StringEnum(['median', 'most_frequent'] as const),
+      values: Type.Array(Type.Union([Type.Number(), Type.String()])),
+      ...common,
+    },
+    stepOptions,
+  ),
+  Type.Object(
+    { step: Type.Literal('standardize'), mean: FloatsSchema, scale: FloatsSchema, ...common },
+    stepOptions,
+  ),
+  Type.Object(
+    {
+      step: Type.Literal('one_hot'),
+      categories: Type.Array(Type.Array(Type.String())),
+      ...common,
+    },
+    stepOptions,
+  ),
+])
+
+export const ModelOutputSchema = Type.Object(
+  {
+    name: Type.String(),
+    dtype: StringEnum(['float32', 'int64'] as const),
+    shape: Type.Array(Type.Union([Type.Integer({ minimum: 1 }), Type.String()])),
+    description: Type.String(),
+    unit: Type.Optional(Type.String()),
+    labels: Type.Optional(
+      Type.Array(Type.String(), { description: 'Class names, by index (classifiers).' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+export const ModelCardSchema = Type.Object(
+  {
+    name: ModelNameSchema,
+    version: Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+$' }),
+    task: StringEnum(['classification', 'regression'] as const),
+    description: Type.String(),
+    inputs: Type.Array(ModelInputSchema, { minItems: 1 }),
+    preprocessing: Type.Object(
+      {
+        tensors: Type.Array(TensorSpecSchema, { minItems: 1 }),
+        steps: Type.Array(PreprocessingStepSchema),
+      },
+      { additionalProperties: false },
+    ),
+    outputs: Type.Array(ModelOutputSchema, { minItems: 1 }),
+    training: Type.Object(
+      {
+        algorithm: Type.String(),
+        hyperparameters: Type.Record(Type.String(), Type.Union([Type.Number(), Type.String()])),
+        seed: Type.Integer(),
+        train_rows: Type.Integer({ minimum: 1 }),
+        test_rows: Type.Integer({ minimum: 1 }),
+      },
+      { additionalProperties: false },
+    ),
+    metrics: Type.Record(Type.String(), Type.Number(), {
+      description: 'Measured on the held-out rows.',
+    }),
+    training_data_sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    created_at: TimestampSchema,
+  },
+  { additionalProperties: false },
+)
+
+export type ModelInput = Static<typeof ModelInputSchema>
+export type TensorSpec = Static<typeof TensorSpecSchema>
+export type PreprocessingStep = Static<typeof PreprocessingStepSchema>
+export type ModelOutput = Static<typeof ModelOutputSchema>
+export type ModelCard = Static<typeof ModelCardSchema>
