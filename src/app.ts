@@ -18,9 +18,11 @@ import { createAuditRepository } from './modules/audit/repository.js'
 import { auditRoutes } from './modules/audit/routes.js'
 import { createAuditService } from './modules/audit/service.js'
 import { createAccessTokens } from './modules/auth/access-tokens.js'
+import { createAuthStateEvents } from './modules/auth/auth-state-events.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
 import { createAuthService } from './modules/auth/service.js'
+import { createUserStateCache, type UserStateCache } from './modules/auth/user-state-cache.js'
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
@@ -109,7 +111,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (applied.length > 0) app.log.info({ applied }, 'database migrated')
   }
 
-  const modules = createModules(config, database)
+  // Bearer requests read users' auth state from memory; changes drop it on every instance.
+  const userStates = createUserStateCache({ ttlMs: config.AUTH_CACHE_TTL_MS })
+  const userChanges = createAuthStateEvents(
+    redis,
+    (userId) => userStates.invalidate(userId),
+    app.log,
+  )
+  app.addHook('onClose', () => userChanges.close())
+  const modules = createModules(config, database, {
+    userStates,
+    credentialsChanged: (userId) => {
+      userStates.invalidate(userId)
+      userChanges.publish(userId)
+    },
+  })
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -162,7 +178,11 @@ function trustProxySetting(trust: TrustProxy) {
 }
 
 /** Repositories and services, each given only what it needs. */
-function createModules(config: Config, database: DatabaseHandle) {
+function createModules(
+  config: Config,
+  database: DatabaseHandle,
+  auth: { userStates: UserStateCache; credentialsChanged: (userId: string) => void },
+) {
   const { db } = database
   const transaction = inTransaction(db)
   const userRepository = createUserRepository(db)
@@ -172,7 +192,11 @@ function createModules(config: Config, database: DatabaseHandle) {
   })
   return {
     apiKeys,
-    users: createUserService({ users: userRepository, inTransaction: transaction }),
+    users: createUserService({
+      users: userRepository,
+      inTransaction: transaction,
+      credentialsChanged: auth.credentialsChanged,
+    }),
     auth: createAuthService({
       users: userRepository,
       refreshTokens: createRefreshTokenRepository(db),
@@ -185,6 +209,7 @@ function createModules(config: Config, database: DatabaseHandle) {
       }),
       apiKeys,
       inTransaction: transaction,
+      userStates: auth.userStates,
       refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_S,
     }),
     products: createProductService({

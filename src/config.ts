@@ -95,6 +95,12 @@ const EnvSchema = Type.Object({
     description: 'seconds (60-86400)',
   }),
   REFRESH_TOKEN_TTL_S: Type.Integer({ minimum: 300, default: 2_592_000, description: 'seconds' }),
+  AUTH_CACHE_TTL_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60_000,
+    default: 5000,
+    description: 'milliseconds (0-60000, 0 disables the cache)',
+  }),
   REGISTRATION_ENABLED: Type.Optional(
     Type.Boolean({ description: 'true or false (default: true, false in production)' }),
   ),

@@ -30,7 +30,14 @@ const ALGORITHM = 'HS256'
 
 /** Short-lived signed access tokens (JWT, HS256) with an explicit verification policy. */
 export function createAccessTokens(settings: AccessTokenSettings) {
-  const key = new TextEncoder().encode(settings.secret)
+  // Imported once: handing jose the raw bytes would import the key again on every verify.
+  const keyPromise = crypto.subtle.importKey(
+    'raw',
+    new TextEncoder().encode(settings.secret),
+    { name: 'HMAC', hash: 'SHA-256' },
+    false,
+    ['sign', 'verify'],
+  )
 
   return {
     ttlSeconds: settings.ttlSeconds,
@@ -44,12 +51,12 @@ export function createAccessTokens(settings: AccessTokenSettings) {
         .setIssuedAt()
         .setExpirationTime(`${settings.ttlSeconds}s`)
         .setJti(randomUUID())
-        .sign(key)
+        .sign(await keyPromise)
     },
 
     async verify(token: string): Promise<AccessTokenClaims> {
       try {
-        const { payload } = await jwtVerify(token, key, {
+        const { payload } = await jwtVerify(token, await keyPromise, {
           algorithms: [ALGORITHM],
           issuer: settings.issuer,
           audience: settings.audience,

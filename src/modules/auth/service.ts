@@ -11,6 +11,7 @@ import { OAuthError } from './errors.js'
 import { verifyNobody, verifyPassword } from './passwords.js'
 import type { RefreshTokenRepository } from './refresh-tokens.js'
 import type { TokenRequest, TokenResponse } from './schemas.js'
+import type { UserAuthState, UserStateCache } from './user-state-cache.js'
 
 export interface AuthServiceDeps {
   users: UserRepository
@@ -18,6 +19,8 @@ export interface AuthServiceDeps {
   accessTokens: AccessTokens
   apiKeys: ApiKeyService
   inTransaction: InTransaction
+  /** Bearer requests read the user's auth state through it instead of the database. */
+  userStates: UserStateCache
   refreshTokenTtlSeconds: number
   now?: () => Date
 }
@@ -29,6 +32,13 @@ const BAD_REFRESH = 'The refresh token is invalid, expired or revoked.'
 export function createAuthService(deps: AuthServiceDeps) {
   const { users, refreshTokens, accessTokens, inTransaction } = deps
   const now = deps.now ?? (() => new Date())
+
+  async function loadUserState(id: string): Promise<UserAuthState | undefined> {
+    const row = await users.findById(id)
+    return (
+      row && { id: row.id, role: row.role, isActive: row.isActive, authVersion: row.authVersion }
+    )
+  }
 
   async function issueTokens(
     user: UserRow,
@@ -127,7 +137,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         return caller
       }
       const claims = await accessTokens.verify(credentials.token)
-      const user = await users.findById(claims.sub)
+      const user = await deps.userStates.get(claims.sub, loadUserState)
       // A password change or deactivation bumps auth_version: older tokens stop here.
       if (!user?.isActive || user.authVersion !== claims.ver) {
         throw new Unauthenticated('The access token has been revoked.')

@@ -21,6 +21,11 @@ import type {
 export interface UserServiceDeps {
   users: UserRepository
   inTransaction: InTransaction
+  /**
+   * Called after a commit that changed a user's role, activity or credentials, so cached
+   * auth state is dropped at once (see auth/user-state-cache.ts).
+   */
+  credentialsChanged?: (userId: string) => void
 }
 
 const EMAIL_CONSTRAINT = 'users_email_key'
@@ -52,7 +57,11 @@ function assertPasswordAllowed(password: string, email: string, path: string) {
   }
 }
 
-export function createUserService({ users, inTransaction }: UserServiceDeps) {
+export function createUserService({
+  users,
+  inTransaction,
+  credentialsChanged = () => {},
+}: UserServiceDeps) {
   /** With `selfService`, the new user is recorded as the actor of its own creation. */
   async function create(
     input: UserCreate & { role: Role },
@@ -132,7 +141,7 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
     },
 
     async updateSelf(caller: Caller, changes: UserSelfUpdate, actor: Actor): Promise<User> {
-      return inTransaction(async (tx) => {
+      const user = await inTransaction(async (tx) => {
         const row = await users.findByIdForUpdate(caller.userId, tx)
         if (!row) throw new UserNotFound(`User ${caller.userId} does not exist.`)
         let passwordHash: string | undefined
@@ -164,6 +173,8 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
         }
         return after
       })
+      if (changes.password !== undefined) credentialsChanged(user.id)
+      return user
     },
 
     async update(
@@ -174,7 +185,7 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
     ): Promise<User> {
       const locksOut =
         (changes.role !== undefined && changes.role !== 'admin') || changes.is_active === false
-      return inTransaction(async (tx) => {
+      const user = await inTransaction(async (tx) => {
         const row = await users.findByIdForUpdate(id, tx)
         if (!row) throw new UserNotFound(`User ${id} does not exist.`)
         // The stored id, not the path's: a UUID may be written in capitals.
@@ -199,11 +210,13 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
         }
         return after
       })
+      credentialsChanged(user.id)
+      return user
     },
 
     async remove(caller: Caller, id: string, actor: Actor): Promise<void> {
       try {
-        await inTransaction(async (tx) => {
+        const removed = await inTransaction(async (tx) => {
           const row = await users.findByIdForUpdate(id, tx)
           if (!row) throw new UserNotFound(`User ${id} does not exist.`)
           if (row.id === caller.userId)
@@ -214,7 +227,9 @@ export function createUserService({ users, inTransaction }: UserServiceDeps) {
             actor,
             userAudit('delete', row.id, deletedChanges(toUser(row), AUDITED_FIELDS)),
           )
+          return row.id
         })
+        credentialsChanged(removed)
       } catch (error) {
         if (isForeignKeyViolation(error, ORDERS_CONSTRAINT)) {
           throw new UserHasOrders(

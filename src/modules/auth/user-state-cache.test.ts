@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest'
+import { createUserStateCache, type UserAuthState } from './user-state-cache.js'
+
+const state = (authVersion: number): UserAuthState => ({
+  id: 'u1',
+  role: 'user',
+  isActive: true,
+  authVersion,
+})
+
+function counter(value: () => UserAuthState | undefined) {
+  let calls = 0
+  return {
+    load: async () => {
+      calls++
+      return value()
+    },
+    get calls() {
+      return calls
+    },
+  }
+}
+
+describe('user state cache', () => {
+  it('serves a loaded state until it expires, then reads again', async () => {
+    let clock = 0
+    const cache = createUserStateCache({ ttlMs: 1000, now: () => clock })
+    let version = 1
+    const source = counter(() => state(version))
+
+    expect(await cache.get('u1', source.load)).toEqual(state(1))
+    version = 2
+    clock = 999
+    expect(await cache.get('u1', source.load)).toEqual(state(1))
+    expect(source.calls).toBe(1)
+    clock = 1000
+    expect(await cache.get('u1', source.load)).toEqual(state(2))
+    expect(source.calls).toBe(2)
+  })
+
+  it('reads again at once after an invalidation', async () => {
+    const cache = createUserStateCache({ ttlMs: 60_000 })
+    let version = 1
+    const source = counter(() => state(version))
+    await cache.get('u1', source.load)
+    version = 2
+    cache.invalidate('u1')
+    expect(await cache.get('u1', source.load)).toEqual(state(2))
+  })
+
+  it('never stores a state read before an invalidation that lands while it loads', async () => {
+    const cache = createUserStateCache({ ttlMs: 60_000 })
+    let release = () => {}
+    const slow = async () => {
+      await new Promise<void>((resolve) => {
+        release = resolve
+      })
+      return state(1) // read before the change committed
+    }
+    const pending = cache.get('u1', slow)
+    cache.invalidate('u1') // the change commits and announces itself meanwhile
+    release()
+    expect(await pending).toEqual(state(1))
+    const fresh = counter(() => state(2))
+    expect(await cache.get('u1', fresh.load)).toEqual(state(2))
+    expect(fresh.calls).toBe(1)
+  })
+
+  it('remembers that a user does not exist, for the same short time', async () => {
+    const cache = createUserStateCache({ ttlMs: 60_000 })
+    const source = counter(() => undefined)
+    expect(await cache.get('gone', source.load)).toBeUndefined()
+    expect(await cache.get('gone', source.load)).toBeUndefined()
+    expect(source.calls).toBe(1)
+  })
+
+  it('reads every time with a TTL of 0', async () => {
+    const cache = createUserStateCache({ ttlMs: 0 })
+    const source = counter(() => state(1))
+    await cache.get('u1', source.load)
+    await cache.get('u1', source.load)
+    expect(source.calls).toBe(2)
+    expect(cache.size).toBe(0)
+  })
+
+  it('evicts the least recently loaded entry beyond maxEntries', async () => {
+    const cache = createUserStateCache({ ttlMs: 60_000, maxEntries: 2 })
+    const source = counter(() => state(1))
+    for (const id of ['a', 'b', 'c']) await cache.get(id, source.load)
+    expect(cache.size).toBe(2)
+    await cache.get('a', source.load) // evicted, so loaded again
+    expect(source.calls).toBe(4)
+  })
+})
