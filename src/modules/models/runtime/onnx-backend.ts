@@ -66,6 +66,7 @@ class OnnxModel implements LoadedModel {
   /** Why runs are refused: set on release or when the thread dies. */
   #closed: Error | undefined
   #released: Promise<void> | undefined
+  #exited = false
 
   constructor(
     worker: Worker,
@@ -78,13 +79,14 @@ class OnnxModel implements LoadedModel {
     worker.on('error', (error) =>
       this.#fail(new InferenceError('The ONNX worker failed.', { cause: error })),
     )
-    worker.on('exit', () =>
+    worker.on('exit', () => {
+      this.#exited = true
       this.#fail(
         new InferenceError(
           this.#released ? 'The model has been released.' : 'The ONNX worker stopped.',
         ),
-      ),
-    )
+      )
+    })
   }
 
   run(feeds: Feeds): Promise<Feeds> {
@@ -106,6 +108,10 @@ class OnnxModel implements LoadedModel {
   release(): Promise<void> {
     if (this.#released) return this.#released
     this.#closed ??= new InferenceError('The model has been released.')
+    if (this.#exited) {
+      this.#released = Promise.resolve()
+      return this.#released
+    }
     this.#worker.ref()
     // Runs sent before the release still finish: the worker handles messages in order.
     this.#released = new Promise<void>((resolve) => {

@@ -1,7 +1,11 @@
 /**
  * A deterministic stand-in for ONNX Runtime with the same interface, for tests of the routes,
  * the registry, batching and caching. Each model is a signature plus a pure function of one
- * row; `testModelBytes(name)` is the "file" that loads it. Every run is recorded.
+ * row; `testModelBytes(name)` is the "file" that loads it. Every run is recorded:
+ *
+ *   const backend = createTestBackend({ models: { iris: linearClassifierSpec() }, latencyMs: 5 })
+ *   // hand `backend` to buildApp, upload testModelBytes('iris'), send parallel predictions...
+ *   expect(backend.runs.some((run) => run.batchSize > 1)).toBe(true)
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
