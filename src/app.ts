@@ -19,6 +19,7 @@ import { auditRoutes } from './modules/audit/routes.js'
 import { createAuditService } from './modules/audit/service.js'
 import { createAccessTokens } from './modules/auth/access-tokens.js'
 import { createAuthStateEvents } from './modules/auth/auth-state-events.js'
+import { limitPasswordHashing } from './modules/auth/passwords.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
 import { createAuthService } from './modules/auth/service.js'
@@ -111,6 +112,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (applied.length > 0) app.log.info({ applied }, 'database migrated')
   }
 
+  limitPasswordHashing({
+    concurrency: config.PASSWORD_HASH_CONCURRENCY,
+    maxQueue: config.PASSWORD_HASH_QUEUE,
+  })
   // Bearer requests read users' auth state from memory; changes drop it on every instance.
   const userStates = createUserStateCache({ ttlMs: config.AUTH_CACHE_TTL_MS })
   const userChanges = createAuthStateEvents(

@@ -95,6 +95,18 @@ const EnvSchema = Type.Object({
     description: 'seconds (60-86400)',
   }),
   REFRESH_TOKEN_TTL_S: Type.Integer({ minimum: 300, default: 2_592_000, description: 'seconds' }),
+  PASSWORD_HASH_CONCURRENCY: Type.Integer({
+    minimum: 0,
+    maximum: 64,
+    default: 0,
+    description: 'password hashes computed at once (0 = CPU count - 1, at least 1)',
+  }),
+  PASSWORD_HASH_QUEUE: Type.Integer({
+    minimum: 0,
+    maximum: 10_000,
+    default: 64,
+    description: 'password hashes allowed to wait before sign-ins answer 503',
+  }),
   AUTH_CACHE_TTL_MS: Type.Integer({
     minimum: 0,
     maximum: 60_000,
