@@ -4,16 +4,21 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
+import { ORDER_TARGET, orderProductSkuPrefix, prepareOrderData } from './order-data.js'
 import {
   apiKey,
   bearer,
   createApiKey,
+  createOrders,
   createProducts,
+  getOrder,
   getProduct,
   type LoadSettings,
   type Login,
+  listOrders,
   listProducts,
   logIn,
+  MAX_ORDER_LINES,
   passwordLogins,
   type Sample,
   type Scenario,
@@ -25,7 +30,9 @@ import {
 import {
   type AuthMode,
   ensureBuilt,
+  makeDataDir,
   type RunningServer,
+  removeDataDir,
   type ServerTarget,
   startServer,
   stopAllServers,
@@ -33,7 +40,13 @@ import {
 
 const MODES = ['embedded', 'services'] as const
 type Mode = (typeof MODES)[number]
+// auth: auth overhead, logins, login flood and products; orders: the order endpoints on
+// ORDER_TARGET seeded orders.
+const SUITES = ['auth', 'orders'] as const
+type Suite = (typeof SUITES)[number]
 const SEED_COUNT = 200
+// Stock of each product the order scenarios buy: more than any run can take.
+const ORDER_PRODUCT_STOCK = 1_000_000_000
 // Unrecorded load before each measurement, so JIT compilation and cold caches stay out of it.
 const WARMUP_SECONDS = 1
 // Length of one slice when scenarios take turns (see `interleaved`).
@@ -70,6 +83,7 @@ interface Summary {
 
 interface Options extends LoadSettings {
   modes: Mode[]
+  suites: Suite[]
 }
 
 interface Run {
@@ -80,6 +94,8 @@ interface Run {
 
 /** The loads running right now, so an interrupt can stop them before the servers. */
 const activeLoads = new Set<autocannon.Instance>()
+/** Data directories prepared outside a server, so an interrupt can remove them too. */
+const preparedDataDirs = new Set<string>()
 let interrupted = false
 const trackLoad = (instance: autocannon.Instance) => {
   activeLoads.add(instance)
@@ -90,6 +106,7 @@ function parseOptions(argv: string[]): Options {
     args: argv,
     options: {
       mode: { type: 'string', default: 'both' },
+      suite: { type: 'string', default: 'all' },
       duration: { type: 'string', default: '10' },
       connections: { type: 'string', default: '10' },
     },
@@ -97,8 +114,12 @@ function parseOptions(argv: string[]): Options {
   const modes: Mode[] =
     values.mode === 'both' ? [...MODES] : MODES.filter((mode) => mode === values.mode)
   if (modes.length === 0) throw new Error(`--mode must be embedded, services or both`)
+  const suites: Suite[] =
+    values.suite === 'all' ? [...SUITES] : SUITES.filter((suite) => suite === values.suite)
+  if (suites.length === 0) throw new Error(`--suite must be auth, orders or all`)
   return {
     modes,
+    suites,
     durationSeconds: positiveInteger('--duration', values.duration),
     connections: positiveInteger('--connections', values.connections),
   }
@@ -126,7 +147,7 @@ type Target = [RunningServer, Scenario]
  * the same way, which differ only in who resolves the caller; every GET sends the same
  * bearer header, so the baselines get the same bytes and skip only the checks.
  */
-async function benchMode(mode: Mode, target: ServerTarget, load: LoadSettings, run: Run) {
+async function benchAuth(mode: Mode, target: ServerTarget, load: LoadSettings, run: Run) {
   const rows: Row[] = []
   const record = (results: ScenarioResult[]) => {
     if (!interrupted) rows.push(...results.map((result) => ({ mode, ...result })))
@@ -191,6 +212,68 @@ async function benchMode(mode: Mode, target: ServerTarget, load: LoadSettings, r
     return { rows, startupMs: server.startupMs }
   } finally {
     await server.stop()
+  }
+}
+
+/**
+ * The order endpoints on ORDER_TARGET seeded orders of 3 items each. The data is seeded
+ * before the server starts (embedded: a fresh data directory every run; services: only the
+ * shortfall), and the scenarios run one at a time, the write last because it grows the
+ * table that the list counts.
+ */
+async function benchOrders(mode: Mode, target: ServerTarget, load: LoadSettings, run: Run) {
+  const rows: Row[] = []
+  const dataDir = await makeDataDir()
+  preparedDataDirs.add(dataDir)
+  try {
+    console.error(`${mode}: making sure the bench admin owns ${ORDER_TARGET} orders`)
+    const data = await prepareOrderData(
+      { databaseUrl: target.databaseUrl, dataDir },
+      { email: BENCH_ADMIN.username, password: BENCH_ADMIN.password },
+    )
+    console.error(
+      `${mode}: deleted ${data.removed} orders of earlier runs, ` +
+        (data.seeded > 0
+          ? `seeded ${data.seeded} in ${data.seedSeconds.toFixed(1)} s`
+          : 'seeded none (enough already)'),
+    )
+    const server = await startServer(
+      { ...target, dataDir },
+      {
+        auth: 'on',
+        admin: { email: BENCH_ADMIN.username, password: BENCH_ADMIN.password },
+        jwtSecret: run.jwtSecret,
+      },
+    )
+    console.error(
+      `${mode}: ready in ${(server.startupMs / 1000).toFixed(1)} s at ${server.baseUrl}`,
+    )
+    try {
+      const asBearer = bearer(await logIn(server.baseUrl, BENCH_ADMIN))
+      const productIds = await seedProducts(
+        server.baseUrl,
+        asBearer,
+        orderProductSkuPrefix(run.id),
+        // Twice the rows that the orders in flight lock at once (see `createOrders`).
+        2 * load.connections * MAX_ORDER_LINES,
+        ORDER_PRODUCT_STOCK,
+      )
+      const scenarios = [
+        getOrder(data.orderIds, asBearer),
+        listOrders(asBearer),
+        createOrders(asBearer, data.customerId, productIds),
+      ]
+      for (const scenario of scenarios) {
+        const results = await together(mode, load, [[server, scenario]])
+        if (!interrupted) rows.push(...results.map((result) => ({ mode, ...result })))
+      }
+      return rows
+    } finally {
+      await server.stop()
+    }
+  } finally {
+    await removeDataDir(dataDir)
+    preparedDataDirs.delete(dataDir)
   }
 }
 
@@ -343,17 +426,23 @@ async function main() {
       console.error(`${mode}: skipped, ${target}`)
       continue
     }
-    const outcome = await benchMode(mode, target, options, run)
-    rows.push(...outcome.rows)
-    startup[mode] = Math.round(outcome.startupMs)
-    const summary = summarizeMode(mode, outcome.rows)
-    if (summary) summaries.push(summary)
+    if (options.suites.includes('auth')) {
+      const outcome = await benchAuth(mode, target, options, run)
+      rows.push(...outcome.rows)
+      startup[mode] = Math.round(outcome.startupMs)
+      const summary = summarizeMode(mode, outcome.rows)
+      if (summary) summaries.push(summary)
+    }
+    if (options.suites.includes('orders') && !interrupted) {
+      rows.push(...(await benchOrders(mode, target, options, run)))
+    }
   }
 
   console.log(
     `OrderFlow bench ${date} | ${machine.os} | ${machine.cpuCount} × ${machine.cpuModel} | ` +
       `${machine.totalMemoryGiB} GiB RAM | Node ${machine.node} | load ${machine.loadAverage1m} | ` +
-      `${options.connections} connections, ${options.durationSeconds} s per scenario`,
+      `${options.connections} connections, ${options.durationSeconds} s per scenario, ` +
+      `suites ${options.suites.join(', ')}`,
   )
   if (rows.length > 0) console.log(`\n${resultsTable(rows)}`)
   if (summaries.length > 0) console.log(`\n${summaryTable(summaries)}`)
@@ -385,6 +474,7 @@ async function interrupt(signal: NodeJS.Signals) {
   console.error(`${signal}: stopping the load and the servers`)
   for (const load of activeLoads) load.stop()
   await stopAllServers()
+  await Promise.all([...preparedDataDirs].map(removeDataDir))
   process.exit(130)
 }
 

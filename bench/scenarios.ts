@@ -44,8 +44,8 @@ export function apiKey(key: string): AuthHeaders {
   return { 'x-api-key': key }
 }
 
-function newProductBody(sku: string): string {
-  return JSON.stringify({ sku, name: 'Bench product', price: '19.99', stock: 5 })
+function newProductBody(sku: string, stock = 5): string {
+  return JSON.stringify({ sku, name: 'Bench product', price: '19.99', stock })
 }
 
 function passwordGrant(login: Login): string {
@@ -93,12 +93,13 @@ export async function seedProducts(
   auth: AuthHeaders,
   skuPrefix: string,
   count: number,
+  stock?: number,
 ) {
   const ids: string[] = []
   for (let i = 0; i < count; i++) {
     const product = await postForJson<{ id: string }>(
       `${baseUrl}/v1/products`,
-      { headers: { ...JSON_HEADERS, ...auth }, body: newProductBody(`${skuPrefix}-${i}`) },
+      { headers: { ...JSON_HEADERS, ...auth }, body: newProductBody(`${skuPrefix}-${i}`, stock) },
       201,
       `seeding product ${i}`,
     )
@@ -107,15 +108,73 @@ export async function seedProducts(
   return ids
 }
 
-/** One product at a time, rotating over every seeded row so no hot row flatters the figure. */
-export function getProduct(name: string, ids: readonly string[], auth: AuthHeaders): Scenario {
+/** GETs `${collection}/{id}`, rotating over every id so no hot row flatters the figure. */
+function getEach(
+  name: string,
+  collection: string,
+  ids: readonly string[],
+  auth: AuthHeaders,
+): Scenario {
   let next = 0
   return {
     name,
     request: {
       method: 'GET',
       headers: auth,
-      setupRequest: (request) => ({ ...request, path: `/v1/products/${ids[next++ % ids.length]}` }),
+      setupRequest: (request) => ({
+        ...request,
+        path: `${collection}/${ids[next++ % ids.length]}`,
+      }),
+    },
+  }
+}
+
+export function getProduct(name: string, ids: readonly string[], auth: AuthHeaders): Scenario {
+  return getEach(name, '/v1/products', ids, auth)
+}
+
+export function getOrder(ids: readonly string[], auth: AuthHeaders): Scenario {
+  return getEach('GET /v1/orders/{id}', '/v1/orders', ids, auth)
+}
+
+/** The first page, newest first: the list an order screen opens on, each order with its items. */
+export function listOrders(auth: AuthHeaders): Scenario {
+  return {
+    name: 'GET /v1/orders?page_size=20',
+    request: { method: 'GET', path: '/v1/orders?page_size=20', headers: auth },
+  }
+}
+
+/** The most lines an order of `createOrders` has. */
+export const MAX_ORDER_LINES = 3
+
+/**
+ * One unit each of 1 to MAX_ORDER_LINES products. Order n buys from slot n × MAX_ORDER_LINES
+ * of `productIds` on, so the orders in flight lock disjoint product rows when there are at
+ * least MAX_ORDER_LINES products per connection: the figure is the write path's, not a queue
+ * on a hot row. The products need stock for every order of the run.
+ */
+export function createOrders(
+  auth: AuthHeaders,
+  customerId: string,
+  productIds: readonly string[],
+): Scenario {
+  let next = 0
+  return {
+    name: 'POST /v1/orders',
+    request: {
+      method: 'POST',
+      path: '/v1/orders',
+      headers: { ...JSON_HEADERS, ...auth },
+      setupRequest: (request) => {
+        const order = next++
+        const lines = Math.min(1 + (order % MAX_ORDER_LINES), productIds.length)
+        const items = Array.from({ length: lines }, (_, line) => ({
+          product_id: productIds[(order * MAX_ORDER_LINES + line) % productIds.length],
+          quantity: 1,
+        }))
+        return { ...request, body: JSON.stringify({ customer_id: customerId, items }) }
+      },
     },
   }
 }

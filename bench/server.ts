@@ -27,9 +27,11 @@ export type AuthMode = 'on' | 'off' | 'jwt-only'
 const running = new Set<() => Promise<void>>()
 
 export interface ServerTarget {
-  /** Unset runs the embedded database in a throwaway DATA_DIR. */
+  /** Unset runs the embedded database in DATA_DIR. */
   databaseUrl?: string
   redisUrl?: string
+  /** A DATA_DIR prepared (seeded) by the caller, who also removes it; unset gets a throwaway one. */
+  dataDir?: string
 }
 
 export interface ServerSettings {
@@ -63,7 +65,7 @@ export async function startServer(
   settings: ServerSettings,
 ): Promise<RunningServer> {
   const port = await freePort()
-  const dataDir = await mkdtemp(join(tmpdir(), 'orderflow-bench-'))
+  const dataDir = target.dataDir ?? (await makeDataDir())
   // tsx loads the entry only; the app it imports from dist/ is plain JavaScript.
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--auth', settings.auth], {
     cwd: ROOT,
@@ -96,7 +98,9 @@ export async function startServer(
   let stopping: Promise<void> | undefined
   const stop = () => {
     running.delete(stop)
-    stopping ??= stopChild(child).finally(() => rm(dataDir, { recursive: true, force: true }))
+    stopping ??= stopChild(child).finally(() =>
+      target.dataDir ? undefined : removeDataDir(dataDir),
+    )
     return stopping
   }
   running.add(stop)
@@ -110,6 +114,15 @@ export async function startServer(
     throw error
   }
   return { baseUrl, startupMs: performance.now() - startedAt, stop }
+}
+
+/** A throwaway DATA_DIR for an embedded database. */
+export function makeDataDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'orderflow-bench-'))
+}
+
+export function removeDataDir(dataDir: string): Promise<void> {
+  return rm(dataDir, { recursive: true, force: true })
 }
 
 /** For an interrupt: the child runs in its own process group and would outlive us. */
