@@ -11,7 +11,7 @@ import type { DestinationStream } from 'pino'
 import type { Config, TrustProxy } from './config.js'
 import { type DatabaseHandle, inTransaction, openDatabase } from './db/client.js'
 import { migrate } from './db/migrate.js'
-import { createApiKeyRepository } from './modules/api-keys/repository.js'
+import { type ApiKeyOwner, createApiKeyRepository } from './modules/api-keys/repository.js'
 import { apiKeyRoutes } from './modules/api-keys/routes.js'
 import { createApiKeyService } from './modules/api-keys/service.js'
 import { createAuditRepository } from './modules/audit/repository.js'
@@ -22,8 +22,7 @@ import { createAuthStateEvents } from './modules/auth/auth-state-events.js'
 import { limitPasswordHashing } from './modules/auth/passwords.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
-import { createAuthService } from './modules/auth/service.js'
-import { createUserStateCache, type UserStateCache } from './modules/auth/user-state-cache.js'
+import { createAuthService, type UserAuthState } from './modules/auth/service.js'
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
@@ -48,6 +47,7 @@ import { problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
 import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
+import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
 
@@ -117,17 +117,25 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxQueue: config.PASSWORD_HASH_QUEUE,
   })
   // Bearer requests read users' auth state from memory; changes drop it on every instance.
-  const userStates = createUserStateCache({ ttlMs: config.AUTH_CACHE_TTL_MS })
-  const userChanges = createAuthStateEvents(
-    redis,
-    (userId) => userStates.invalidate(userId),
-    app.log,
-  )
+  const userStates = createCredentialCache<UserAuthState>({
+    ttlMs: config.AUTH_CACHE_TTL_MS,
+    ownerOf: (state) => state.id,
+  })
+  const keyOwners = createCredentialCache<ApiKeyOwner>({
+    ttlMs: config.AUTH_CACHE_TTL_MS,
+    ownerOf: (owner) => owner.userId,
+  })
+  const forget = (userId: string) => {
+    userStates.invalidateOwner(userId)
+    keyOwners.invalidateOwner(userId)
+  }
+  const userChanges = createAuthStateEvents(redis, forget, app.log)
   app.addHook('onClose', () => userChanges.close())
   const modules = createModules(config, database, {
     userStates,
+    keyOwners,
     credentialsChanged: (userId) => {
-      userStates.invalidate(userId)
+      forget(userId)
       userChanges.publish(userId)
     },
   })
@@ -186,7 +194,11 @@ function trustProxySetting(trust: TrustProxy) {
 function createModules(
   config: Config,
   database: DatabaseHandle,
-  auth: { userStates: UserStateCache; credentialsChanged: (userId: string) => void },
+  auth: {
+    userStates: CredentialCache<UserAuthState>
+    keyOwners: CredentialCache<ApiKeyOwner>
+    credentialsChanged: (userId: string) => void
+  },
 ) {
   const { db } = database
   const transaction = inTransaction(db)
@@ -194,6 +206,8 @@ function createModules(
   const apiKeys = createApiKeyService({
     apiKeys: createApiKeyRepository(db),
     inTransaction: transaction,
+    owners: auth.keyOwners,
+    keyRevoked: auth.credentialsChanged,
   })
   return {
     apiKeys,

@@ -8,6 +8,7 @@ export interface ApiKeyOwner {
   userId: string
   role: Role
   lastUsedAt: Date | null
+  expiresAt: Date | null
 }
 
 function usable(now: Date): SQL | undefined {
@@ -52,6 +53,7 @@ export function createApiKeyRepository(db: Database) {
           userId: users.id,
           role: users.role,
           lastUsedAt: apiKeys.lastUsedAt,
+          expiresAt: apiKeys.expiresAt,
         })
         .from(apiKeys)
         .innerJoin(users, eq(users.id, apiKeys.userId))

@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto'
 import type { InTransaction } from '../../db/client.js'
 import type { ApiKeyRow } from '../../db/schema/index.js'
 import type { Caller } from '../../shared/caller.js'
+import type { CredentialCache } from '../../shared/credential-cache.js'
 import { defineError, Forbidden, ValidationFailed } from '../../shared/errors.js'
 import { hashSecret, randomSecret } from '../../shared/secrets.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
-import type { ApiKeyRepository } from './repository.js'
+import type { ApiKeyOwner, ApiKeyRepository } from './repository.js'
 import type { ApiKey, ApiKeyCreate, ApiKeyCreated } from './schemas.js'
 
 export const ApiKeyNotFound = defineError('API_KEY_NOT_FOUND', 404)
@@ -33,12 +34,23 @@ const AUDITED_FIELDS = ['name', 'prefix', 'expires_at'] as const
 export function createApiKeyService({
   apiKeys,
   inTransaction,
+  owners,
+  keyRevoked = () => {},
   now = () => new Date(),
 }: {
   apiKeys: ApiKeyRepository
   inTransaction: InTransaction
+  /** Key hash -> owner, cached like users' auth state; dropped by owner on any change. */
+  owners?: CredentialCache<ApiKeyOwner>
+  /** Called after a revocation commits, with the owner, so cached lookups are dropped. */
+  keyRevoked?: (userId: string) => void
   now?: () => Date
 }) {
+  const findOwner = (keyHash: string) =>
+    owners
+      ? owners.get(keyHash, (hash) => apiKeys.findOwner(hash, now()))
+      : apiKeys.findOwner(keyHash, now())
+
   return {
     async create(caller: Caller, input: ApiKeyCreate, actor: Actor): Promise<ApiKeyCreated> {
       // A key minting keys could outlive its own expiry or revocation: log in instead.
@@ -97,15 +109,18 @@ export function createApiKeyService({
           changes: { revoked_at: { after: at.toISOString() } },
         })
       })
+      keyRevoked(caller.userId)
     },
 
     /** The caller a presented key stands for, or undefined for an unknown, expired or revoked key. */
     async resolve(key: string): Promise<Caller | undefined> {
       if (!key.startsWith(KEY_PREFIX)) return undefined
       const at = now()
-      const owner = await apiKeys.findOwner(hashSecret(key), at)
-      if (!owner) return undefined
+      const owner = await findOwner(hashSecret(key))
+      // A cached owner may outlive the key's expiry: checked here, not only in SQL.
+      if (!owner || (owner.expiresAt && owner.expiresAt <= at)) return undefined
       if (!owner.lastUsedAt || at.getTime() - owner.lastUsedAt.getTime() > TOUCH_GRANULARITY_MS) {
+        owner.lastUsedAt = at // cached owners remember it too: one write a minute, not per hit
         await apiKeys.touch(owner.keyId, at, TOUCH_GRANULARITY_MS)
       }
       return { userId: owner.userId, role: owner.role, apiKeyId: owner.keyId }

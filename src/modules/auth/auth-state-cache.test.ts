@@ -87,4 +87,24 @@ describe('cached auth state across instances', () => {
     })
     expect(await eventually(listUsers, 403, WAIT_MS)).toBe(403)
   })
+
+  it('drops a revoked API key on the other instance', async () => {
+    const user = await createTestUser(first, 'user')
+    const created = await injectAs(
+      first,
+      user,
+    )({
+      method: 'POST',
+      url: '/v1/api-keys',
+      payload: { name: 'shared' },
+    })
+    const key = created.json() as { id: string; key: string }
+    const withKey = { 'x-api-key': key.key }
+    expect(await statusOnSecond(withKey)).toBe(200) // its owner is now cached there
+
+    const revoke = await injectAs(first, user)({ method: 'DELETE', url: `/v1/api-keys/${key.id}` })
+    expect(revoke.statusCode).toBe(204)
+    expect((await first.app.inject({ url: '/v1/users/me', headers: withKey })).statusCode).toBe(401)
+    expect(await eventually(() => statusOnSecond(withKey), 401, WAIT_MS)).toBe(401)
+  })
 })

@@ -1,7 +1,8 @@
 import type { InTransaction, Transaction } from '../../db/client.js'
 import type { UserRow } from '../../db/schema/index.js'
 import type { Credentials } from '../../platform/auth.js'
-import type { Caller } from '../../shared/caller.js'
+import type { Caller, Role } from '../../shared/caller.js'
+import type { CredentialCache } from '../../shared/credential-cache.js'
 import { Unauthenticated } from '../../shared/errors.js'
 import { hashSecret, randomSecret } from '../../shared/secrets.js'
 import type { ApiKeyService } from '../api-keys/service.js'
@@ -11,7 +12,14 @@ import { OAuthError } from './errors.js'
 import { verifyNobody, verifyPassword } from './passwords.js'
 import type { RefreshTokenRepository } from './refresh-tokens.js'
 import type { TokenRequest, TokenResponse } from './schemas.js'
-import type { UserAuthState, UserStateCache } from './user-state-cache.js'
+
+/** What authenticating a bearer token needs to know about its user, beyond the token. */
+export interface UserAuthState {
+  id: string
+  role: Role
+  isActive: boolean
+  authVersion: number
+}
 
 export interface AuthServiceDeps {
   users: UserRepository
@@ -20,7 +28,7 @@ export interface AuthServiceDeps {
   apiKeys: ApiKeyService
   inTransaction: InTransaction
   /** Bearer requests read the user's auth state through it instead of the database. */
-  userStates: UserStateCache
+  userStates: CredentialCache<UserAuthState>
   refreshTokenTtlSeconds: number
   now?: () => Date
 }

@@ -1,5 +1,18 @@
 import { describe, expect, it } from 'vitest'
-import { createUserStateCache, type UserAuthState } from './user-state-cache.js'
+import { createCredentialCache } from './credential-cache.js'
+
+interface UserAuthState {
+  id: string
+  role: 'admin' | 'user' | 'viewer'
+  isActive: boolean
+  authVersion: number
+}
+
+const createUserStateCache = (options: {
+  ttlMs: number
+  maxEntries?: number
+  now?: () => number
+}) => createCredentialCache<UserAuthState>({ ...options, ownerOf: (state) => state.id })
 
 const state = (authVersion: number): UserAuthState => ({
   id: 'u1',
@@ -21,7 +34,7 @@ function counter(value: () => UserAuthState | undefined) {
   }
 }
 
-describe('user state cache', () => {
+describe('credential cache', () => {
   it('serves a loaded state until it expires, then reads again', async () => {
     let clock = 0
     const cache = createUserStateCache({ ttlMs: 1000, now: () => clock })
@@ -44,7 +57,7 @@ describe('user state cache', () => {
     const source = counter(() => state(version))
     await cache.get('u1', source.load)
     version = 2
-    cache.invalidate('u1')
+    cache.invalidateOwner('u1')
     expect(await cache.get('u1', source.load)).toEqual(state(2))
   })
 
@@ -58,7 +71,7 @@ describe('user state cache', () => {
       return state(1) // read before the change committed
     }
     const pending = cache.get('u1', slow)
-    cache.invalidate('u1') // the change commits and announces itself meanwhile
+    cache.invalidateOwner('u1') // the change commits and announces itself meanwhile
     release()
     expect(await pending).toEqual(state(1))
     const fresh = counter(() => state(2))
@@ -90,5 +103,25 @@ describe('user state cache', () => {
     expect(cache.size).toBe(2)
     await cache.get('a', source.load) // evicted, so loaded again
     expect(source.calls).toBe(4)
+  })
+
+  it('drops every value of one owner, and only those', async () => {
+    const cache = createCredentialCache<{ keyId: string; userId: string }>({
+      ttlMs: 60_000,
+      ownerOf: (value) => value.userId,
+    })
+    const owners: Record<string, string> = { k1: 'alice', k2: 'alice', k3: 'bob' }
+    let loads = 0
+    const load = async (keyId: string) => {
+      loads++
+      return { keyId, userId: owners[keyId] as string }
+    }
+    for (const key of ['k1', 'k2', 'k3']) await cache.get(key, load)
+    cache.invalidateOwner('alice')
+    expect(cache.size).toBe(1)
+    await cache.get('k3', load)
+    expect(loads).toBe(3)
+    await cache.get('k1', load)
+    expect(loads).toBe(4)
   })
 })
