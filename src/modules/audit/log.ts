@@ -5,7 +5,14 @@ import type { Actor } from './actor.js'
 export const AUDIT_ACTIONS = ['create', 'update', 'delete', 'status_change'] as const
 export type AuditAction = (typeof AUDIT_ACTIONS)[number]
 
-export const AUDITED_RESOURCES = ['customer', 'product', 'order', 'user', 'api_key'] as const
+export const AUDITED_RESOURCES = [
+  'customer',
+  'product',
+  'order',
+  'user',
+  'api_key',
+  'model',
+] as const
 export type AuditedResource = (typeof AUDITED_RESOURCES)[number]
 
 export interface AuditEntry {

@@ -1,0 +1,9 @@
+import { defineError } from '../../shared/errors.js'
+
+export const ModelNotFound = defineError('MODEL_NOT_FOUND', 404)
+export const ModelVersionNotFound = defineError('MODEL_VERSION_NOT_FOUND', 404)
+export const ModelVersionExists = defineError('MODEL_VERSION_EXISTS', 409)
+/** Predictions run on the active version; activate another one before removing it. */
+export const ModelVersionActive = defineError('MODEL_VERSION_ACTIVE', 409)
+/** The card does not describe the graph; `errors` lists every mismatch. */
+export const ModelSignatureMismatch = defineError('MODEL_SIGNATURE_MISMATCH', 422)
