@@ -329,6 +329,7 @@ describe('the login limits of the token endpoint', () => {
     expectTooManyRequests(await spoofed())
   })
 
+  // Embedded mode keeps its counters in process memory, with no Redis to inspect.
   it.runIf(SERVICES_MODE)(
     'when a username is counted in Redis, then no key holds the username itself',
     async () => {
