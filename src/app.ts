@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, {
   type FastifyBaseLogger,
@@ -26,6 +27,11 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { createModelRegistry } from './modules/models/registry.js'
+import { createModelRepository } from './modules/models/repository.js'
+import { modelRoutes } from './modules/models/routes.js'
+import type { InferenceBackend } from './modules/models/runtime/backend.js'
+import { createOnnxBackend } from './modules/models/runtime/onnx-backend.js'
 import { createOrderRepository } from './modules/orders/repository.js'
 import { orderRoutes } from './modules/orders/routes.js'
 import { createOrderService } from './modules/orders/service.js'
@@ -49,6 +55,9 @@ import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
+/** The models shipped with the code, registered on a first start. */
+const SHIPPED_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url))
+
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
 
 /** Infrastructure a caller may hand in instead of having it built from the config. */
@@ -64,6 +73,8 @@ export interface AppOverrides {
    * only, never configuration, so no deployment can switch authentication off.
    */
   authenticate?: Authenticate
+  /** Loads ONNX models; ONNX Runtime by default, a deterministic double in tests. */
+  inference?: InferenceBackend
 }
 
 export type App = FastifyInstance<
@@ -131,7 +142,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
   const userChanges = createAuthStateEvents(redis, forget, app.log)
   app.addHook('onClose', () => userChanges.close())
-  const modules = createModules(config, database, {
+  const inference =
+    overrides.inference ??
+    createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
+  const modules = createModules(config, database, inference, {
     userStates,
     keyOwners,
     credentialsChanged: (userId) => {
@@ -146,6 +160,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       full_name: 'Administrator',
     })
     if (created) app.log.info({ email: config.ADMIN_EMAIL }, 'first admin created')
+  }
+  if (config.MODELS_REGISTER_SHIPPED) {
+    const { registered } = await modules.models.registerShippedModels(SHIPPED_MODELS_DIR)
+    if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')
   }
 
   await app.register(problemHandler)
@@ -180,6 +198,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(orderRoutes, { prefix: '/v1/orders', orders: modules.orders })
   await app.register(customerRoutes, { prefix: '/v1/customers', customers: modules.customers })
   await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
+  await app.register(modelRoutes, {
+    prefix: '/v1/models',
+    registry: modules.models,
+    maxModelBytes: config.MODEL_MAX_BYTES,
+  })
 
   await app.ready()
   return app
@@ -194,6 +217,7 @@ function trustProxySetting(trust: TrustProxy) {
 function createModules(
   config: Config,
   database: DatabaseHandle,
+  inference: InferenceBackend,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -245,6 +269,11 @@ function createModules(
       inTransaction: transaction,
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),
+    models: createModelRegistry({
+      models: createModelRepository(db),
+      inTransaction: transaction,
+      backend: inference,
+    }),
   }
 }
 

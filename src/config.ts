@@ -151,6 +151,17 @@ const EnvSchema = Type.Object({
     default: 20,
     description: 'units per order, all lines together (1-10000)',
   }),
+  MODEL_MAX_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 104_857_600,
+    description: 'bytes of one uploaded ONNX file',
+  }),
+  MODELS_REGISTER_SHIPPED: Type.Boolean({ default: true, description: 'true or false' }),
+  INFERENCE_INTRA_OP_THREADS: Type.Integer({
+    minimum: 1,
+    default: 1,
+    description: 'ONNX Runtime threads per model session',
+  }),
 })
 
 type Env = Static<typeof EnvSchema>

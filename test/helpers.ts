@@ -26,6 +26,8 @@ export function testConfig(env: Record<string, string> = {}): Config {
       // lifted here and tested on their own with distinct addresses.
       RATE_LIMIT_MAX: '100000',
       LOGIN_RATE_LIMIT_MAX: '100000',
+      // Loading the shipped ONNX models in every test app would cost each a worker thread.
+      MODELS_REGISTER_SHIPPED: 'false',
       ...(SERVICES_MODE
         ? { DATABASE_URL: process.env.DATABASE_URL, REDIS_URL: process.env.REDIS_URL }
         : {}),

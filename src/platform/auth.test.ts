@@ -205,6 +205,11 @@ describe('roles', () => {
     'DELETE /v1/api-keys/{id}': everyone,
     'POST /v1/auth/revoke': everyone,
     'GET /v1/audit-events': admins,
+    'GET /v1/models': everyone,
+    'GET /v1/models/{name}': everyone,
+    'POST /v1/models': admins,
+    'POST /v1/models/{name}/versions/{version}/activate': admins,
+    'DELETE /v1/models/{name}/versions/{version}': admins,
   }
 
   it('has a rule for every protected operation', () => {

@@ -49,6 +49,10 @@ export const openapi = fp(
             name: 'orders',
             description: 'Orders with items, stock, status transitions and idempotent creation.',
           },
+          {
+            name: 'models',
+            description: 'The model registry: ONNX versions with their cards (admins register).',
+          },
           { name: 'audit', description: 'The audit log of every change (admin).' },
           { name: 'operations', description: 'Health, readiness and metrics.' },
         ],
