@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import type { InjectOptions } from 'fastify'
 import { inject } from 'vitest'
-import { type App, buildApp } from '../src/app.js'
+import { type App, type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import {
   createEmbeddedDatabase,
@@ -63,7 +63,10 @@ export interface TestApp {
   close(): Promise<void>
 }
 
-export async function buildTestApp(env: Record<string, string> = {}): Promise<TestApp> {
+export async function buildTestApp(
+  env: Record<string, string> = {},
+  overrides: Pick<AppOverrides, 'inference'> = {},
+): Promise<TestApp> {
   const database = await createTestDatabase()
   const logs: Record<string, unknown>[] = []
   const logStream = new Writable({
@@ -72,7 +75,11 @@ export async function buildTestApp(env: Record<string, string> = {}): Promise<Te
       done()
     },
   })
-  const app = await buildApp(testConfig({ LOG_LEVEL: 'info', ...env }), { database, logStream })
+  const app = await buildApp(testConfig({ LOG_LEVEL: 'info', ...env }), {
+    ...overrides,
+    database,
+    logStream,
+  })
   return {
     app,
     database,

@@ -9,6 +9,7 @@ import {
   unique,
 } from '../../../test/helpers.js'
 import type { ModelCard } from './card.js'
+import { ModelLoadError } from './runtime/backend.js'
 import { notOnnxBytes } from './runtime/test-models.js'
 
 const MODELS_DIR = new URL('../../../models/', import.meta.url)
@@ -353,6 +354,40 @@ describe('audit', () => {
       'update',
     ])
     expect(items.every((event) => event.actor.user_id === admin.id)).toBe(true)
+  })
+})
+
+describe('the inference backend', () => {
+  it('when buildApp is handed a backend, then registration loads graphs with it', async () => {
+    const loads: number[] = []
+    const refusing = await buildTestApp(
+      {},
+      {
+        inference: {
+          name: 'refusing',
+          async load(bytes) {
+            loads.push(bytes.byteLength)
+            throw new ModelLoadError('unsupported', 'This backend loads nothing.')
+          },
+        },
+      },
+    )
+    try {
+      const refusingAdmin = await createTestUser(refusing, 'admin')
+      const response = await injectAs(
+        refusing,
+        refusingAdmin,
+      )({
+        method: 'POST',
+        url: '/v1/models',
+        ...(await multipart({ card: irisUnder(), onnx: irisBytes })),
+      })
+      expect(response.statusCode).toBe(422)
+      expect(response.json()).toMatchObject({ code: 'MODEL_INVALID', reason: 'unsupported' })
+      expect(loads).toEqual([irisBytes.byteLength])
+    } finally {
+      await refusing.close()
+    }
   })
 })
 
