@@ -25,9 +25,10 @@ export interface AuditEntry {
 /**
  * Writes audit events. It takes the caller's transaction on purpose: an event is written
  * together with the change it describes, so a change that rolls back leaves no event and
- * a committed change always has one.
+ * a committed change always has one. An update that changed nothing records nothing.
  */
 export async function recordAudit(tx: Executor, actor: Actor, entry: AuditEntry): Promise<void> {
+  if (entry.action === 'update' && Object.keys(entry.changes).length === 0) return
   await tx.insert(auditEvents).values({
     actorUserId: actor.userId,
     actorApiKeyId: actor.apiKeyId,

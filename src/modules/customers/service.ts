@@ -114,15 +114,12 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
           )
           if (!row) throw notFound(id)
           const [before, after] = [toCustomer(current), toCustomer(row)]
-          const changed = updatedChanges(before, after, AUDITED_FIELDS)
-          if (Object.keys(changed).length > 0) {
-            await recordAudit(tx, actor, {
-              action: 'update',
-              resourceType: 'customer',
-              resourceId: id,
-              changes: changed,
-            })
-          }
+          await recordAudit(tx, actor, {
+            action: 'update',
+            resourceType: 'customer',
+            resourceId: id,
+            changes: updatedChanges(before, after, AUDITED_FIELDS),
+          })
           return after
         }),
       )

@@ -283,15 +283,12 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
         const before = await load(id, tx)
         await orders.update(id, { notes: changes.notes, updatedAt: new Date() }, tx)
         const after = await load(id, tx)
-        const changed = updatedChanges(before, after, AUDITED_FIELDS)
-        if (Object.keys(changed).length > 0) {
-          await recordAudit(tx, actor, {
-            action: 'update',
-            resourceType: 'order',
-            resourceId: after.id,
-            changes: changed,
-          })
-        }
+        await recordAudit(tx, actor, {
+          action: 'update',
+          resourceType: 'order',
+          resourceId: after.id,
+          changes: updatedChanges(before, after, AUDITED_FIELDS),
+        })
         return after
       })
     },

@@ -127,15 +127,12 @@ export function createProductService({ products, inTransaction }: ProductService
           )
           if (!row) throw new ProductNotFound(`Product ${id} does not exist.`)
           const [before, after] = [toProduct(current), toProduct(row)]
-          const changed = updatedChanges(before, after, AUDITED_FIELDS)
-          if (Object.keys(changed).length > 0) {
-            await recordAudit(tx, actor, {
-              action: 'update',
-              resourceType: 'product',
-              resourceId: id,
-              changes: changed,
-            })
-          }
+          await recordAudit(tx, actor, {
+            action: 'update',
+            resourceType: 'product',
+            resourceId: id,
+            changes: updatedChanges(before, after, AUDITED_FIELDS),
+          })
           return after
         }),
       )

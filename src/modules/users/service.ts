@@ -168,9 +168,7 @@ export function createUserService({
         const [before, after] = [toUser(row), toUser(updated ?? row)]
         const changed = updatedChanges(before, after, AUDITED_FIELDS)
         if (passwordHash) changed.password = { after: '[changed]' }
-        if (Object.keys(changed).length > 0) {
-          await recordAudit(tx, actor, userAudit('update', row.id, changed))
-        }
+        await recordAudit(tx, actor, userAudit('update', row.id, changed))
         return after
       })
       if (changes.password !== undefined) credentialsChanged(user.id)
@@ -204,10 +202,11 @@ export function createUserService({
           tx,
         )
         const [before, after] = [toUser(row), toUser(updated ?? row)]
-        const changed = updatedChanges(before, after, AUDITED_FIELDS)
-        if (Object.keys(changed).length > 0) {
-          await recordAudit(tx, actor, userAudit('update', row.id, changed))
-        }
+        await recordAudit(
+          tx,
+          actor,
+          userAudit('update', row.id, updatedChanges(before, after, AUDITED_FIELDS)),
+        )
         return after
       })
       credentialsChanged(user.id)
