@@ -7,29 +7,20 @@ import { MODELS_DIR, TRAINERS, train } from '../../../scripts/train.js'
 import type { GoldenFile } from '../../../scripts/training/artifacts.js'
 import { assertValid } from '../../platform/validation.js'
 import { type ModelCard, ModelCardSchema } from './card.js'
+import { encodeRows } from './serving/features.js'
 
 const MODELS = Object.keys(TRAINERS)
 
 const readJson = async <T>(file: string): Promise<T> =>
   JSON.parse(await readFile(join(MODELS_DIR, file), 'utf8')) as T
 
-/** Builds the graph's input tensors from named inputs, as the card's tensor layout says. */
+/** The graph's input tensors from named inputs, laid out as the serving side lays them out. */
 function feedsFor(card: ModelCard, inputs: Record<string, number | string>[]) {
   return Object.fromEntries(
-    card.preprocessing.tensors.map((tensor) => {
-      const values = inputs.flatMap((input) =>
-        tensor.columns.map(
-          (column) => input[column] ?? (tensor.missing === 'NaN' ? Number.NaN : ''),
-        ),
-      )
-      const dims = [inputs.length, tensor.columns.length]
-      return [
-        tensor.name,
-        tensor.dtype === 'string'
-          ? new ort.Tensor('string', values.map(String), dims)
-          : new ort.Tensor('float32', Float32Array.from(values.map(Number)), dims),
-      ]
-    }),
+    Object.entries(encodeRows(card, inputs)).map(([name, { type, data, dims }]) => [
+      name,
+      new ort.Tensor(type, data, dims),
+    ]),
   )
 }
 

@@ -1,0 +1,318 @@
+import type { FieldError } from '../../../shared/errors.js'
+import type { ModelCard, ModelInput, ModelOutput, TensorSpec } from '../card.js'
+import {
+  allocateData,
+  type Feeds,
+  InferenceError,
+  type TensorData,
+  tensor,
+} from '../runtime/backend.js'
+
+/**
+ * How a model card turns into request validation, input tensors and readable predictions.
+ * Pure functions of the card: no I/O, no state, the same answer for the same arguments.
+ */
+
+export interface Prediction {
+  prediction: number | string
+  probabilities?: Record<string, number>
+  classIndex?: number
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value)
+
+/**
+ * Own properties only: an input may be called `constructor`, and `{}` must not answer with
+ * Object.prototype's.
+ */
+const own = (record: Record<string, unknown>, key: string): unknown =>
+  Object.hasOwn(record, key) ? record[key] : undefined
+
+/** Absent and explicit null both mean "missing" (null is how JSON spells it on purpose). */
+const isMissing = (value: unknown): value is null | undefined =>
+  value === undefined || value === null
+
+/** JSON-pointer escaping, so a key such as `a/b` cannot pass for a nested path. */
+const pointer = (path: string, key: string) => {
+  const segment = key.replace(/~/g, '~0').replace(/\//g, '~1')
+  return path === '' ? segment : `${path}/${segment}`
+}
+
+const withUnit = (bound: number, unit: string | undefined) =>
+  unit === undefined ? String(bound) : `${bound} (${unit})`
+
+/** What is wrong with one present value of an input; undefined when it is fine. */
+function problemWith(input: ModelInput, value: unknown): string | undefined {
+  if (input.type === 'category') {
+    if (typeof value !== 'string') return 'must be a string'
+    if (input.categories !== undefined && !input.categories.includes(value)) {
+      return `must be one of: ${input.categories.join(', ')}`
+    }
+    return undefined
+  }
+  if (typeof value !== 'number' || !Number.isFinite(value)) {
+    return input.type === 'integer' ? 'must be an integer' : 'must be a number'
+  }
+  if (input.type === 'integer' && !Number.isInteger(value)) return 'must be an integer'
+  if (input.minimum !== undefined && value < input.minimum) {
+    return `must be at least ${withUnit(input.minimum, input.unit)}`
+  }
+  if (input.maximum !== undefined && value > input.maximum) {
+    return `must be at most ${withUnit(input.maximum, input.unit)}`
+  }
+  return undefined
+}
+
+/**
+ * Every problem with one instance's inputs, paths prefixed by `path` (e.g. 'inputs' or
+ * 'instances/3'): JSON-pointer-like 'inputs/sepal_length'.
+ */
+export function checkInputs(card: ModelCard, inputs: unknown, path: string): FieldError[] {
+  if (!isRecord(inputs)) return [{ path, message: 'must be an object' }]
+  const errors: FieldError[] = []
+  const known = new Set(card.inputs.map((input) => input.name))
+  for (const key of Object.keys(inputs)) {
+    if (!known.has(key)) {
+      errors.push({ path: pointer(path, key), message: `is not an input of model ${card.name}` })
+    }
+  }
+  for (const input of card.inputs) {
+    const value = own(inputs, input.name)
+    let message: string | undefined
+    if (value === undefined) message = input.required ? 'is required' : undefined
+    else if (value === null) message = input.required ? 'is required and cannot be null' : undefined
+    else message = problemWith(input, value)
+    if (message !== undefined) errors.push({ path: pointer(path, input.name), message })
+  }
+  return errors
+}
+
+type Cell = number | string | null
+
+/**
+ * The preprocessing steps the graph leaves to the caller (`in_graph: false`), applied in card
+ * order. Imputation and standardisation keep a column's place, so they fit the tensor layout;
+ * one-hot encoding would widen it, which the layout (one column per input) cannot express.
+ */
+function applyCallerSteps(card: ModelCard, row: Map<string, Cell>): void {
+  for (const step of card.preprocessing.steps) {
+    if (step.in_graph) continue
+    if (step.step === 'one_hot') {
+      throw new InferenceError(
+        `Model ${card.name}: a one_hot step outside the graph cannot be applied; export it inside the graph.`,
+      )
+    }
+    step.columns.forEach((column, k) => {
+      const value = row.get(column) ?? null
+      if (step.step === 'impute') {
+        if (value === null) row.set(column, step.values[k] ?? null)
+      } else if (typeof value === 'number') {
+        row.set(column, (value - (step.mean[k] ?? 0)) / (step.scale[k] ?? 1))
+      }
+    })
+  }
+}
+
+/**
+ * The cell of a missing input: the tensor's own marker when its dtype can hold it, else the card's
+ * default.
+ */
+function missingCell(card: ModelCard, spec: TensorSpec, column: string): number | string {
+  if (spec.dtype === 'float32' && spec.missing === 'NaN') return Number.NaN
+  if (spec.dtype === 'string' && spec.missing === '') return ''
+  const fallback = card.inputs.find((input) => input.name === column)?.default
+  if (fallback === undefined) {
+    throw new InferenceError(
+      `Model ${card.name}: tensor '${spec.name}' (${spec.dtype}) cannot carry a missing '${column}' as '${spec.missing}', and the input has no default.`,
+    )
+  }
+  return fallback
+}
+
+function encodeTensor(
+  card: ModelCard,
+  spec: TensorSpec,
+  rows: ReadonlyArray<Map<string, Cell>>,
+): TensorData {
+  const width = spec.columns.length
+  const dims = [rows.length, width]
+  const data = allocateData(spec.dtype, rows.length * width)
+  rows.forEach((row, i) => {
+    spec.columns.forEach((column, k) => {
+      const cell = row.get(column) ?? missingCell(card, spec, column)
+      const at = i * width + k
+      if (Array.isArray(data)) {
+        data[at] = String(cell)
+      } else if (typeof cell !== 'number') {
+        throw new InferenceError(
+          `Model ${card.name}: '${column}' is text but tensor '${spec.name}' is ${spec.dtype}.`,
+        )
+      } else if (data instanceof BigInt64Array) {
+        if (!Number.isInteger(cell)) {
+          throw new InferenceError(
+            `Model ${card.name}: '${column}' is ${cell}, not an integer, but tensor '${spec.name}' is int64.`,
+          )
+        }
+        data[at] = BigInt(cell)
+      } else {
+        data[at] = cell
+      }
+    })
+  })
+  return tensor(spec.dtype, dims, data)
+}
+
+/**
+ * Tensors for rows that passed checkInputs, per card.preprocessing.tensors: dims [rows,
+ * columns.length]; float32 for number/integer inputs (missing -> NaN when tensor.missing is
+ * 'NaN'), int64 (BigInt), string for categories (missing -> '').
+ */
+export function encodeRows(card: ModelCard, rows: ReadonlyArray<Record<string, unknown>>): Feeds {
+  const columns = new Set(card.preprocessing.tensors.flatMap((spec) => spec.columns))
+  const prepared = rows.map((inputs) => {
+    const row = new Map<string, Cell>()
+    for (const column of columns) {
+      const value = own(inputs, column)
+      row.set(column, isMissing(value) ? null : (value as number | string))
+    }
+    applyCallerSteps(card, row)
+    return row
+  })
+  return Object.fromEntries(
+    card.preprocessing.tensors.map((spec) => [spec.name, encodeTensor(card, spec, prepared)]),
+  )
+}
+
+/** The output's values row by row, checking that the graph answered `width` values per row. */
+function rowsOf(
+  card: ModelCard,
+  output: ModelOutput,
+  outputs: Feeds,
+  rows: number,
+  width: number,
+): (i: number) => number[] {
+  const value = outputs[output.name]
+  if (value === undefined) {
+    throw new InferenceError(`Model ${card.name} did not answer its output '${output.name}'.`)
+  }
+  const [count, ...rest] = value.dims
+  const actualWidth = rest.reduce((a, b) => a * b, 1)
+  if (count !== rows || actualWidth !== width || value.data.length !== rows * width) {
+    throw new InferenceError(
+      `Model ${card.name}: output '${output.name}' has dims [${value.dims.join(', ')}], expected ${rows} rows of ${width}.`,
+    )
+  }
+  const data = value.data as ArrayLike<number | bigint | string | boolean>
+  return (i) => Array.from({ length: width }, (_, k) => Number(data[i * width + k]))
+}
+
+function finite(card: ModelCard, value: number | undefined): number {
+  if (value === undefined || !Number.isFinite(value)) {
+    throw new InferenceError(`Model ${card.name} answered a value that is not a finite number.`)
+  }
+  return value
+}
+
+function decodeClassification(card: ModelCard, outputs: Feeds, rows: number): Prediction[] {
+  const scores = card.outputs.find((output) => output.dtype === 'float32' && output.labels)
+  const index = card.outputs.find((output) => output.dtype === 'int64')
+  const labels = scores?.labels ?? index?.labels
+  if (scores === undefined && index === undefined) {
+    throw new InferenceError(
+      `Model ${card.name} is a classifier without a labelled float32 or an int64 output.`,
+    )
+  }
+  const probabilitiesOf = scores && rowsOf(card, scores, outputs, rows, scores.labels?.length ?? 0)
+  const indexOf = index && rowsOf(card, index, outputs, rows, 1)
+  return Array.from({ length: rows }, (_, i) => {
+    const p = probabilitiesOf?.(i).map((value) => finite(card, value))
+    const classIndex = indexOf ? finite(card, indexOf(i)[0]) : argmax(p ?? [])
+    const label = labels === undefined ? classIndex : labels[classIndex]
+    if (label === undefined) {
+      throw new InferenceError(
+        `Model ${card.name} answered class ${classIndex}, which has no label.`,
+      )
+    }
+    const prediction: Prediction = { prediction: label, classIndex }
+    if (p !== undefined && scores?.labels) {
+      prediction.probabilities = Object.fromEntries(
+        scores.labels.map((name, k) => [name, p[k] as number]),
+      )
+    }
+    return prediction
+  })
+}
+
+function argmax(values: readonly number[]): number {
+  let best = 0
+  values.forEach((value, k) => {
+    if (value > (values[best] as number)) best = k
+  })
+  return best
+}
+
+/**
+ * One Prediction per row from the graph's outputs. Classification: the output with labels and
+ * dtype float32 gives probabilities (label -> p, as JS numbers), the int64 output (dims [N] or
+ * [N,1]) gives classIndex and prediction = labels[classIndex]; if there is no int64 output use
+ * argmax of probabilities. Regression: prediction is the first float32 output's value of that row
+ * (dims [N] or [N,1]).
+ */
+export function decodeRows(card: ModelCard, outputs: Feeds, rows: number): Prediction[] {
+  if (card.task === 'classification') return decodeClassification(card, outputs, rows)
+  const output = card.outputs.find((candidate) => candidate.dtype === 'float32')
+  if (output === undefined) {
+    throw new InferenceError(`Model ${card.name} is a regression without a float32 output.`)
+  }
+  const valuesOf = rowsOf(card, output, outputs, rows, 1)
+  return Array.from({ length: rows }, (_, i) => ({ prediction: finite(card, valuesOf(i)[0]) }))
+}
+
+/**
+ * A canonical string of an instance's inputs, for the prediction cache key: inputs in card
+ * order, absent optional inputs and explicit null treated the same, numbers in a stable form
+ * (1 and 1.0 equal). Keys the card does not know are left out: validation refuses them first.
+ * An absent input is not equated with its card default: the key follows what the graph is
+ * sent, not what it is documented to do.
+ */
+export function canonicalInputs(card: ModelCard, inputs: Record<string, unknown>): string {
+  const present = card.inputs.flatMap((input) => {
+    const value = own(inputs, input.name)
+    // JSON.stringify writes every number in its shortest round-trip form, -0 as 0.
+    return isMissing(value) ? [] : [[input.name, value] as const]
+  })
+  return JSON.stringify(Object.fromEntries(present))
+}
+
+function inputJsonSchema(input: ModelInput): Record<string, unknown> {
+  const base = input.type === 'category' ? 'string' : input.type
+  // An optional input may be sent as null, meaning missing; checkInputs takes it the same way.
+  const schema: Record<string, unknown> = { type: input.required ? base : [base, 'null'] }
+  schema.description =
+    input.unit === undefined ? input.description : `${input.description} (${input.unit})`
+  if (input.minimum !== undefined) schema.minimum = input.minimum
+  if (input.maximum !== undefined) schema.maximum = input.maximum
+  if (input.categories !== undefined) {
+    schema.enum = input.required ? [...input.categories] : [...input.categories, null]
+  }
+  if (input.default !== undefined) schema.default = input.default
+  return schema
+}
+
+/**
+ * JSON Schema (plain object, OpenAPI 3.1 compatible) of one instance's inputs: type number/integer
+ * with minimum/maximum, enum for categories, description incl. unit, default, required list,
+ * additionalProperties false. Used in OpenAPI docs.
+ */
+export function inputsJsonSchema(card: ModelCard): Record<string, unknown> {
+  return {
+    type: 'object',
+    description: `Inputs of model ${card.name}.`,
+    properties: Object.fromEntries(
+      card.inputs.map((input) => [input.name, inputJsonSchema(input)]),
+    ),
+    required: card.inputs.filter((input) => input.required).map((input) => input.name),
+    additionalProperties: false,
+  }
+}
