@@ -9,6 +9,7 @@ import Fastify, {
 } from 'fastify'
 import { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
+import { Registry } from 'prom-client'
 import type { Config, TrustProxy } from './config.js'
 import { type DatabaseHandle, inTransaction, openDatabase } from './db/client.js'
 import { migrate } from './db/migrate.js'
@@ -27,11 +28,20 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
-import { createModelRegistry } from './modules/models/registry.js'
+import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
 import { createModelRepository } from './modules/models/repository.js'
 import { modelRoutes } from './modules/models/routes.js'
 import type { InferenceBackend } from './modules/models/runtime/backend.js'
 import { createOnnxBackend } from './modules/models/runtime/onnx-backend.js'
+import { createServingMetrics } from './modules/models/serving/metrics.js'
+import { createModelEvents } from './modules/models/serving/model-events.js'
+import {
+  createModelServer,
+  type ManagedModelServer,
+} from './modules/models/serving/model-server.js'
+import { createPredictionCache } from './modules/models/serving/prediction-cache.js'
+import { createPredictionService } from './modules/models/serving/prediction-service.js'
+import { predictionRoutes } from './modules/models/serving/routes.js'
 import { createOrderRepository } from './modules/orders/repository.js'
 import { orderRoutes } from './modules/orders/routes.js'
 import { createOrderService } from './modules/orders/service.js'
@@ -145,14 +155,59 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const inference =
     overrides.inference ??
     createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
-  const modules = createModules(config, database, inference, {
-    userStates,
-    keyOwners,
-    credentialsChanged: (userId) => {
-      forget(userId)
-      userChanges.publish(userId)
+  const metricsRegistry = new Registry()
+  const modelRepository = createModelRepository(database.db)
+  let servingMetrics: ReturnType<typeof createServingMetrics> | undefined
+  const modelServer: ManagedModelServer = createModelServer({
+    backend: inference,
+    source: {
+      activeVersions: () => modelRepository.activeVersions(),
+      findServable: (name, modelVersion) => modelRepository.findServable(name, modelVersion),
+      activeVersionOf: async (name) => (await modelRepository.findByName(name))?.activeVersion,
     },
+    maxLoaded: config.MODELS_MAX_LOADED,
+    batching: (name) =>
+      config.modelBatching[name] ?? {
+        maxBatchSize: config.INFERENCE_MAX_BATCH_SIZE,
+        maxWaitMs: config.INFERENCE_MAX_WAIT_MS,
+      },
+    onBatch: (served, info) => servingMetrics?.batch(served, info),
+    log: app.log,
   })
+  servingMetrics = createServingMetrics(metricsRegistry, () => modelServer.loadedCount())
+  // Activations reach every instance; each loads the new version before switching to it.
+  const modelEvents = createModelEvents(redis, modelServer, app.log)
+  app.addHook('onClose', async () => {
+    await modelEvents.close()
+    await modelServer.close()
+  })
+  const modules = createModules(
+    config,
+    database,
+    inference,
+    modelRepository,
+    {
+      prepare: async (name, modelVersion) => {
+        await modelServer.resolve(name, { version: modelVersion })
+      },
+      activated: async (name, modelVersion) => {
+        await modelServer.activate(name, modelVersion)
+        modelEvents.publish({ event: 'activated', name, version: modelVersion })
+      },
+      removed: async (name, modelVersion) => {
+        await modelServer.forget(name, modelVersion)
+        modelEvents.publish({ event: 'removed', name, version: modelVersion })
+      },
+    },
+    {
+      userStates,
+      keyOwners,
+      credentialsChanged: (userId) => {
+        forget(userId)
+        userChanges.publish(userId)
+      },
+    },
+  )
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -165,6 +220,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     const { registered } = await modules.models.registerShippedModels(SHIPPED_MODELS_DIR)
     if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')
   }
+  // Before the app is ready, so the first request never waits for a model to load.
+  await modelServer.start()
+  const predictions = createPredictionService({
+    server: modelServer,
+    cache: createPredictionCache({
+      redis,
+      ttlMs: config.PREDICTION_CACHE_TTL_MS,
+      maxEntries: config.PREDICTION_CACHE_MAX_ENTRIES,
+      logger: app.log,
+    }),
+    metrics: servingMetrics,
+    batchMax: config.PREDICT_BATCH_MAX,
+  })
 
   await app.register(problemHandler)
   await app.register(notFound)
@@ -173,17 +241,21 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
     windowMs: config.RATE_LIMIT_WINDOW_MS,
+    predict: { max: config.PREDICT_RATE_LIMIT_MAX, windowMs: config.PREDICT_RATE_LIMIT_WINDOW_MS },
     redis,
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
   await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
   if (config.DOCS_ENABLED) await app.register(openapi, { version })
-  await app.register(metrics, { poolStats: database.poolStats })
+  await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())
-  await app.register(health, { checks })
+  await app.register(health, {
+    // A model whose active version failed to load is named, e.g. `model:iris`.
+    checks: () => ({ ...checks, ...modelChecks(modelServer) }),
+  })
 
   await app.register(authRoutes, {
     prefix: '/v1/auth',
@@ -203,9 +275,24 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     registry: modules.models,
     maxModelBytes: config.MODEL_MAX_BYTES,
   })
+  await app.register(predictionRoutes, {
+    prefix: '/v1',
+    predictions,
+    batchMax: config.PREDICT_BATCH_MAX,
+  })
 
   await app.ready()
   return app
+}
+
+function modelChecks(server: ManagedModelServer): Record<string, ReadinessCheck> {
+  const checks: Record<string, ReadinessCheck> = {}
+  for (const state of server.states()) {
+    if (state.active && state.state === 'failed') {
+      checks[`model:${state.name}`] = () => Promise.reject(new Error(state.error))
+    }
+  }
+  return checks
 }
 
 /** A hop count trusts exactly that many proxies in front of the service, never more. */
@@ -218,6 +305,8 @@ function createModules(
   config: Config,
   database: DatabaseHandle,
   inference: InferenceBackend,
+  modelRepository: ReturnType<typeof createModelRepository>,
+  serving: ServingHooks,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -270,9 +359,10 @@ function createModules(
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),
     models: createModelRegistry({
-      models: createModelRepository(db),
+      models: modelRepository,
       inTransaction: transaction,
       backend: inference,
+      serving,
     }),
   }
 }

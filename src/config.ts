@@ -162,6 +162,54 @@ const EnvSchema = Type.Object({
     default: 1,
     description: 'ONNX Runtime threads per model session',
   }),
+  MODELS_MAX_LOADED: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 8,
+    description: 'model versions loaded at once (least recently used unloaded)',
+  }),
+  INFERENCE_MAX_BATCH_SIZE: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 32,
+    description: 'rows one inference call gathers (1 turns batching off)',
+  }),
+  INFERENCE_MAX_WAIT_MS: Type.Number({
+    minimum: 0,
+    maximum: 1000,
+    default: 2,
+    description: 'milliseconds a prediction waits for others to batch with (0-1000)',
+  }),
+  MODEL_BATCHING: Type.String({
+    default: '',
+    description: 'per-model overrides, e.g. iris=64/1,car-price=1/0 (max batch size/max wait ms)',
+  }),
+  PREDICT_BATCH_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 1000,
+    description: 'instances in one batch prediction request',
+  }),
+  PREDICTION_CACHE_TTL_MS: Type.Integer({
+    minimum: 0,
+    default: 60_000,
+    description: 'milliseconds a prediction is cached (0 disables the cache)',
+  }),
+  PREDICTION_CACHE_MAX_ENTRIES: Type.Integer({
+    minimum: 1,
+    default: 10_000,
+    description: 'predictions the in-process cache holds (embedded mode)',
+  }),
+  PREDICT_RATE_LIMIT_MAX: Type.Integer({
+    minimum: 1,
+    default: 6000,
+    description: 'prediction requests per window per caller',
+  }),
+  PREDICT_RATE_LIMIT_WINDOW_MS: Type.Integer({
+    minimum: 1000,
+    default: 60_000,
+    description: 'milliseconds',
+  }),
 })
 
 type Env = Static<typeof EnvSchema>
@@ -171,9 +219,17 @@ export const CONFIG_KEYS = Object.keys(EnvSchema.properties)
 
 export type TrustProxy = false | number | string[]
 
+/** How one model's predictions are gathered into inference calls. */
+export interface BatchingSettings {
+  maxBatchSize: number
+  maxWaitMs: number
+}
+
 export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   corsOrigins: string[]
   trustProxy: TrustProxy
+  /** MODEL_BATCHING, by model name. */
+  modelBatching: Record<string, BatchingSettings>
   REGISTRATION_ENABLED: boolean
 }
 
@@ -224,6 +280,7 @@ export function loadConfig(
     ...parsed,
     corsOrigins,
     trustProxy,
+    modelBatching: parseModelBatching(parsed.MODEL_BATCHING, problems),
     // Open sign-up suits a laptop; a production service opts in deliberately.
     REGISTRATION_ENABLED: parsed.REGISTRATION_ENABLED ?? parsed.NODE_ENV !== 'production',
   }
@@ -250,6 +307,24 @@ function parseTrustProxy(value: string, problems: string[]): TrustProxy {
     return false
   }
   return entries
+}
+
+function parseModelBatching(value: string, problems: string[]): Record<string, BatchingSettings> {
+  const settings: Record<string, BatchingSettings> = {}
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    if (entry === '') continue
+    const match = /^([a-z0-9]+(?:-[a-z0-9]+)*)=(\d+)\/(\d+(?:\.\d+)?)$/.exec(entry)
+    const maxBatchSize = Number(match?.[2])
+    const maxWaitMs = Number(match?.[3])
+    if (!match?.[1] || maxBatchSize < 1 || maxWaitMs > 1000) {
+      problems.push(
+        `MODEL_BATCHING entry ${JSON.stringify(entry)} is invalid: expected <model>=<max batch size >= 1>/<max wait ms 0-1000>`,
+      )
+      continue
+    }
+    settings[match[1]] = { maxBatchSize, maxWaitMs }
+  }
+  return settings
 }
 
 function isIpOrCidr(entry: string): boolean {

@@ -26,6 +26,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
       // lifted here and tested on their own with distinct addresses.
       RATE_LIMIT_MAX: '100000',
       LOGIN_RATE_LIMIT_MAX: '100000',
+      PREDICT_RATE_LIMIT_MAX: '100000',
       // Loading the shipped ONNX models in every test app would cost each a worker thread.
       MODELS_REGISTER_SHIPPED: 'false',
       ...(SERVICES_MODE

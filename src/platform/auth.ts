@@ -41,12 +41,13 @@ export const SECURITY_SCHEMES = {
 
 const SECURITY = Object.keys(SECURITY_SCHEMES).map((name) => ({ [name]: [] }))
 const WRITERS: readonly Role[] = ['admin', 'user']
-const PROTECTED_PREFIX = '/v1/'
+// The Open Inference Protocol's model routes sit beside /v1; its health probes stay public.
+const PROTECTED_PREFIXES = ['/v1/', '/v2/models/']
 // RFC 6750 §5.3: credentials in URLs end up in logs, histories and Referer headers.
 const QUERY_CREDENTIALS = ['api_key', 'apikey', 'access_token', 'key', 'token']
 
 function isProtected(url: string, auth: RouteAuth | undefined): boolean {
-  return url.startsWith(PROTECTED_PREFIX) && !(auth && 'public' in auth)
+  return PROTECTED_PREFIXES.some((prefix) => url.startsWith(prefix)) && !(auth && 'public' in auth)
 }
 
 function allowedRoles(method: string, auth: RouteAuth | undefined): readonly Role[] {
@@ -68,7 +69,7 @@ function readCredentials(request: FastifyRequest): Credentials {
 }
 
 /**
- * Authentication and role checks for every route under /v1, in one place, so a new route
+ * Authentication and role checks for every route under /v1 and /v2/models, in one place, so a new route
  * is protected unless it says otherwise. Also documents each operation's security
  * requirement and its 401/403 answers in the OpenAPI document.
  */

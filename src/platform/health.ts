@@ -16,7 +16,8 @@ declare module 'fastify' {
 export type ReadinessCheck = () => Promise<void>
 
 export interface HealthOptions {
-  checks: Record<string, ReadinessCheck>
+  /** Fixed checks, or a function naming the checks of the moment (e.g. one per failed model). */
+  checks: Record<string, ReadinessCheck> | (() => Record<string, ReadinessCheck>)
   checkTimeoutMs?: number
 }
 
@@ -61,7 +62,9 @@ export const health = fp(
         },
       },
       async (request, reply) => {
-        const entries = Object.entries(options.checks)
+        const entries = Object.entries(
+          typeof options.checks === 'function' ? options.checks() : options.checks,
+        )
         const outcomes = await Promise.allSettled(
           entries.map(([, check]) => withTimeout(check(), timeoutMs)),
         )

@@ -12,6 +12,8 @@ declare module 'fastify' {
 
 export interface MetricsOptions {
   poolStats: () => PoolStats
+  /** The app's registry, when modules created their series before this plugin ran. */
+  registry?: Registry
 }
 
 /**
@@ -20,7 +22,7 @@ export interface MetricsOptions {
  */
 export const metrics = fp(
   async (app: FastifyInstance, options: MetricsOptions) => {
-    const registry = new Registry()
+    const registry = options.registry ?? new Registry()
     collectDefaultMetrics({ register: registry })
 
     const labelNames = ['method', 'route', 'status_code'] as const

@@ -53,6 +53,16 @@ export const openapi = fp(
             name: 'models',
             description: 'The model registry: ONNX versions with their cards (admins register).',
           },
+          {
+            name: 'predictions',
+            description:
+              "Predictions from the models' active (or pinned) versions, validated against each card.",
+          },
+          {
+            name: 'kserve',
+            description:
+              'The Open Inference Protocol (KServe v2 REST), for KServe, Triton and MLServer clients.',
+          },
           { name: 'audit', description: 'The audit log of every change (admin).' },
           { name: 'operations', description: 'Health, readiness and metrics.' },
         ],

@@ -8,6 +8,8 @@ import { ServiceUnavailable, TooManyRequests } from '../shared/errors.js'
 export interface RateLimitSettings {
   max: number
   windowMs: number
+  /** The budget of routes in the `predict` group, kept apart from the general one. */
+  predict: { max: number; windowMs: number }
   /** Server mode: counters shared by every instance. Embedded: in-process. */
   redis: Redis | null
 }
@@ -41,12 +43,10 @@ export const rateLimits = fp(
       enableDraftSpec: true,
       // Probes, metrics and docs are for operators and load balancers, not clients. Judged by
       // the matched route, not the raw URL: the router decodes `/%761/...` to a /v1 route.
-      allowList: (request) => !request.routeOptions.url?.startsWith('/v1/'),
-      keyGenerator: (request) => {
-        const caller = request.caller
-        if (!caller) return `ip:${addressKey(request)}`
-        return caller.apiKeyId ? `key:${caller.apiKeyId}` : `user:${caller.userId}`
-      },
+      allowList: (request) =>
+        !request.routeOptions.url?.startsWith('/v1/') ||
+        request.routeOptions.config.rateLimitGroup !== undefined,
+      keyGenerator: callerKey,
       errorResponseBuilder: (_request, context) =>
         new TooManyRequests(`Too many requests; retry in ${context.after}.`),
     })
@@ -58,6 +58,25 @@ export const rateLimits = fp(
       allowList: [],
       keyGenerator: (request) => `auth-failure:${addressKey(request)}`,
     })
+    // Predictions are the traffic a model-serving client sends most; they get their own budget
+    // so a busy inference client neither starves nor is starved by its other calls.
+    const predictions = app.createRateLimit({
+      max: settings.predict.max,
+      timeWindow: settings.predict.windowMs,
+      skipOnError: true,
+      allowList: [],
+      keyGenerator: (request) => `predict:${callerKey(request)}`,
+    })
+    app.addHook('preParsing', async (request, reply) => {
+      if (request.routeOptions.config.rateLimitGroup !== 'predict') return
+      const result = await predictions(request)
+      if (result.isAllowed) return
+      setRateLimitHeaders(reply, result)
+      if (!result.isExceeded) return
+      reply.header('retry-after', result.ttlInSeconds)
+      throw new TooManyRequests(`Too many predictions; retry in ${result.ttlInSeconds} s.`)
+    })
+
     app.decorate('countAuthFailure', async (request: FastifyRequest, reply: FastifyReply) => {
       const result = await failures(request)
       if (result.isAllowed || !result.isExceeded) return
@@ -68,7 +87,18 @@ export const rateLimits = fp(
   { name: 'rate-limits' },
 )
 
+/** Who a budget belongs to: the authenticated user or API key, else the client address. */
+function callerKey(request: FastifyRequest): string {
+  const caller = request.caller
+  if (!caller) return `ip:${addressKey(request)}`
+  return caller.apiKeyId ? `key:${caller.apiKeyId}` : `user:${caller.userId}`
+}
+
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A route in a group is counted against that group's budget instead of the general one. */
+    rateLimitGroup?: 'predict'
+  }
   interface FastifyInstance {
     /** Counts a failed authentication against the client address; throws 429 beyond the limit. */
     countAuthFailure(request: FastifyRequest, reply: FastifyReply): Promise<void>

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
+import { createBroadcast } from '../../shared/broadcast.js'
 
 const CHANNEL = 'orderflow:auth:user-changed'
 
@@ -10,32 +11,14 @@ export interface AuthStateEvents {
 }
 
 /**
- * Carries "user changed" across API instances over Redis pub/sub, so every instance drops
- * its cached auth state at once rather than when the entry expires. Best effort by design:
- * when Redis is away the cache TTL still bounds how long a change takes to apply.
+ * Carries "user changed" across API instances, so every instance drops its cached auth
+ * state at once rather than when the entry expires. When Redis is away the cache TTL still
+ * bounds how long a change takes to apply.
  */
 export function createAuthStateEvents(
   redis: Redis | null,
   onChange: (userId: string) => void,
   log: FastifyBaseLogger,
 ): AuthStateEvents {
-  if (!redis) return { publish: () => {}, close: async () => {} }
-  // A subscribed connection can do nothing else: it gets its own. Unlike the main client it
-  // queues the subscription until connected, and ioredis re-subscribes after reconnects.
-  const subscriber = redis.duplicate({ lazyConnect: false, enableOfflineQueue: true })
-  subscriber.on('error', () => {}) // reconnects by itself; the TTL covers the gap
-  subscriber.on('message', (_channel: string, userId: string) => onChange(userId))
-  subscriber.subscribe(CHANNEL).catch((error: unknown) => {
-    log.warn({ err: error }, 'auth state events unavailable; relying on the cache TTL')
-  })
-  return {
-    publish(userId) {
-      redis.publish(CHANNEL, userId).catch((error: unknown) => {
-        log.warn({ err: error, user_id: userId }, 'could not announce a user change')
-      })
-    },
-    async close() {
-      subscriber.disconnect()
-    },
-  }
+  return createBroadcast(redis, CHANNEL, onChange, log)
 }

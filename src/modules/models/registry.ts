@@ -21,11 +21,22 @@ import type { InferenceBackend } from './runtime/backend.js'
 import type { Model, ModelSummary, ModelVersion } from './schemas.js'
 import { signatureMismatches } from './signature.js'
 
+/** How the registry tells the serving side about changes; all optional for registry-only use. */
+export interface ServingHooks {
+  /** Loads a version before it is activated; rejects when it cannot serve here. */
+  prepare(name: string, version: string): Promise<void>
+  /** After the commit: `version` now serves `name`. */
+  activated(name: string, version: string): Promise<void>
+  /** After the commit: `version` of `name` no longer exists. */
+  removed(name: string, version: string): Promise<void>
+}
+
 export interface ModelRegistryDeps {
   models: ModelRepository
   inTransaction: InTransaction
   /** Loads each uploaded graph once, to check it and read its signature. */
   backend: Pick<InferenceBackend, 'load'>
+  serving?: ServingHooks
 }
 
 export interface ModelRegistration {
@@ -92,7 +103,12 @@ function toSummary(row: ModelRow, versions: ModelVersionInfo[]): ModelSummary {
  * which version of each model serves predictions. Registration refuses what could not be
  * served: an invalid card, bytes that do not load, or a card that does not describe the graph.
  */
-export function createModelRegistry({ models, inTransaction, backend }: ModelRegistryDeps) {
+export function createModelRegistry({
+  models,
+  inTransaction,
+  backend,
+  serving,
+}: ModelRegistryDeps) {
   async function detail(name: string): Promise<Model> {
     const row = await models.findByName(name)
     if (!row) throw new ModelNotFound(`Model ${name} does not exist.`)
@@ -126,6 +142,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
     if (existing) assertSameTask(existing, card)
     await checkGraph(card, onnx)
     const onnxSha256 = createHash('sha256').update(onnx).digest('hex')
+    let activated = false
     try {
       await inTransaction(async (tx) => {
         const model = await models.upsertForUpdate({ name: card.name, task: card.task }, tx)
@@ -147,6 +164,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
         if (model.activeVersion === null) {
           await models.setActiveVersion(model.id, version.version, tx)
           changes.active_version = { before: null, after: version.version }
+          activated = true
         }
         await recordAudit(tx, actor, {
           action: 'create',
@@ -159,6 +177,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
       if (isUniqueViolation(error, VERSION_CONSTRAINT)) throw new ModelVersionExists(taken)
       throw error
     }
+    if (activated) await serving?.activated(card.name, card.version)
     return detail(card.name)
   }
 
@@ -167,6 +186,15 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
 
     /** Makes `version` the one that serves `name`'s predictions. */
     async activate(name: string, version: string, actor: Actor): Promise<Model> {
+      const current = await models.findByName(name)
+      if (!current) throw new ModelNotFound(`Model ${name} does not exist.`)
+      if (!(await models.findVersion(current.id, version))) {
+        throw new ModelVersionNotFound(`Model ${name} has no version ${version}.`)
+      }
+      // Loaded before the switch, outside the transaction: requests never wait for a load,
+      // and a version that cannot load here is refused while the old one keeps serving.
+      if (current.activeVersion !== version) await serving?.prepare(name, version)
+      let changed = false
       await inTransaction(async (tx) => {
         const model = await models.findByNameForUpdate(name, tx)
         if (!model) throw new ModelNotFound(`Model ${name} does not exist.`)
@@ -175,6 +203,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
         }
         if (model.activeVersion === version) return
         await models.setActiveVersion(model.id, version, tx)
+        changed = true
         await recordAudit(tx, actor, {
           action: 'update',
           resourceType: 'model',
@@ -182,6 +211,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
           changes: { active_version: { before: model.activeVersion, after: version } },
         })
       })
+      if (changed) await serving?.activated(name, version)
       return detail(name)
     },
 
@@ -209,6 +239,7 @@ export function createModelRegistry({ models, inTransaction, backend }: ModelReg
         if (isForeignKeyViolation(error, ACTIVE_CONSTRAINT)) throw active
         throw error
       }
+      await serving?.removed(name, version)
     },
 
     /** Every model by name; a registry holds few, so there is no paging. */

@@ -37,6 +37,14 @@ export interface ActiveModelVersion {
   onnx: Uint8Array
 }
 
+/** What a server needs to load a version. */
+const servable = {
+  name: models.name,
+  version: modelVersions.version,
+  card: modelVersions.card,
+  onnx: modelVersions.onnx,
+}
+
 export function createModelRepository(db: Database) {
   return {
     /**
@@ -124,12 +132,7 @@ export function createModelRepository(db: Database) {
     /** The active version of every model, with its bytes, to load at start. */
     async activeVersions(tx: Executor = db): Promise<ActiveModelVersion[]> {
       return tx
-        .select({
-          name: models.name,
-          version: modelVersions.version,
-          card: modelVersions.card,
-          onnx: modelVersions.onnx,
-        })
+        .select(servable)
         .from(models)
         .innerJoin(
           modelVersions,
@@ -139,6 +142,20 @@ export function createModelRepository(db: Database) {
           ),
         )
         .orderBy(asc(models.name))
+    },
+
+    /** One version with its bytes, to load; undefined when the model or version is unknown. */
+    async findServable(
+      name: string,
+      version: string,
+      tx: Executor = db,
+    ): Promise<ActiveModelVersion | undefined> {
+      const [row] = await tx
+        .select(servable)
+        .from(models)
+        .innerJoin(modelVersions, eq(modelVersions.modelId, models.id))
+        .where(and(eq(models.name, name), eq(modelVersions.version, version)))
+      return row
     },
   }
 }

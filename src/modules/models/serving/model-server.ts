@@ -1,0 +1,289 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { BatchingSettings } from '../../../config.js'
+import { defineError } from '../../../shared/errors.js'
+import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
+import type { ActiveModelVersion } from '../repository.js'
+import type { Feeds, InferenceBackend, LoadedModel, LoadOptions } from '../runtime/backend.js'
+import { type BatchInfo, createModelBatcher, type MicroBatcher } from '../runtime/batcher.js'
+import type { InferOptions, InferResult, ModelServer, ModelState, ServedVersion } from './types.js'
+
+/** A version could not be loaded in this process; the message says why. */
+export const ModelUnavailable = defineError('MODEL_UNAVAILABLE', 503)
+
+/** Where versions and their bytes come from: the registry's tables. */
+export interface ModelSource {
+  /** The active version of every model, with its bytes. */
+  activeVersions(): Promise<ActiveModelVersion[]>
+  findServable(name: string, version: string): Promise<ActiveModelVersion | undefined>
+  /** The active version of `name`: null when it has none, undefined when there is no model. */
+  activeVersionOf(name: string): Promise<string | null | undefined>
+}
+
+export interface ModelServerOptions {
+  backend: InferenceBackend
+  source: ModelSource
+  /** Versions loaded at once; beyond it the least recently used is unloaded. */
+  maxLoaded: number
+  batching: (model: string) => BatchingSettings
+  loadOptions?: LoadOptions
+  /** Called after each inference call, e.g. for the batch-size histogram. */
+  onBatch?: (served: ServedVersion, info: BatchInfo) => void
+  log: FastifyBaseLogger
+  /** How long a failed load is remembered before a request may try again. */
+  retryAfterMs?: number
+}
+
+interface Entry {
+  key: string
+  name: string
+  version: string
+  /** Settles when the version is loaded; rejects with the load failure. */
+  ready: Promise<void>
+  state: ModelState['state']
+  error?: string
+  failedAt?: number
+  served?: ServedVersion
+  model?: LoadedModel
+  batcher?: MicroBatcher<Feeds, Feeds>
+  lastUsed: number
+}
+
+export interface ManagedModelServer extends ModelServer {
+  /** Loads every active version; failures are recorded (see `states`), never thrown. */
+  start(): Promise<void>
+  /**
+   * Makes `version` serve `name` in this process: loads it first, then switches, so requests
+   * never wait for a load; requests already queued on the old version finish there.
+   */
+  activate(name: string, version: string): Promise<void>
+  /** Unloads a version that was deleted. */
+  forget(name: string, version: string): Promise<void>
+  /** Versions loaded now. */
+  loadedCount(): number
+  close(): Promise<void>
+}
+
+const keyOf = (name: string, version: string) => `${name}@${version}`
+
+/**
+ * The models this process serves. Each loaded version has its own micro-batcher, so
+ * concurrent predictions of one version share inference calls. Loading happens once per
+ * version (concurrent requests share it); the active version of each model is remembered
+ * here and changed by `activate`, which the registry calls on this instance and a broadcast
+ * carries to the others.
+ */
+export function createModelServer(options: ModelServerOptions): ManagedModelServer {
+  const { backend, source, log } = options
+  const retryAfterMs = options.retryAfterMs ?? 10_000
+  const entries = new Map<string, Entry>()
+  /** The version serving each model; null for a model without an active version. */
+  const active = new Map<string, string | null>()
+  let closed = false
+
+  function load(name: string, version: string, bytes?: ActiveModelVersion): Entry {
+    const entry: Entry = {
+      key: keyOf(name, version),
+      name,
+      version,
+      state: 'loading',
+      lastUsed: performance.now(),
+      ready: Promise.resolve(),
+    }
+    entry.ready = (async () => {
+      const servable = bytes ?? (await source.findServable(name, version))
+      if (!servable) {
+        entries.delete(entry.key)
+        throw new ModelVersionNotFound(`Model ${name} has no version ${version}.`)
+      }
+      const model = await backend.load(servable.onnx, {
+        ...options.loadOptions,
+        logId: entry.key,
+      })
+      const served: ServedVersion = {
+        name,
+        version,
+        card: servable.card,
+        signature: model.signature,
+      }
+      const settings = options.batching(name)
+      entry.model = model
+      entry.served = served
+      entry.batcher = createModelBatcher(model, {
+        maxBatchSize: settings.maxBatchSize,
+        maxWaitMs: settings.maxWaitMs,
+        onBatch: options.onBatch ? (info) => options.onBatch?.(served, info) : undefined,
+      })
+      entry.state = 'loaded'
+      if (closed || entries.get(entry.key) !== entry) await retire(entry)
+      else evictBeyondLimit(entry)
+    })().catch((error: unknown) => {
+      if (entry.state === 'loading') {
+        entry.state = 'failed'
+        entry.error = error instanceof Error ? error.message : String(error)
+        entry.failedAt = performance.now()
+        log.error({ err: error, model: name, version }, 'model version failed to load')
+      }
+      throw error
+    })
+    // A failure reaches whoever awaits it; an entry nobody awaited must not crash the process.
+    entry.ready.catch(() => {})
+    entries.set(entry.key, entry)
+    return entry
+  }
+
+  /** Stops routing to the entry; what it has queued or running still finishes. */
+  async function retire(entry: Entry): Promise<void> {
+    if (entries.get(entry.key) === entry) entries.delete(entry.key)
+    entry.state = 'unloaded'
+    await entry.batcher?.close()
+    await entry.model?.release()
+  }
+
+  /** Unloads least recently used versions beyond the limit, inactive ones first. */
+  function evictBeyondLimit(keep: Entry): void {
+    const loaded = [...entries.values()].filter((entry) => entry.state === 'loaded')
+    const excess = loaded.length - options.maxLoaded
+    if (excess <= 0) return
+    const isActive = (entry: Entry) => active.get(entry.name) === entry.version
+    const victims = loaded
+      .filter((entry) => entry !== keep)
+      .sort((a, b) => Number(isActive(a)) - Number(isActive(b)) || a.lastUsed - b.lastUsed)
+      .slice(0, excess)
+    for (const victim of victims) {
+      log.info({ model: victim.name, version: victim.version }, 'model version unloaded (LRU)')
+      void retire(victim)
+    }
+  }
+
+  async function versionFor(name: string, pinned?: string): Promise<string> {
+    if (pinned !== undefined) return pinned
+    let version = active.get(name)
+    if (version === undefined) {
+      // Registered after this instance started (possibly on another instance).
+      version = await source.activeVersionOf(name)
+      if (version === undefined) throw new ModelNotFound(`Model ${name} does not exist.`)
+      if (!active.has(name)) active.set(name, version)
+      version = active.get(name) ?? null
+    }
+    if (version === null) throw new ModelNotFound(`Model ${name} has no active version.`)
+    return version
+  }
+
+  /** The loaded entry for a request, loading it when needed. */
+  async function acquire(name: string, pinned?: string): Promise<Entry> {
+    if (closed) throw new ModelUnavailable('The model server is shutting down.')
+    const version = await versionFor(name, pinned)
+    const key = keyOf(name, version)
+    let entry = entries.get(key)
+    if (entry?.state === 'failed' && performance.now() - (entry.failedAt ?? 0) >= retryAfterMs) {
+      entries.delete(key)
+      entry = undefined
+    }
+    entry ??= load(name, version)
+    try {
+      await entry.ready
+    } catch (error) {
+      if (error instanceof ModelVersionNotFound || error instanceof ModelNotFound) throw error
+      throw new ModelUnavailable(
+        `Model ${name} version ${version} cannot be loaded: ${entry.error}`,
+      )
+    }
+    return entry
+  }
+
+  async function infer(
+    name: string,
+    feeds: Feeds | ((served: ServedVersion) => Feeds),
+    inferOptions: InferOptions = {},
+  ) {
+    // A retired entry (swapped out or evicted while this request awaited) is skipped; the
+    // check and the submit run in one turn of the event loop, so a submit always lands on a
+    // batcher that will run it.
+    for (;;) {
+      const entry = await acquire(name, inferOptions.version)
+      if (entry.state !== 'loaded' || !entry.batcher || !entry.served) continue
+      entry.lastUsed = performance.now()
+      const served = entry.served
+      const pending = entry.batcher.submit(typeof feeds === 'function' ? feeds(served) : feeds)
+      return { served, outputs: await pending } satisfies InferResult
+    }
+  }
+
+  return {
+    infer,
+
+    async resolve(name, inferOptions = {}) {
+      const entry = await acquire(name, inferOptions.version)
+      return entry.served as ServedVersion
+    },
+
+    isReady(name, version) {
+      const wanted = version ?? active.get(name)
+      if (!wanted) return false
+      return entries.get(keyOf(name, wanted))?.state === 'loaded'
+    },
+
+    allActiveReady() {
+      return [...active].every(
+        ([name, version]) =>
+          version === null || entries.get(keyOf(name, version))?.state !== 'failed',
+      )
+    },
+
+    states() {
+      const states: ModelState[] = []
+      for (const entry of entries.values()) {
+        states.push({
+          name: entry.name,
+          version: entry.version,
+          active: active.get(entry.name) === entry.version,
+          state: entry.state,
+          ...(entry.error ? { error: entry.error } : {}),
+        })
+      }
+      return states.sort(
+        (a, b) => a.name.localeCompare(b.name) || a.version.localeCompare(b.version),
+      )
+    },
+
+    async start() {
+      const versions = await source.activeVersions()
+      for (const servable of versions) {
+        active.set(servable.name, servable.version)
+        const entry = entries.get(keyOf(servable.name, servable.version))
+        await (entry ?? load(servable.name, servable.version, servable)).ready.catch(() => {})
+      }
+      const failed = this.states().filter((state) => state.state === 'failed')
+      log.info(
+        { loaded: versions.length - failed.length, failed: failed.map((state) => state.name) },
+        'active models loaded',
+      )
+    },
+
+    async activate(name, version) {
+      if (active.get(name) === version) return
+      const next = await acquire(name, version)
+      const previous = active.get(name)
+      active.set(name, version)
+      log.info({ model: name, version, previous }, 'model version activated')
+      const old = previous ? entries.get(keyOf(name, previous)) : undefined
+      if (old && old !== next) await retire(old)
+    },
+
+    async forget(name, version) {
+      const entry = entries.get(keyOf(name, version))
+      if (entry) await retire(entry)
+    },
+
+    loadedCount() {
+      let count = 0
+      for (const entry of entries.values()) if (entry.state === 'loaded') count++
+      return count
+    },
+
+    async close() {
+      closed = true
+      await Promise.all([...entries.values()].map((entry) => retire(entry)))
+    },
+  }
+}

@@ -1,0 +1,141 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { ROLES } from '../../../shared/caller.js'
+import { problemResponses } from '../../../shared/schemas.js'
+import type { PredictionService } from './prediction-service.js'
+
+export interface PredictionRoutesOptions {
+  predictions: PredictionService
+  batchMax: number
+}
+
+const tags = ['predictions']
+// Predicting reads; every role may. Predictions have their own per-caller budget.
+const config = { auth: { roles: ROLES }, rateLimitGroup: 'predict' as const }
+
+const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
+const VersionQuerySchema = Type.Object({
+  version: Type.Optional(
+    Type.String({
+      pattern: '^\\d+\\.\\d+\\.\\d+$',
+      description: 'Pins a version; the active version answers when omitted.',
+    }),
+  ),
+})
+
+const InputsSchema = Type.Record(Type.String(), Type.Unknown(), {
+  description:
+    "The model's inputs by name, as its card declares them (`GET /v1/models/{name}`); each model's own schema is in this document under its own predict operation.",
+})
+
+const PredictionFields = {
+  prediction: Type.Union([Type.Number(), Type.String()], {
+    description: 'The class label (classifiers) or the predicted value (regressors).',
+  }),
+  probabilities: Type.Optional(
+    Type.Record(Type.String(), Type.Number(), {
+      description: 'Classifiers: label -> probability.',
+    }),
+  ),
+}
+
+export const PredictionSchema = Type.Object({
+  model: Type.String(),
+  version: Type.String(),
+  ...PredictionFields,
+  latency_ms: Type.Number({ description: 'Time spent answering in this service.' }),
+  cached: Type.Boolean({ description: 'Answered from the prediction cache.' }),
+})
+
+const BatchPredictionSchema = Type.Object({
+  model: Type.String(),
+  version: Type.String(),
+  predictions: Type.Array(Type.Union([Type.Object(PredictionFields), Type.Null()]), {
+    description: 'One entry per instance, in order; null where the instance was refused.',
+  }),
+  errors: Type.Array(Type.Object({ path: Type.String(), message: Type.String() }), {
+    description: 'Every problem of every refused instance, by path: `instances/<index>/<input>`.',
+  }),
+  latency_ms: Type.Number(),
+})
+
+const IrisPredictionSchema = Type.Object({
+  class: Type.Integer({ description: 'Index of the predicted class.' }),
+  label: Type.String(),
+  probabilities: Type.Record(Type.String(), Type.Number()),
+  model: Type.String(),
+  version: Type.String(),
+  cached: Type.Boolean(),
+})
+
+const failures = problemResponses(404, 422, 503)
+
+export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions> = async (
+  app,
+  { predictions, batchMax },
+) => {
+  app.post(
+    '/models/:name/predict',
+    {
+      config,
+      schema: {
+        summary: 'Predict with a model',
+        description:
+          "Validates the inputs against the serving version's card (every problem is listed by path), " +
+          'then answers from the cache or from one micro-batched inference call.',
+        tags,
+        params: NameParamsSchema,
+        querystring: VersionQuerySchema,
+        body: Type.Object({ inputs: InputsSchema }),
+        response: { 200: PredictionSchema, ...failures },
+      },
+    },
+    async (request) => predictions.predict(request.params.name, request.body.inputs, request.query),
+  )
+
+  app.post(
+    '/models/:name/predict/batch',
+    {
+      config,
+      schema: {
+        summary: 'Predict many instances at once',
+        description:
+          `Up to ${batchMax} instances, run as one inference call. Invalid instances are reported ` +
+          'by index in `errors` (their `predictions` entry is null) while the valid ones are ' +
+          'predicted; a batch with no valid instance is refused with 422.',
+        tags,
+        params: NameParamsSchema,
+        querystring: VersionQuerySchema,
+        body: Type.Object({
+          instances: Type.Array(InputsSchema, { minItems: 1, maxItems: batchMax }),
+        }),
+        response: { 200: BatchPredictionSchema, ...failures },
+      },
+    },
+    async (request) =>
+      predictions.predictBatch(request.params.name, request.body.instances, request.query),
+  )
+
+  app.post(
+    '/predict',
+    {
+      config,
+      schema: {
+        summary: 'Classify an iris flower',
+        description:
+          'The seed-compatible shortcut: four measurements in cm (sepal length, sepal width, ' +
+          'petal length, petal width), answered by the active version of the `iris` model.',
+        tags,
+        body: Type.Object({
+          features: Type.Array(Type.Number(), {
+            minItems: 4,
+            maxItems: 4,
+            examples: [[5.1, 3.5, 1.4, 0.2]],
+          }),
+        }),
+        response: { 200: IrisPredictionSchema, ...failures },
+      },
+    },
+    async (request) => predictions.predictIris(request.body.features),
+  )
+}
