@@ -39,6 +39,7 @@ import {
   createModelServer,
   type ManagedModelServer,
 } from './modules/models/serving/model-server.js'
+import { describeServedModels } from './modules/models/serving/openapi-models.js'
 import { createPredictionCache } from './modules/models/serving/prediction-cache.js'
 import { createPredictionService } from './modules/models/serving/prediction-service.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
@@ -247,7 +248,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
   await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
-  if (config.DOCS_ENABLED) await app.register(openapi, { version })
+  if (config.DOCS_ENABLED) {
+    await app.register(openapi, {
+      version,
+      extend: (document) => describeServedModels(document, modelServer.activeServed()),
+    })
+  }
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }

@@ -26,8 +26,18 @@ const redocPage = `<!doctype html>
  * with Swagger UI at /docs and ReDoc at /redoc. Registered before any route so that
  * every route is collected.
  */
+export interface OpenApiOptions {
+  version: string
+  /**
+   * Adds what routes cannot declare when they are registered (each served model's own
+   * input schema) to every copy of the document served; it must not change its argument.
+   */
+  extend?: (document: Record<string, unknown>) => Record<string, unknown>
+}
+
 export const openapi = fp(
-  async (app: FastifyInstance, options: { version: string }) => {
+  async (app: FastifyInstance, options: OpenApiOptions) => {
+    const extend = options.extend ?? ((document) => document)
     await app.register(swagger, {
       openapi: {
         openapi: '3.1.0',
@@ -71,10 +81,13 @@ export const openapi = fp(
     await app.register(swaggerUi, {
       routePrefix: '/docs',
       uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
+      transformSpecification: (document) => extend(document as Record<string, unknown>),
     })
 
     const hidden = { schema: { hide: true } }
-    app.get('/openapi.json', hidden, async () => app.swagger())
+    app.get('/openapi.json', hidden, async () =>
+      extend(app.swagger() as unknown as Record<string, unknown>),
+    )
     app.get('/redoc', hidden, async (_request, reply) =>
       reply
         .type('text/html; charset=utf-8')

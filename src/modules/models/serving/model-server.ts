@@ -60,6 +60,8 @@ export interface ManagedModelServer extends ModelServer {
   forget(name: string, version: string): Promise<void>
   /** Versions loaded now. */
   loadedCount(): number
+  /** The loaded active version of each model, e.g. to document their inputs. */
+  activeServed(): ServedVersion[]
   close(): Promise<void>
 }
 
@@ -273,6 +275,15 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     async forget(name, version) {
       const entry = entries.get(keyOf(name, version))
       if (entry) await retire(entry)
+    },
+
+    activeServed() {
+      const served: ServedVersion[] = []
+      for (const [name, version] of active) {
+        const entry = version ? entries.get(keyOf(name, version)) : undefined
+        if (entry?.state === 'loaded' && entry.served) served.push(entry.served)
+      }
+      return served
     },
 
     loadedCount() {

@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, createTestUser, type TestApp } from '../../../../test/helpers.js'
+
+interface Operation {
+  operationId: string
+  summary: string
+  description: string
+  parameters?: { in: string; name: string }[]
+  requestBody: { content: { 'application/json': { schema: unknown; example: unknown } } }
+}
+interface Document {
+  paths: Record<string, { post?: Operation }>
+  components: { schemas: Record<string, Record<string, unknown>> }
+}
+
+describe('the OpenAPI document of served models', () => {
+  let t: TestApp
+  let document: Document
+
+  beforeAll(async () => {
+    // The shipped models, loaded by ONNX Runtime, as a first start serves them.
+    t = await buildTestApp({ MODELS_REGISTER_SHIPPED: 'true' })
+    document = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json()
+  })
+  afterAll(() => t.close())
+
+  it("documents each served model's inputs as a schema generated from its card", () => {
+    const iris = document.components.schemas['PredictInputs.iris']
+    expect(iris).toMatchObject({
+      type: 'object',
+      required: ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'],
+      additionalProperties: false,
+    })
+    expect((iris?.properties as Record<string, unknown> | undefined)?.petal_width).toMatchObject({
+      type: 'number',
+      minimum: 0,
+      maximum: 10,
+    })
+    const carPrice = document.components.schemas['PredictInputs.car-price']
+    const fuel = (carPrice?.properties as Record<string, { enum?: unknown[] }> | undefined)
+      ?.fuel_type
+    expect(fuel?.enum).toEqual(expect.arrayContaining(['petrol', 'diesel']))
+  })
+
+  it('gives each served model its own predict and batch operations pointing at its card', () => {
+    for (const name of ['iris', 'car-price']) {
+      const single = document.paths[`/v1/models/${name}/predict`]?.post
+      const batch = document.paths[`/v1/models/${name}/predict/batch`]?.post
+      expect(single?.requestBody.content['application/json'].schema).toMatchObject({
+        properties: { inputs: { $ref: `#/components/schemas/PredictInputs.${name}` } },
+      })
+      expect(batch?.requestBody.content['application/json'].schema).toMatchObject({
+        properties: {
+          instances: { items: { $ref: `#/components/schemas/PredictInputs.${name}` } },
+        },
+      })
+      expect(single?.description).toContain(`GET /v1/models/${name}`)
+      // The model is in the path: no `name` parameter is left to fill.
+      expect(single?.parameters?.some((parameter) => parameter.name === 'name')).toBe(false)
+    }
+    // The generic operation stays for models registered after the document was made.
+    expect(document.paths['/v1/models/{name}/predict']?.post).toBeDefined()
+  })
+
+  it("gives an example request that the model's own endpoint accepts", async () => {
+    const user = await createTestUser(t, 'viewer')
+    for (const name of ['iris', 'car-price']) {
+      const operation = document.paths[`/v1/models/${name}/predict`]?.post
+      const response = await t.app.inject({
+        method: 'POST',
+        url: `/v1/models/${name}/predict`,
+        headers: user.headers,
+        payload: operation?.requestBody.content['application/json'].example as object,
+      })
+      expect(response.statusCode, response.body).toBe(200)
+    }
+  })
+
+  it('serves the same extended document to Swagger UI', async () => {
+    const ui: Document = (await t.app.inject({ method: 'GET', url: '/docs/json' })).json()
+    expect(ui.paths['/v1/models/iris/predict']?.post?.operationId).toBe('predict_iris')
+    expect(ui.components.schemas['PredictInputs.iris']).toBeDefined()
+  })
+})
