@@ -120,6 +120,28 @@ describe('signatureMismatches', () => {
     expect(signatureMismatches(cards.iris, signature)).toEqual([])
   })
 
+  it('when a step would have to run outside the graph but cannot, then the card is refused', () => {
+    const card = cardOf('car-price', (edited) => {
+      const oneHot = edited.preprocessing.steps.findIndex((step) => step.step === 'one_hot')
+      ;(edited.preprocessing.steps[oneHot] as { in_graph: boolean }).in_graph = false
+    })
+    const oneHot = card.preprocessing.steps.findIndex((step) => step.step === 'one_hot')
+    expect(paths(card, signatures['car-price'])).toEqual([
+      `card.preprocessing.steps[${oneHot}].in_graph`,
+    ])
+  })
+
+  it('when an optional input without default feeds an int64 tensor, then the card is refused', () => {
+    const card = cardOf('iris', (edited) => {
+      ;(edited.preprocessing.tensors[0] as { dtype: string }).dtype = 'int64'
+      ;(edited.inputs[1] as { required: boolean }).required = false
+    })
+    const int64 = { ...signatures.iris, inputs: [{ ...signatures.iris.inputs[0], type: 'int64' }] }
+    expect(paths(card, int64 as ModelSignature)).toEqual([
+      'card.preprocessing.tensors[0].columns[1]',
+    ])
+  })
+
   it('when the graph has an output the card leaves out, then nothing is reported', () => {
     const signature: ModelSignature = {
       ...signatures.iris,
