@@ -80,6 +80,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
   const entries = new Map<string, Entry>()
   /** The version serving each model; null for a model without an active version. */
   const active = new Map<string, string | null>()
+  const switching = new Map<string, Promise<void>>()
   let closed = false
 
   function load(name: string, version: string, bytes?: ActiveModelVersion): Entry {
@@ -193,6 +194,16 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     return entry
   }
 
+  async function switchTo(name: string, version: string): Promise<void> {
+    if (active.get(name) === version) return
+    const next = await acquire(name, version)
+    const previous = active.get(name)
+    active.set(name, version)
+    log.info({ model: name, version, previous }, 'model version activated')
+    const old = previous ? entries.get(keyOf(name, previous)) : undefined
+    if (old && old !== next) await retire(old)
+  }
+
   async function infer(
     name: string,
     feeds: Feeds | ((served: ServedVersion) => Feeds),
@@ -262,14 +273,18 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       )
     },
 
-    async activate(name, version) {
-      if (active.get(name) === version) return
-      const next = await acquire(name, version)
-      const previous = active.get(name)
-      active.set(name, version)
-      log.info({ model: name, version, previous }, 'model version activated')
-      const old = previous ? entries.get(keyOf(name, previous)) : undefined
-      if (old && old !== next) await retire(old)
+    activate(name, version) {
+      // One switch per model at a time, in call order: two quick activations must end on
+      // the second even when the first one's version takes longer to load.
+      const previous = switching.get(name) ?? Promise.resolve()
+      const next = previous.catch(() => {}).then(() => switchTo(name, version))
+      switching.set(name, next)
+      void next
+        .finally(() => {
+          if (switching.get(name) === next) switching.delete(name)
+        })
+        .catch(() => {})
+      return next
     },
 
     async forget(name, version) {
