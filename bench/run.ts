@@ -2,10 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import os from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
+import { irisRows } from './iris-data.js'
+import { type CeilingResult, measureOnnxCeiling } from './onnx-ceiling.js'
 import { ORDER_TARGET, orderProductSkuPrefix, prepareOrderData } from './order-data.js'
 import {
+  type AuthHeaders,
   apiKey,
   bearer,
   createApiKey,
@@ -20,11 +24,16 @@ import {
   logIn,
   MAX_ORDER_LINES,
   passwordLogins,
+  predictBatch,
+  predictFeatures,
+  predictInputs,
+  readBatchSizes,
   type Sample,
   type Scenario,
   type ScenarioResult,
   sampleScenario,
   seedProducts,
+  sendOnce,
   summarize,
 } from './scenarios.js'
 import {
@@ -41,9 +50,13 @@ import {
 const MODES = ['embedded', 'services'] as const
 type Mode = (typeof MODES)[number]
 // auth: auth overhead, logins, login flood and products; orders: the order endpoints on
-// ORDER_TARGET seeded orders.
-const SUITES = ['auth', 'orders'] as const
+// ORDER_TARGET seeded orders; predict: model serving, batching and cache on and off, against
+// ONNX Runtime without HTTP.
+const SUITES = ['auth', 'orders', 'predict'] as const
 type Suite = (typeof SUITES)[number]
+// Connections when --connections is not given. Predict needs enough requests in flight for
+// its batcher to gather them.
+const DEFAULT_CONNECTIONS: Record<Suite, number> = { auth: 10, orders: 10, predict: 64 }
 const SEED_COUNT = 200
 // Stock of each product the order scenarios buy: more than any run can take.
 const ORDER_PRODUCT_STOCK = 1_000_000_000
@@ -54,6 +67,14 @@ const SLICE_SECONDS = 1
 // Not a secret: it guards throwaway bench databases only. It must stay the same from run to
 // run, because services mode keeps its database and its first admin.
 const BENCH_ADMIN: Login = { username: 'bench-admin@orderflow.test', password: 'bench-admin-pass' }
+// Rows the batcher may gather into one inference call: as many as 64 connections keep in
+// flight, so a full batch is possible. The ONNX ceiling runs batches of the same size.
+const PREDICT_BATCH_ROWS = 64
+// Instances of one batch prediction request.
+const PREDICT_BATCH_INSTANCES = 100
+// Measured time of each ONNX Runtime loop of the ceiling.
+const CEILING_SECONDS = 3
+const IRIS_MODEL_PATH = fileURLToPath(new URL('../models/iris.onnx', import.meta.url))
 
 const SCENARIO = {
   off: 'GET /v1/products/{id}, auth off',
@@ -65,6 +86,40 @@ const SCENARIO = {
   bearerInFlood: 'GET /v1/products/{id}, bearer, during the flood',
   floodWithApiKey: 'POST /v1/auth/token, wrong password (flood beside API-key GETs)',
   apiKeyInFlood: 'GET /v1/products/{id}, API key, during the flood',
+} as const
+
+const PREDICT_SCENARIO = {
+  featuresOn: 'POST /v1/predict, batching on',
+  featuresOff: 'POST /v1/predict, batching off',
+  inputsOn: 'POST /v1/models/iris/predict, batching on',
+  inputsOff: 'POST /v1/models/iris/predict, batching off',
+  batch: `POST /v1/models/iris/predict/batch, ${PREDICT_BATCH_INSTANCES} rows, batching on`,
+  cacheHit: 'POST /v1/models/iris/predict, cache on, same input every time',
+} as const
+
+/** Rows one request of a predict scenario carries, for rows/s. */
+const ROWS_PER_REQUEST: Record<string, number> = {
+  [PREDICT_SCENARIO.batch]: PREDICT_BATCH_INSTANCES,
+}
+
+/**
+ * The predict suite's servers differ in these settings only. Each is set on every server, so
+ * a value in the environment or a local .env cannot leak into the comparison; an empty value
+ * reads as unset (MODEL_BATCHING: no per-model override).
+ */
+const PREDICT_SERVER_ENV = {
+  common: {
+    MODELS_REGISTER_SHIPPED: 'true',
+    MODEL_BATCHING: '',
+    INFERENCE_MAX_WAIT_MS: '2',
+    INFERENCE_INTRA_OP_THREADS: '1',
+  },
+  batching: { INFERENCE_MAX_BATCH_SIZE: String(PREDICT_BATCH_ROWS), PREDICTION_CACHE_TTL_MS: '0' },
+  noBatching: { INFERENCE_MAX_BATCH_SIZE: '1', PREDICTION_CACHE_TTL_MS: '0' },
+  cache: {
+    INFERENCE_MAX_BATCH_SIZE: String(PREDICT_BATCH_ROWS),
+    PREDICTION_CACHE_TTL_MS: '60000',
+  },
 } as const
 
 interface Row extends ScenarioResult {
@@ -81,9 +136,27 @@ interface Summary {
   apiKeyP99Ms: { alone: number; inFlood: number }
 }
 
-interface Options extends LoadSettings {
+interface PredictSummary {
+  mode: Mode
+  /** Batching on ÷ off, req/s, per endpoint. */
+  featuresOnVsOff: number
+  inputsOnVsOff: number
+  batchRowsPerSecond: number
+  /** Cache hits ÷ the same endpoint with the cache off (batching on both). */
+  cacheHitVsOff: number
+  /** Mean rows of one inference call on each server, from its /metrics. */
+  rowsPerCall: RowsPerCall
+}
+
+/** By server of the predict suite; the cache server runs (almost) none. */
+type RowsPerCall = Record<'batching' | 'noBatching' | 'batch', number>
+
+interface Options {
   modes: Mode[]
   suites: Suite[]
+  durationSeconds: number
+  /** From --connections; unset, each suite takes its DEFAULT_CONNECTIONS. */
+  connections: number | undefined
 }
 
 interface Run {
@@ -108,7 +181,7 @@ function parseOptions(argv: string[]): Options {
       mode: { type: 'string', default: 'both' },
       suite: { type: 'string', default: 'all' },
       duration: { type: 'string', default: '10' },
-      connections: { type: 'string', default: '10' },
+      connections: { type: 'string' },
     },
   })
   const modes: Mode[] =
@@ -116,12 +189,22 @@ function parseOptions(argv: string[]): Options {
   if (modes.length === 0) throw new Error(`--mode must be embedded, services or both`)
   const suites: Suite[] =
     values.suite === 'all' ? [...SUITES] : SUITES.filter((suite) => suite === values.suite)
-  if (suites.length === 0) throw new Error(`--suite must be auth, orders or all`)
+  if (suites.length === 0) throw new Error(`--suite must be ${SUITES.join(', ')} or all`)
   return {
     modes,
     suites,
     durationSeconds: positiveInteger('--duration', values.duration),
-    connections: positiveInteger('--connections', values.connections),
+    connections:
+      values.connections === undefined
+        ? undefined
+        : positiveInteger('--connections', values.connections),
+  }
+}
+
+function loadFor(options: Options, suite: Suite): LoadSettings {
+  return {
+    durationSeconds: options.durationSeconds,
+    connections: options.connections ?? DEFAULT_CONNECTIONS[suite],
   }
 }
 
@@ -277,6 +360,122 @@ async function benchOrders(mode: Mode, target: ServerTarget, load: LoadSettings,
   }
 }
 
+/** A server of the predict suite, with the credentials its scenarios send. */
+interface PredictServer {
+  server: RunningServer
+  auth: AuthHeaders
+  cacheOn: boolean
+}
+
+/**
+ * Model serving, on servers that differ only in PREDICT_SERVER_ENV: batching on, batching
+ * off, and the prediction cache on. The batch endpoint has a batching server of its own, so
+ * that the batch sizes each server reports belong to one kind of request. The six scenarios
+ * take turns in short slices (see `interleaved`), so each ratio compares the same moments of
+ * a noisy machine.
+ */
+async function benchPredict(mode: Mode, target: ServerTarget, load: LoadSettings, run: Run) {
+  const pool = irisRows()
+  const running: RunningServer[] = []
+  // One at a time: in services mode the first registers the shipped models that all share.
+  const start = async (env: Record<string, string>, cacheOn: boolean): Promise<PredictServer> => {
+    const server = await startServer(target, {
+      auth: 'on',
+      admin: { email: BENCH_ADMIN.username, password: BENCH_ADMIN.password },
+      jwtSecret: run.jwtSecret,
+      env: { ...PREDICT_SERVER_ENV.common, ...env },
+    })
+    running.push(server)
+    console.error(
+      `${mode}: ready in ${(server.startupMs / 1000).toFixed(1)} s at ${server.baseUrl}`,
+    )
+    return { server, auth: bearer(await logIn(server.baseUrl, BENCH_ADMIN)), cacheOn }
+  }
+  try {
+    const on = await start(PREDICT_SERVER_ENV.batching, false)
+    const off = await start(PREDICT_SERVER_ENV.noBatching, false)
+    const batch = await start(PREDICT_SERVER_ENV.batching, false)
+    const cache = await start(PREDICT_SERVER_ENV.cache, true)
+    const targets: Target[] = [
+      [on.server, predictFeatures(PREDICT_SCENARIO.featuresOn, pool, on.auth)],
+      [off.server, predictFeatures(PREDICT_SCENARIO.featuresOff, pool, off.auth)],
+      [on.server, predictInputs(PREDICT_SCENARIO.inputsOn, pool, on.auth)],
+      [off.server, predictInputs(PREDICT_SCENARIO.inputsOff, pool, off.auth)],
+      [
+        batch.server,
+        predictBatch(PREDICT_SCENARIO.batch, pool, PREDICT_BATCH_INSTANCES, batch.auth),
+      ],
+      [cache.server, predictInputs(PREDICT_SCENARIO.cacheHit, pool.slice(0, 1), cache.auth)],
+    ]
+    await checkPredictions(targets, [on, off, batch, cache], pool)
+    const counted = { batching: on, noBatching: off, batch }
+    const before = await batchSizes(counted)
+    const results = await interleaved(mode, load, targets)
+    const after = await batchSizes(counted)
+    const perCall = (server: keyof RowsPerCall) => {
+      const rows = after[server].rows - before[server].rows
+      return Number((rows / (after[server].calls - before[server].calls)).toFixed(1))
+    }
+    const rowsPerCall = {
+      batching: perCall('batching'),
+      noBatching: perCall('noBatching'),
+      batch: perCall('batch'),
+    }
+    return { rows: results.map((result): Row => ({ mode, ...result })), rowsPerCall }
+  } finally {
+    await Promise.all(running.map((server) => server.stop()))
+  }
+}
+
+/** The iris rows and inference calls each server has counted so far. */
+async function batchSizes(servers: Record<keyof RowsPerCall, PredictServer>) {
+  const read = (name: keyof RowsPerCall) => readBatchSizes(servers[name].server.baseUrl, 'iris')
+  const [batching, noBatching, batch] = await Promise.all([
+    read('batching'),
+    read('noBatching'),
+    read('batch'),
+  ])
+  return { batching, noBatching, batch }
+}
+
+/**
+ * One request of each scenario, and the same input twice on each server, before any load: a
+ * server that answers otherwise than the contract, or caches when it should not, would make
+ * every figure of the suite measure something else.
+ */
+async function checkPredictions(
+  targets: readonly Target[],
+  servers: readonly PredictServer[],
+  pool: readonly (readonly number[])[],
+) {
+  for (const [server, scenario] of targets) {
+    const answer = await sendOnce<{ predictions?: unknown; errors?: unknown }>(
+      server.baseUrl,
+      scenario,
+    )
+    if (scenario.name !== PREDICT_SCENARIO.batch) continue
+    const { predictions, errors } = answer
+    if (
+      !Array.isArray(predictions) ||
+      predictions.length !== PREDICT_BATCH_INSTANCES ||
+      !Array.isArray(errors) ||
+      errors.length > 0
+    ) {
+      throw new Error(`${scenario.name} answered ${JSON.stringify(answer).slice(0, 300)}`)
+    }
+  }
+  for (const { server, auth, cacheOn } of servers) {
+    const repeat = predictInputs('the same input twice', pool.slice(-1), auth)
+    await sendOnce(server.baseUrl, repeat)
+    const { cached } = await sendOnce<{ cached?: unknown }>(server.baseUrl, repeat)
+    if (cached !== cacheOn) {
+      throw new Error(
+        `${server.baseUrl} answered the same input twice with cached: ${cached}, expected ${cacheOn}`,
+      )
+    }
+  }
+}
+
 async function warmUp(load: LoadSettings, targets: readonly Target[]) {
   const warmup = { ...load, durationSeconds: WARMUP_SECONDS }
   await Promise.all(
@@ -353,6 +552,38 @@ function summarizeMode(mode: Mode, rows: Row[]): Summary | undefined {
   }
 }
 
+function summarizePredict(
+  mode: Mode,
+  rows: Row[],
+  rowsPerCall: RowsPerCall,
+): PredictSummary | undefined {
+  const find = (name: string) => rows.find((row) => row.mode === mode && row.scenario === name)
+  const [featuresOn, featuresOff, inputsOn, inputsOff, batch, cacheHit] = [
+    PREDICT_SCENARIO.featuresOn,
+    PREDICT_SCENARIO.featuresOff,
+    PREDICT_SCENARIO.inputsOn,
+    PREDICT_SCENARIO.inputsOff,
+    PREDICT_SCENARIO.batch,
+    PREDICT_SCENARIO.cacheHit,
+  ].map(find)
+  if (!featuresOn || !featuresOff || !inputsOn || !inputsOff || !batch || !cacheHit) {
+    return undefined
+  }
+  const ratio = (a: Row, b: Row) => Number((a.requestsPerSecond / b.requestsPerSecond).toFixed(2))
+  return {
+    mode,
+    featuresOnVsOff: ratio(featuresOn, featuresOff),
+    inputsOnVsOff: ratio(inputsOn, inputsOff),
+    batchRowsPerSecond: Math.round(rowsPerSecond(batch)),
+    cacheHitVsOff: ratio(cacheHit, inputsOn),
+    rowsPerCall,
+  }
+}
+
+function rowsPerSecond(row: Row): number {
+  return row.requestsPerSecond * (ROWS_PER_REQUEST[row.scenario] ?? 1)
+}
+
 function machineFacts() {
   const cpus = os.cpus()
   return {
@@ -392,6 +623,47 @@ function summaryTable(summaries: Summary[]): string {
   return lines.join('\n')
 }
 
+function predictSummaryTable(summaries: PredictSummary[]): string {
+  const lines = [
+    '| mode | /v1/predict: batching on ÷ off | /v1/models/iris/predict: batching on ÷ off | batch: rows/s | cache hit ÷ cache off | rows per inference call: batching on · off · batch endpoint |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+  ]
+  for (const s of summaries) {
+    const perCall = s.rowsPerCall
+    lines.push(
+      `| ${s.mode} | ${s.featuresOnVsOff} | ${s.inputsOnVsOff} | ${s.batchRowsPerSecond} | ${s.cacheHitVsOff} | ${perCall.batching} · ${perCall.noBatching} · ${perCall.batch} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
+/** The ceiling, then each predict scenario's rows/s as a fraction of it. */
+function ceilingTables(ceiling: CeilingResult[], rows: Row[]): string {
+  const lines = [
+    '| ONNX Runtime in the bench process, no HTTP, 1 thread | rows/s | p50 ms a run | p99 ms a run |',
+    '| --- | ---: | ---: | ---: |',
+  ]
+  for (const loop of ceiling) {
+    lines.push(
+      `| ${loop.name} | ${Math.round(loop.rowsPerSecond)} | ${loop.p50Ms} | ${loop.p99Ms} |`,
+    )
+  }
+  const names: readonly string[] = Object.values(PREDICT_SCENARIO)
+  lines.push(
+    '',
+    `| mode | scenario | rows/s | ${ceiling.map((loop) => `÷ ${loop.name}`).join(' | ')} |`,
+    `| --- | --- | ---: | ${ceiling.map(() => '---:').join(' | ')} |`,
+  )
+  for (const row of rows.filter((candidate) => names.includes(candidate.scenario))) {
+    const served = rowsPerSecond(row)
+    const fractions = ceiling.map((loop) => (served / loop.rowsPerSecond).toPrecision(2))
+    lines.push(
+      `| ${row.mode} | ${row.scenario} | ${Math.round(served)} | ${fractions.join(' | ')} |`,
+    )
+  }
+  return lines.join('\n')
+}
+
 /** A scenario that did not get its expected answer every time must not hide in a table. */
 function problems(rows: Row[]): string[] {
   return rows
@@ -417,6 +689,8 @@ async function main() {
 
   const rows: Row[] = []
   const summaries: Summary[] = []
+  const predictSummaries: PredictSummary[] = []
+  let ceiling: CeilingResult[] = []
   const startup: Partial<Record<Mode, number>> = {}
   const skipped: Partial<Record<Mode, string>> = {}
   for (const mode of options.modes) {
@@ -427,25 +701,47 @@ async function main() {
       continue
     }
     if (options.suites.includes('auth')) {
-      const outcome = await benchAuth(mode, target, options, run)
+      const outcome = await benchAuth(mode, target, loadFor(options, 'auth'), run)
       rows.push(...outcome.rows)
       startup[mode] = Math.round(outcome.startupMs)
       const summary = summarizeMode(mode, outcome.rows)
       if (summary) summaries.push(summary)
     }
     if (options.suites.includes('orders') && !interrupted) {
-      rows.push(...(await benchOrders(mode, target, options, run)))
+      rows.push(...(await benchOrders(mode, target, loadFor(options, 'orders'), run)))
+    }
+    if (options.suites.includes('predict') && !interrupted) {
+      if (ceiling.length === 0) {
+        console.error(`ONNX Runtime ceiling: ${CEILING_SECONDS} s per loop, no servers running`)
+        ceiling = await measureOnnxCeiling({
+          modelPath: IRIS_MODEL_PATH,
+          rows: irisRows(),
+          batchRows: PREDICT_BATCH_ROWS,
+          seconds: CEILING_SECONDS,
+        })
+      }
+      const outcome = await benchPredict(mode, target, loadFor(options, 'predict'), run)
+      rows.push(...outcome.rows)
+      const summary = summarizePredict(mode, outcome.rows, outcome.rowsPerCall)
+      if (summary) predictSummaries.push(summary)
     }
   }
+  const connections = Object.fromEntries(
+    options.suites.map((suite) => [suite, loadFor(options, suite).connections]),
+  )
 
   console.log(
     `OrderFlow bench ${date} | ${machine.os} | ${machine.cpuCount} × ${machine.cpuModel} | ` +
       `${machine.totalMemoryGiB} GiB RAM | Node ${machine.node} | load ${machine.loadAverage1m} | ` +
-      `${options.connections} connections, ${options.durationSeconds} s per scenario, ` +
-      `suites ${options.suites.join(', ')}`,
+      `${options.durationSeconds} s per scenario, connections: ` +
+      Object.entries(connections)
+        .map(([suite, count]) => `${suite} ${count}`)
+        .join(', '),
   )
   if (rows.length > 0) console.log(`\n${resultsTable(rows)}`)
   if (summaries.length > 0) console.log(`\n${summaryTable(summaries)}`)
+  if (predictSummaries.length > 0) console.log(`\n${predictSummaryTable(predictSummaries)}`)
+  if (ceiling.length > 0) console.log(`\n${ceilingTables(ceiling, rows)}`)
   for (const line of problems(rows)) console.log(line)
   for (const [mode, reason] of Object.entries(skipped)) console.log(`${mode} skipped: ${reason}`)
 
@@ -457,11 +753,13 @@ async function main() {
     date,
     runId: run.id,
     machine,
-    settings: options,
+    settings: { ...options, connections },
     startupMs: startup,
     skipped,
     rows,
     summaries,
+    predictSummaries,
+    ceiling,
   }
   await writeFile(resultsPath, `${JSON.stringify(report, null, 2)}\n`)
   console.log(`\nResults written to ${resultsPath}`)

@@ -1,4 +1,5 @@
 import autocannon from 'autocannon'
+import { irisInputs } from './iris-data.js'
 
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const FORM_HEADERS = { 'content-type': 'application/x-www-form-urlencoded' }
@@ -211,6 +212,103 @@ export function passwordLogins(name: string, login: Login, expectStatus = 200): 
       body: passwordGrant(login),
     },
   }
+}
+
+/**
+ * POSTs the bodies in turn. They are serialised up front: the load generator shares the
+ * machine with the server, so it should spend its time sending, not building JSON.
+ */
+function postEach(
+  name: string,
+  path: string,
+  bodies: readonly string[],
+  auth: AuthHeaders,
+): Scenario {
+  let next = 0
+  return {
+    name,
+    expectStatus: 200,
+    request: {
+      method: 'POST',
+      path,
+      headers: { ...JSON_HEADERS, ...auth },
+      setupRequest: (request) => ({ ...request, body: bodies[next++ % bodies.length] }),
+    },
+  }
+}
+
+/**
+ * `POST /v1/predict`, rotating over `rows` (iris measurements): requests in flight carry
+ * different rows, so a batch gathers distinct inputs.
+ */
+export function predictFeatures(
+  name: string,
+  rows: readonly (readonly number[])[],
+  auth: AuthHeaders,
+): Scenario {
+  const bodies = rows.map((features) => JSON.stringify({ features }))
+  return postEach(name, '/v1/predict', bodies, auth)
+}
+
+/** `POST /v1/models/{model}/predict` with named inputs, rotating over `rows` as above. */
+export function predictInputs(
+  name: string,
+  rows: readonly (readonly number[])[],
+  auth: AuthHeaders,
+): Scenario {
+  const bodies = rows.map((row) => JSON.stringify({ inputs: irisInputs(row) }))
+  return postEach(name, '/v1/models/iris/predict', bodies, auth)
+}
+
+/** `POST /v1/models/{model}/predict/batch`, `instances` consecutive rows of the pool each. */
+export function predictBatch(
+  name: string,
+  rows: readonly (readonly number[])[],
+  instances: number,
+  auth: AuthHeaders,
+): Scenario {
+  const bodies = rows.map((_, start) =>
+    JSON.stringify({
+      instances: Array.from({ length: instances }, (_, i) =>
+        irisInputs(rows[(start + i) % rows.length] ?? []),
+      ),
+    }),
+  )
+  return postEach(name, '/v1/models/iris/predict/batch', bodies, auth)
+}
+
+/**
+ * Sends the scenario's next request once, outside the load, and returns the JSON answer;
+ * another status than the scenario expects aborts the run. For checks before a measurement.
+ */
+export async function sendOnce<T>(baseUrl: string, scenario: Scenario): Promise<T> {
+  const { setupRequest } = scenario.request
+  const request = typeof setupRequest === 'function' ? setupRequest(scenario.request, {}) : null
+  const { method = 'GET', path = '/', headers, body } = request ?? scenario.request
+  const response = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: headers as Record<string, string> | undefined,
+    body: body as string | undefined,
+  })
+  const expected = scenario.expectStatus ?? 200
+  if (response.status !== expected) {
+    throw new Error(`${scenario.name} answered ${response.status}: ${await response.text()}`)
+  }
+  return (await response.json()) as T
+}
+
+/** Rows and inference calls a server has run for `model` so far, from its batch-size histogram. */
+export async function readBatchSizes(baseUrl: string, model: string) {
+  const response = await fetch(`${baseUrl}/metrics`)
+  if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`)
+  const text = await response.text()
+  const series = (suffix: string) => {
+    const line = text
+      .split('\n')
+      .find((candidate) => candidate.startsWith(`model_batch_size_${suffix}{model="${model}"}`))
+    return Number(line?.split(' ').at(-1) ?? Number.NaN)
+  }
+  return { rows: series('sum'), calls: series('count') }
 }
 
 /** What one autocannon run saw, kept raw so that runs in slices can be added up. */

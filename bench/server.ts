@@ -17,7 +17,8 @@ const READY_TIMEOUT_MS = 60_000
 const STOP_TIMEOUT_MS = 15_000
 
 // Limits lifted so they never answer in place of the service: a bench caller sends far more
-// than 600 requests a minute, and 10 logins. The limiters still count every request.
+// than 600 requests a minute, 10 logins, or the predict limit. The limiters still count every
+// request.
 const UNLIMITED = String(1_000_000_000)
 
 /** Who resolves callers; every server is built by bench/server-entry.ts with one of these. */
@@ -40,6 +41,8 @@ export interface ServerSettings {
   admin: { email: string; password: string }
   /** Shared by every server of a run, so the jwt-only baseline accepts the real tokens. */
   jwtSecret: string
+  /** Settings that set this server apart from its neighbours, e.g. batching off. */
+  env?: Record<string, string>
 }
 
 export interface RunningServer {
@@ -81,10 +84,12 @@ export async function startServer(
       ADMIN_PASSWORD: settings.admin.password,
       RATE_LIMIT_MAX: UNLIMITED,
       LOGIN_RATE_LIMIT_MAX: UNLIMITED,
+      PREDICT_RATE_LIMIT_MAX: UNLIMITED,
       // An empty value means "unset" to the config loader and, unlike deleting the key,
       // also overrides a DATABASE_URL / REDIS_URL that a local .env may carry.
       DATABASE_URL: target.databaseUrl ?? '',
       REDIS_URL: target.redisUrl ?? '',
+      ...settings.env,
     },
     // Its own process group: a Ctrl-C reaches only us, and we send the one SIGTERM. The
     // server treats a second signal as "exit now", which would skip its graceful close.
