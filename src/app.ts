@@ -28,6 +28,7 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
 import { createModelRepository } from './modules/models/repository.js'
 import { modelRoutes } from './modules/models/routes.js'
@@ -285,6 +286,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     prefix: '/v1',
     predictions,
     batchMax: config.PREDICT_BATCH_MAX,
+  })
+  await app.register(kserveRoutes, {
+    prefix: '/v2',
+    server: modelServer,
+    ready: async () => !app.isShuttingDown() && modelServer.allActiveReady(),
+    versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 
   await app.ready()
