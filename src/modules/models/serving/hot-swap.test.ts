@@ -1,0 +1,348 @@
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  SERVICES_MODE,
+  type TestApp,
+  type TestUser,
+  unique,
+} from '../../../../test/helpers.js'
+import type { ModelCard } from '../card.js'
+import {
+  type InferenceBackend,
+  ModelLoadError,
+  type TensorData,
+  tensor,
+} from '../runtime/backend.js'
+import {
+  createTestBackend,
+  IRIS_LIKE,
+  type LinearClassifier,
+  linearClassifierReference,
+  type TestModelSpec,
+  testModelBytes,
+} from '../runtime/test-backend.js'
+
+const MODELS_DIR = new URL('../../../../models/', import.meta.url)
+const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
+const LABELS = ['setosa', 'versicolor', 'virginica']
+
+/** The iris card's graph interface (`float_input` -> `probabilities`, `label`) over any weights. */
+function classifierSpec(model: LinearClassifier): TestModelSpec {
+  return {
+    signature: {
+      inputs: [{ name: 'float_input', type: 'float32', shape: ['batch', 4] }],
+      outputs: [
+        { name: 'probabilities', type: 'float32', shape: ['batch', 3] },
+        { name: 'label', type: 'int64', shape: ['batch'] },
+      ],
+    },
+    predictRow(row) {
+      const x = Array.from((row.float_input as Extract<TensorData, { type: 'float32' }>).data)
+      const { probabilities, label } = linearClassifierReference(x, model)
+      return {
+        probabilities: tensor('float32', [1, 3], Float32Array.from(probabilities)),
+        label: tensor('int64', [1], BigInt64Array.of(BigInt(label))),
+      }
+    },
+  }
+}
+
+/** Each version's weights: the second reverses the classes, so every answer tells them apart. */
+const WEIGHTS: Record<string, LinearClassifier> = {
+  '1.0.0': IRIS_LIKE,
+  '2.0.0': {
+    weights: IRIS_LIKE.weights.map((row) => [...row].reverse()),
+    bias: [...IRIS_LIKE.bias].reverse(),
+  },
+  '3.0.0': { weights: IRIS_LIKE.weights, bias: [5, 0, 0] },
+}
+const SPECS: Record<string, string> = { '1.0.0': 'swap-a', '2.0.0': 'swap-b', '3.0.0': 'swap-c' }
+const backend = createTestBackend({
+  models: Object.fromEntries(
+    Object.entries(SPECS).map(([version, spec]) => [
+      spec,
+      classifierSpec(WEIGHTS[version] as LinearClassifier),
+    ]),
+  ),
+  latencyMs: 15,
+})
+
+/** Specs whose loads fail from now on, as a corrupted file or a full disk would make them. */
+const broken = new Set<string>()
+const inference: InferenceBackend = {
+  name: backend.name,
+  load(bytes, options) {
+    const spec = new TextDecoder().decode(bytes).split(':').at(-1) ?? ''
+    if (broken.has(spec)) {
+      return Promise.reject(new ModelLoadError('invalid_model', `spec ${spec} is broken`))
+    }
+    return backend.load(bytes, options)
+  },
+}
+
+const env = {
+  PREDICTION_CACHE_TTL_MS: '0',
+  INFERENCE_MAX_BATCH_SIZE: '32',
+  INFERENCE_MAX_WAIT_MS: '2',
+}
+
+let a: TestApp
+let admin: TestUser
+let user: TestUser
+
+beforeAll(async () => {
+  a = await buildTestApp(env, { inference })
+  admin = await createTestUser(a, 'admin')
+  user = await createTestUser(a, 'user')
+})
+afterAll(() => a?.close())
+
+async function multipart(card: ModelCard, onnx: Uint8Array) {
+  const form = new FormData()
+  form.append('card', JSON.stringify(card))
+  form.append('onnx', new Blob([onnx], { type: 'application/octet-stream' }), 'model.onnx')
+  const response = new Response(form)
+  return {
+    payload: Buffer.from(await response.arrayBuffer()),
+    headers: { 'content-type': response.headers.get('content-type') as string },
+  }
+}
+
+/** A new model with a version per entry of `versions`; the first one is active. */
+async function registerModel(versions: string[]): Promise<string> {
+  const name = `swap-${unique().toLowerCase()}`
+  for (const version of versions) {
+    const card = { ...irisCard, name, version }
+    const response = await injectAs(
+      a,
+      admin,
+    )({
+      method: 'POST',
+      url: '/v1/models',
+      ...(await multipart(card, testModelBytes(SPECS[version] as string))),
+    })
+    expect(response.statusCode, response.body).toBe(201)
+  }
+  return name
+}
+
+async function activate(t: TestApp, name: string, version: string) {
+  return injectAs(
+    t,
+    admin,
+  )({ method: 'POST', url: `/v1/models/${name}/versions/${version}/activate` })
+}
+
+interface Outcome {
+  status: number
+  body: string
+  version?: string
+  /** Whether the answer is what the version it names computes for the inputs sent. */
+  consistent: boolean
+  startedAt: number
+  finishedAt: number
+}
+
+/** Whether `body` is exactly what `version`'s weights answer for `features`. */
+function computedBy(version: string, features: number[], body: Record<string, unknown>): boolean {
+  const weights = WEIGHTS[version]
+  if (!weights) return false
+  // The graph sees float32 inputs; near a tie, rounding decides the class.
+  const expected = linearClassifierReference(features.map(Math.fround), weights)
+  const probabilities = body.probabilities as Record<string, number>
+  return (
+    body.prediction === LABELS[expected.label] &&
+    LABELS.every(
+      (label, k) =>
+        Math.abs((probabilities[label] ?? Number.NaN) - (expected.probabilities[k] ?? 0)) < 1e-6,
+    )
+  )
+}
+
+interface Load {
+  outcomes: Outcome[]
+  stop(): Promise<void>
+}
+
+/** `loops` request loops predicting `name` on `t` until stopped, every outcome recorded. */
+function runLoad(t: TestApp, name: string, loops: number): Load {
+  const outcomes: Outcome[] = []
+  let running = true
+  const features = () => Array.from({ length: 4 }, () => Math.round(Math.random() * 100) / 10)
+  async function loop() {
+    while (running) {
+      const x = features()
+      const [sepal_length, sepal_width, petal_length, petal_width] = x
+      const startedAt = performance.now()
+      const response = await injectAs(
+        t,
+        user,
+      )({
+        method: 'POST',
+        url: `/v1/models/${name}/predict`,
+        payload: { inputs: { sepal_length, sepal_width, petal_length, petal_width } },
+      })
+      const body = response.statusCode === 200 ? response.json() : undefined
+      outcomes.push({
+        status: response.statusCode,
+        body: response.body,
+        version: body?.version,
+        consistent: body !== undefined && computedBy(body.version, x, body),
+        startedAt,
+        finishedAt: performance.now(),
+      })
+    }
+  }
+  const all = Promise.all(Array.from({ length: loops }, loop))
+  return {
+    outcomes,
+    async stop() {
+      running = false
+      await all
+    },
+  }
+}
+
+interface Activation {
+  version: string
+  calledAt: number
+  returnedAt: number
+}
+
+/**
+ * The versions that may answer a request: those that served at some moment between its start
+ * and its end. A version serves from the call that activates it (it may switch at any point of
+ * the call) until the next activation returns.
+ */
+function versionsServingDuring(outcome: Outcome, initial: string, activations: Activation[]) {
+  const periods = [
+    { version: initial, from: Number.NEGATIVE_INFINITY },
+    ...activations.map((activation) => ({
+      version: activation.version,
+      from: activation.calledAt,
+    })),
+  ].map((period, k) => ({
+    ...period,
+    until: activations[k]?.returnedAt ?? Number.POSITIVE_INFINITY,
+  }))
+  return periods
+    .filter((period) => period.from <= outcome.finishedAt && outcome.startedAt <= period.until)
+    .map((period) => period.version)
+}
+
+const count = (list: readonly string[], item: string) => list.filter((x) => x === item).length
+
+describe('activating a version under load', () => {
+  it('when versions are swapped three times under concurrent predictions, then no request fails and each answer comes whole from one version', async () => {
+    const name = await registerModel(['1.0.0', '2.0.0'])
+    const sequence = ['2.0.0', '1.0.0', '2.0.0']
+    const runsBefore = backend.runs.length
+    const load = runLoad(a, name, 8)
+    const activations: Activation[] = []
+    let previous = '1.0.0'
+    for (const version of sequence) {
+      await sleep(450)
+      const released = count(backend.releases, SPECS[previous] as string)
+      const calledAt = performance.now()
+      const response = await activate(a, name, version)
+      activations.push({ version, calledAt, returnedAt: performance.now() })
+      expect(response.statusCode, response.body).toBe(200)
+      expect(response.json().active_version).toBe(version)
+      // The swapped-out version is released once what it had queued has run.
+      expect(count(backend.releases, SPECS[previous] as string)).toBe(released + 1)
+      previous = version
+    }
+    await sleep(450)
+    await load.stop()
+
+    const { outcomes } = load
+    expect(outcomes.length).toBeGreaterThan(100)
+    const failed = outcomes.filter((outcome) => outcome.status !== 200)
+    expect(failed.map((outcome) => `${outcome.status} ${outcome.body}`)).toEqual([])
+    expect(outcomes.filter((outcome) => !outcome.consistent)).toEqual([])
+    for (const outcome of outcomes) {
+      expect(versionsServingDuring(outcome, '1.0.0', activations)).toContain(outcome.version)
+    }
+    // Between two activations, every request is answered by the one that returned last.
+    activations.forEach((activation, k) => {
+      const between = outcomes.filter(
+        (o) =>
+          o.startedAt > activation.returnedAt &&
+          o.finishedAt < (activations[k + 1]?.calledAt ?? Number.POSITIVE_INFINITY),
+      )
+      expect(between.length, `requests after activating ${activation.version}`).toBeGreaterThan(5)
+      expect(between.filter((o) => o.version !== activation.version)).toEqual([])
+    })
+    const runs = backend.runs.slice(runsBefore)
+    expect(runs.some((run) => run.batchSize > 1)).toBe(true)
+  })
+
+  it('when the version being activated fails to load, then 503 MODEL_UNAVAILABLE and the old version keeps serving without a failed request', async () => {
+    const name = await registerModel(['1.0.0', '3.0.0'])
+    const load = runLoad(a, name, 4)
+    await sleep(150)
+    broken.add(SPECS['3.0.0'] as string)
+    try {
+      const response = await activate(a, name, '3.0.0')
+      expect(response.statusCode, response.body).toBe(503)
+      expect(response.json().code).toBe('MODEL_UNAVAILABLE')
+      await sleep(150)
+    } finally {
+      broken.delete(SPECS['3.0.0'] as string)
+      await load.stop()
+    }
+    const model = await injectAs(a, user)({ url: `/v1/models/${name}` })
+    expect(model.json().active_version).toBe('1.0.0')
+    const { outcomes } = load
+    expect(outcomes.length).toBeGreaterThan(10)
+    expect(outcomes.filter((outcome) => outcome.status !== 200)).toEqual([])
+    expect(outcomes.every((outcome) => outcome.version === '1.0.0' && outcome.consistent)).toBe(
+      true,
+    )
+    const ready = await a.app.inject({ url: '/ready' })
+    expect(ready.json().checks?.[`model:${name}`]).toBeUndefined()
+  })
+
+  // Two instances share an activation only through Redis pub/sub, which embedded mode has not.
+  describe.skipIf(!SERVICES_MODE)('on two instances', () => {
+    let b: TestApp
+
+    beforeAll(async () => {
+      b = await buildTestApp(env, { inference })
+    })
+    afterAll(() => b?.close())
+
+    it('when a version is activated on one instance, then the other switches to it within 2 s without a failed request', async () => {
+      const name = await registerModel(['1.0.0', '2.0.0'])
+      const load = runLoad(b, name, 4)
+      await sleep(200)
+      const response = await activate(a, name, '2.0.0')
+      expect(response.statusCode, response.body).toBe(200)
+      const activatedAt = performance.now()
+      let switchedAt: number | undefined
+      while (performance.now() - activatedAt < 2000) {
+        const first = load.outcomes.find((o) => o.version === '2.0.0')
+        if (first) {
+          // B had switched by the time this answer was complete.
+          switchedAt = first.finishedAt
+          break
+        }
+        await sleep(20)
+      }
+      await sleep(200)
+      await load.stop()
+      expect(switchedAt, 'instance B still answers with 1.0.0 after 2 s').toBeDefined()
+      const { outcomes } = load
+      expect(outcomes.filter((outcome) => outcome.status !== 200)).toEqual([])
+      expect(outcomes.filter((outcome) => !outcome.consistent)).toEqual([])
+      // Once B has switched it never answers with the old version again.
+      const after = outcomes.filter((o) => o.startedAt > (switchedAt as number))
+      expect(after.length).toBeGreaterThan(0)
+      expect(after.filter((o) => o.version !== '2.0.0')).toEqual([])
+    })
+  })
+})

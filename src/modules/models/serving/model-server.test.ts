@@ -1,0 +1,257 @@
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  type TestUser,
+  testConfig,
+  unique,
+} from '../../../../test/helpers.js'
+import { buildApp } from '../../../app.js'
+import type { ModelCard } from '../card.js'
+import type { ActiveModelVersion } from '../repository.js'
+import { type TensorData, tensor } from '../runtime/backend.js'
+import {
+  createTestBackend,
+  IRIS_LIKE,
+  type LinearClassifier,
+  linearClassifierReference,
+  type TestBackend,
+  type TestModelSpec,
+  testModelBytes,
+} from '../runtime/test-backend.js'
+import { createModelServer } from './model-server.js'
+
+const MODELS_DIR = new URL('../../../../models/', import.meta.url)
+const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
+const SETOSA = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
+
+/** The iris card's graph interface (`float_input` -> `probabilities`, `label`) over any weights. */
+function classifierSpec(model: LinearClassifier = IRIS_LIKE): TestModelSpec {
+  return {
+    signature: {
+      inputs: [{ name: 'float_input', type: 'float32', shape: ['batch', 4] }],
+      outputs: [
+        { name: 'probabilities', type: 'float32', shape: ['batch', 3] },
+        { name: 'label', type: 'int64', shape: ['batch'] },
+      ],
+    },
+    predictRow(row) {
+      const x = Array.from((row.float_input as Extract<TensorData, { type: 'float32' }>).data)
+      const { probabilities, label } = linearClassifierReference(x, model)
+      return {
+        probabilities: tensor('float32', [1, 3], Float32Array.from(probabilities)),
+        label: tensor('int64', [1], BigInt64Array.of(BigInt(label))),
+      }
+    },
+  }
+}
+
+/** Spec names of this file, so models other files register never load in its apps. */
+const SPEC = { a: 'server-a', b: 'server-b', x: 'server-x', y: 'server-y' }
+const everySpec = () =>
+  Object.fromEntries(Object.values(SPEC).map((spec) => [spec, classifierSpec()]))
+
+async function multipart(card: ModelCard, onnx: Uint8Array) {
+  const form = new FormData()
+  form.append('card', JSON.stringify(card))
+  form.append('onnx', new Blob([onnx], { type: 'application/octet-stream' }), 'model.onnx')
+  const response = new Response(form)
+  return {
+    payload: Buffer.from(await response.arrayBuffer()),
+    headers: { 'content-type': response.headers.get('content-type') as string },
+  }
+}
+
+/** A new model on `t` with one version per spec, in order; the first is active. */
+async function registerModel(t: TestApp, admin: TestUser, specs: string[]): Promise<string> {
+  const name = `server-${unique().toLowerCase()}`
+  for (const [index, spec] of specs.entries()) {
+    const card = { ...irisCard, name, version: `${index + 1}.0.0` }
+    const response = await injectAs(
+      t,
+      admin,
+    )({ method: 'POST', url: '/v1/models', ...(await multipart(card, testModelBytes(spec))) })
+    expect(response.statusCode, response.body).toBe(201)
+  }
+  return name
+}
+
+const count = (list: readonly string[], item: string) => list.filter((x) => x === item).length
+const loadsOf = (backend: TestBackend, spec: string) =>
+  backend.loads.filter((load) => load.model === spec).length
+
+async function modelsLoaded(t: TestApp): Promise<number> {
+  const text = (await t.app.inject({ url: '/metrics' })).body
+  const line = text.split('\n').find((row) => row.startsWith('models_loaded '))
+  return Number(line?.split(' ')[1])
+}
+
+function predict(t: TestApp, user: TestUser, name: string, version?: string) {
+  return injectAs(
+    t,
+    user,
+  )({
+    method: 'POST',
+    url: `/v1/models/${name}/predict${version ? `?version=${version}` : ''}`,
+    payload: { inputs: SETOSA },
+  })
+}
+
+describe('with MODELS_MAX_LOADED=1', () => {
+  const backend = createTestBackend({ models: everySpec() })
+  let t: TestApp
+  let admin: TestUser
+
+  beforeAll(async () => {
+    t = await buildTestApp(
+      { MODELS_MAX_LOADED: '1', PREDICTION_CACHE_TTL_MS: '0' },
+      { inference: backend },
+    )
+    admin = await createTestUser(t, 'admin')
+  })
+  afterAll(() => t?.close())
+
+  it('when a pinned second version is predicted, then the least recently used version is unloaded, and the active one reloads on its next prediction', async () => {
+    const name = await registerModel(t, admin, [SPEC.a, SPEC.b])
+    expect(await modelsLoaded(t)).toBe(1)
+    const releasedA = count(backend.releases, SPEC.a)
+    const loadsA = loadsOf(backend, SPEC.a)
+
+    const pinned = await predict(t, admin, name, '2.0.0')
+    expect(pinned.statusCode, pinned.body).toBe(200)
+    expect(pinned.json().version).toBe('2.0.0')
+    expect(count(backend.releases, SPEC.a)).toBe(releasedA + 1)
+    expect(await modelsLoaded(t)).toBe(1)
+    expect(t.logs).toContainEqual(
+      expect.objectContaining({
+        msg: 'model version unloaded (LRU)',
+        model: name,
+        version: '1.0.0',
+      }),
+    )
+
+    const releasedB = count(backend.releases, SPEC.b)
+    const active = await predict(t, admin, name)
+    expect(active.statusCode, active.body).toBe(200)
+    expect(active.json().version).toBe('1.0.0')
+    expect(loadsOf(backend, SPEC.a)).toBe(loadsA + 1)
+    expect(count(backend.releases, SPEC.b)).toBe(releasedB + 1)
+    expect(await modelsLoaded(t)).toBe(1)
+  })
+})
+
+describe('two instances over one database', () => {
+  const backendA = createTestBackend({ models: everySpec(), latencyMs: 5 })
+  // The second instance lacks spec x, as a process would whose runtime cannot load the file.
+  const { [SPEC.x]: _missing, ...withoutX } = everySpec()
+  const backendB = createTestBackend({ models: withoutX })
+  let a: TestApp
+  let b: TestApp
+  let admin: TestUser
+  let broken: string
+  let healthy: string
+
+  beforeAll(async () => {
+    a = await buildTestApp({ PREDICTION_CACHE_TTL_MS: '0' }, { inference: backendA })
+    admin = await createTestUser(a, 'admin')
+    broken = await registerModel(a, admin, [SPEC.x])
+    healthy = await registerModel(a, admin, [SPEC.y])
+    // Over the same database, so it starts with both models active.
+    const app = await buildApp(testConfig({ PREDICTION_CACHE_TTL_MS: '0' }), {
+      database: a.database,
+      inference: backendB,
+    })
+    b = { app, database: a.database, logs: [], close: () => app.close() }
+  })
+  afterAll(async () => {
+    await b?.close()
+    await a?.close()
+  })
+
+  it('when concurrent first requests pin a version not loaded yet, then they share one load', async () => {
+    const name = await registerModel(a, admin, [SPEC.a, SPEC.b])
+    const loadsB = loadsOf(backendA, SPEC.b)
+    const responses = await Promise.all(
+      Array.from({ length: 12 }, () => predict(a, admin, name, '2.0.0')),
+    )
+    for (const response of responses) {
+      expect(response.statusCode, response.body).toBe(200)
+      expect(response.json().version).toBe('2.0.0')
+    }
+    expect(loadsOf(backendA, SPEC.b)).toBe(loadsB + 1)
+  })
+
+  it('when an active version fails to load at start, then /ready is 503 naming model:<name>', async () => {
+    const response = await b.app.inject({ url: '/ready' })
+    expect(response.statusCode).toBe(503)
+    const { checks } = response.json()
+    expect(checks[`model:${broken}`]).toBe('failing')
+    expect(checks[`model:${healthy}`]).toBeUndefined()
+    expect(checks.database).toBe('ok')
+  })
+
+  it('when the model that failed to load is predicted, then 503 MODEL_UNAVAILABLE', async () => {
+    const response = await predict(b, admin, broken)
+    expect(response.statusCode).toBe(503)
+    expect(response.json().code).toBe('MODEL_UNAVAILABLE')
+  })
+
+  it('when another model is predicted, then it answers', async () => {
+    const response = await predict(b, admin, healthy)
+    expect(response.statusCode, response.body).toBe(200)
+    expect(response.json()).toMatchObject({ model: healthy, version: '1.0.0' })
+  })
+
+  it('when that model is predicted on the instance that loaded it, then it answers', async () => {
+    const response = await predict(a, admin, broken)
+    expect(response.statusCode, response.body).toBe(200)
+    const ready = (await a.app.inject({ url: '/ready' })).json()
+    expect(ready.checks[`model:${broken}`]).toBeUndefined()
+  })
+})
+
+describe('activations of one model', () => {
+  it('when a slow version is activated and then the current one again, then the second call wins', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    const servable = (version: string): ActiveModelVersion => ({
+      name: 'm',
+      version,
+      card: { ...irisCard, name: 'm', version },
+      onnx: testModelBytes(version === '1.0.0' ? SPEC.a : SPEC.b),
+    })
+    const server = createModelServer({
+      backend,
+      source: {
+        activeVersions: async () => [servable('1.0.0')],
+        // 2.0.0's bytes take a while to arrive, as a large graph read from the database does.
+        findServable: async (_name, version) => {
+          if (version === '2.0.0') await sleep(50)
+          return servable(version)
+        },
+        activeVersionOf: async () => '1.0.0',
+      },
+      maxLoaded: 8,
+      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
+      log: pino({ level: 'silent' }),
+    })
+    try {
+      await server.start()
+      // Two broadcasts in quick succession: roll forward, then straight back.
+      const forward = server.activate('m', '2.0.0')
+      await server.activate('m', '1.0.0')
+      await forward
+      expect((await server.resolve('m')).version).toBe('1.0.0')
+      expect(server.states()).toEqual([
+        { name: 'm', version: '1.0.0', active: true, state: 'loaded' },
+      ])
+      expect(count(backend.releases, SPEC.b)).toBe(1)
+    } finally {
+      await server.close()
+    }
+  })
+})
