@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import type { InjectOptions } from 'fastify'
+import pg from 'pg'
 import { inject } from 'vitest'
 import { type App, type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
@@ -9,6 +10,7 @@ import {
   createPostgresDatabase,
   type DatabaseHandle,
 } from '../src/db/client.js'
+import { migrate } from '../src/db/migrate.js'
 import { hashPassword } from '../src/modules/auth/passwords.js'
 import { createUserRepository } from '../src/modules/users/repository.js'
 import type { Role } from '../src/shared/caller.js'
@@ -56,6 +58,47 @@ export async function createTestDatabase(): Promise<DatabaseHandle> {
   return createEmbeddedDatabase({ loadDataDir: new Blob([template]) })
 }
 
+/**
+ * A migrated database of the calling test file's own, in services mode too: for tests whose
+ * subject is state global to a database, such as which models are active and load at every
+ * start, which other files sharing the test database would change under them. Dropped on
+ * close. In embedded mode every test database is private already.
+ */
+export async function createPrivateTestDatabase(): Promise<DatabaseHandle> {
+  if (!SERVICES_MODE) return createTestDatabase()
+  const shared = new URL(process.env.DATABASE_URL as string)
+  const name = `${shared.pathname.slice(1)}_${unique().toLowerCase()}`.slice(0, 63)
+  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`)
+  } finally {
+    await admin.end()
+  }
+  const url = new URL(shared)
+  url.pathname = `/${name}`
+  const database = createPostgresDatabase({
+    url: url.href,
+    poolMax: 5,
+    connectTimeoutMs: 5000,
+    statementTimeoutMs: 15000,
+  })
+  await migrate(database)
+  return {
+    ...database,
+    async close() {
+      await database.close()
+      const dropper = new pg.Client({ connectionString: process.env.DATABASE_URL })
+      await dropper.connect()
+      try {
+        await dropper.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+      } finally {
+        await dropper.end()
+      }
+    },
+  }
+}
+
 export interface TestApp {
   app: App
   database: DatabaseHandle
@@ -64,11 +107,19 @@ export interface TestApp {
   close(): Promise<void>
 }
 
+export interface TestAppOptions extends Pick<AppOverrides, 'inference'> {
+  /** A database of its own also in services mode (see `createPrivateTestDatabase`). */
+  privateDatabase?: boolean
+  /** Another app's database, for two instances over one database; it stays open on close. */
+  database?: DatabaseHandle
+}
+
 export async function buildTestApp(
   env: Record<string, string> = {},
-  overrides: Pick<AppOverrides, 'inference'> = {},
+  { privateDatabase = false, database: shared, ...overrides }: TestAppOptions = {},
 ): Promise<TestApp> {
-  const database = await createTestDatabase()
+  const database =
+    shared ?? (privateDatabase ? await createPrivateTestDatabase() : await createTestDatabase())
   const logs: Record<string, unknown>[] = []
   const logStream = new Writable({
     write(chunk, _encoding, done) {
@@ -87,7 +138,7 @@ export async function buildTestApp(
     logs,
     async close() {
       await app.close()
-      await database.close()
+      if (!shared) await database.close()
     },
   }
 }

@@ -25,7 +25,7 @@ beforeAll(async () => {
   operations = Object.entries(
     document.paths as Record<string, Record<string, { security?: unknown[] }>>,
   )
-    .filter(([path]) => path.startsWith('/v1/'))
+    .filter(([path]) => path.startsWith('/v1/') || path.startsWith('/v2'))
     .flatMap(([path, methods]) =>
       Object.entries(methods).map(([method, op]) => ({
         method: method.toUpperCase() as HTTPMethods,
@@ -98,9 +98,15 @@ async function badTokens(): Promise<Record<string, string>> {
 }
 
 describe('authentication on every protected route', () => {
-  it('protects every /v1 operation except registration and the token endpoint', () => {
+  it('protects every /v1 and /v2 operation except registration, the token endpoint and the v2 probes', () => {
     const open = operations.filter((op) => !op.secured).map(label)
-    expect(open.sort()).toEqual(['POST /v1/auth/register', 'POST /v1/auth/token'])
+    expect(open.sort()).toEqual([
+      'GET /v2',
+      'GET /v2/health/live',
+      'GET /v2/health/ready',
+      'POST /v1/auth/register',
+      'POST /v1/auth/token',
+    ])
     expect(operations.length).toBeGreaterThan(10)
   })
 
@@ -210,6 +216,15 @@ describe('roles', () => {
     'POST /v1/models': admins,
     'POST /v1/models/{name}/versions/{version}/activate': admins,
     'DELETE /v1/models/{name}/versions/{version}': admins,
+    'POST /v1/models/{name}/predict': everyone,
+    'POST /v1/models/{name}/predict/batch': everyone,
+    'POST /v1/predict': everyone,
+    'GET /v2/models/{name}': everyone,
+    'GET /v2/models/{name}/versions/{version}': everyone,
+    'GET /v2/models/{name}/ready': everyone,
+    'GET /v2/models/{name}/versions/{version}/ready': everyone,
+    'POST /v2/models/{name}/infer': everyone,
+    'POST /v2/models/{name}/versions/{version}/infer': everyone,
   }
 
   it('has a rule for every protected operation', () => {

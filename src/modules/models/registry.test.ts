@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createTestDatabase, unique } from '../../../test/helpers.js'
+import { createPrivateTestDatabase, unique } from '../../../test/helpers.js'
 import { type DatabaseHandle, inTransaction } from '../../db/client.js'
 import { auditEvents } from '../../db/schema/index.js'
 import { AppError, isForeignKeyViolation } from '../../shared/errors.js'
@@ -52,7 +52,7 @@ function recordingBackend(inner: InferenceBackend): InferenceBackend {
 }
 
 beforeAll(async () => {
-  database = await createTestDatabase()
+  database = await createPrivateTestDatabase()
   registry = createModelRegistry({
     models: createModelRepository(database.db),
     inTransaction: inTransaction(database.db),

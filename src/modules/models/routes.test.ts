@@ -60,7 +60,7 @@ let user: TestUser
 let viewer: TestUser
 
 beforeAll(async () => {
-  t = await buildTestApp()
+  t = await buildTestApp({}, { privateDatabase: true })
   admin = await createTestUser(t, 'admin')
   user = await createTestUser(t, 'user')
   viewer = await createTestUser(t, 'viewer')
@@ -184,7 +184,7 @@ describe('POST /v1/models', () => {
   })
 
   it('when the graph is larger than MODEL_MAX_BYTES, then 413 before the graph is read, and nothing is stored', async () => {
-    const small = await buildTestApp({ MODEL_MAX_BYTES: '1024' })
+    const small = await buildTestApp({ MODEL_MAX_BYTES: '1024' }, { privateDatabase: true })
     try {
       const smallAdmin = await createTestUser(small, 'admin')
       const card = irisUnder()
@@ -370,6 +370,7 @@ describe('the inference backend', () => {
             throw new ModelLoadError('unsupported', 'This backend loads nothing.')
           },
         },
+        privateDatabase: true,
       },
     )
     try {
@@ -393,7 +394,10 @@ describe('the inference backend', () => {
 
 describe('shipped models at start', () => {
   it('when MODELS_REGISTER_SHIPPED is true, then iris and car-price are listed', async () => {
-    const shipped = await buildTestApp({ MODELS_REGISTER_SHIPPED: 'true' })
+    const shipped = await buildTestApp(
+      { MODELS_REGISTER_SHIPPED: 'true' },
+      { privateDatabase: true },
+    )
     try {
       const reader = await createTestUser(shipped, 'viewer')
       const response = await injectAs(shipped, reader)({ url: '/v1/models' })

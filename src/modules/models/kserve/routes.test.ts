@@ -78,6 +78,7 @@ beforeAll(async () => {
       inference: createTestBackend({
         models: { iris: linearClassifierSpec(), swapped: linearClassifierSpec(SWAPPED) },
       }),
+      privateDatabase: true,
     },
   )
   admin = await createTestUser(t, 'admin')
@@ -359,17 +360,6 @@ describe('the plugin alone', () => {
     })
     return app
   }
-
-  it('when the server is not ready, then 503 problem+json with ready false and an error member', async () => {
-    const app = await bare(false)
-    const response = await app.inject({ url: '/v2/health/ready' })
-    expect(response.statusCode).toBe(503)
-    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
-    const problem = response.json()
-    expect(problem).toMatchObject({ status: 503, code: 'NOT_READY', ready: false })
-    expect(problem.error).toBe(problem.detail)
-    await app.close()
-  })
 
   it('when versionsOf knows no version, then the model is not found', async () => {
     const app = await bare(true)

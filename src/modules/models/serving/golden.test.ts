@@ -63,7 +63,10 @@ let viewer: TestUser
 beforeAll(async () => {
   // The real ONNX Runtime. In services mode the shipped models may already be registered by
   // another file or an earlier run; registration then skips them.
-  t = await buildTestApp({ MODELS_REGISTER_SHIPPED: 'true', PREDICTION_CACHE_TTL_MS: '0' })
+  t = await buildTestApp(
+    { MODELS_REGISTER_SHIPPED: 'true', PREDICTION_CACHE_TTL_MS: '0' },
+    { privateDatabase: true },
+  )
   viewer = await createTestUser(t, 'viewer')
 })
 afterAll(() => t?.close())

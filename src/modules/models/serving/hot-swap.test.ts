@@ -95,7 +95,7 @@ let admin: TestUser
 let user: TestUser
 
 beforeAll(async () => {
-  a = await buildTestApp(env, { inference })
+  a = await buildTestApp(env, { inference, privateDatabase: true })
   admin = await createTestUser(a, 'admin')
   user = await createTestUser(a, 'user')
 })
@@ -312,7 +312,7 @@ describe('activating a version under load', () => {
     let b: TestApp
 
     beforeAll(async () => {
-      b = await buildTestApp(env, { inference })
+      b = await buildTestApp(env, { inference, database: a.database })
     })
     afterAll(() => b?.close())
 

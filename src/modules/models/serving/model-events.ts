@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createBroadcast } from '../../../shared/broadcast.js'
@@ -11,12 +12,22 @@ export interface ModelEvent {
   version: string
 }
 
-function parse(message: string): ModelEvent | undefined {
+/** On the wire: the event and the instance that sent it. */
+interface Message extends ModelEvent {
+  from: string
+}
+
+function parse(message: string): Message | undefined {
   try {
-    const event = JSON.parse(message) as Partial<ModelEvent>
+    const event = JSON.parse(message) as Partial<Message>
     const known = event.event === 'activated' || event.event === 'removed'
-    if (known && typeof event.name === 'string' && typeof event.version === 'string') {
-      return event as ModelEvent
+    if (
+      known &&
+      typeof event.name === 'string' &&
+      typeof event.version === 'string' &&
+      typeof event.from === 'string'
+    ) {
+      return event as Message
     }
   } catch {}
   return undefined
@@ -25,8 +36,8 @@ function parse(message: string): ModelEvent | undefined {
 /**
  * Carries activations and deletions to every instance over Redis pub/sub; each loads the new
  * version before switching to it, so no instance fails a request over a swap. The instance
- * that made the change has applied it already and ignores its own echo (activating the
- * active version does nothing). A missed message (Redis away) leaves an instance on the
+ * that made the change has applied it already and ignores its own echo, which could arrive
+ * after a later change and undo it. A missed message (Redis away) leaves an instance on the
  * previous version until it restarts: /v1/models shows which version is active.
  */
 export function createModelEvents(
@@ -34,6 +45,7 @@ export function createModelEvents(
   server: Pick<ManagedModelServer, 'activate' | 'forget'>,
   log: FastifyBaseLogger,
 ) {
+  const instance = randomUUID()
   const broadcast = createBroadcast(
     redis,
     CHANNEL,
@@ -43,18 +55,24 @@ export function createModelEvents(
         log.warn({ channel: CHANNEL }, 'ignored a malformed model event')
         return
       }
+      if (event.from === instance) return
       const apply =
         event.event === 'activated'
           ? server.activate(event.name, event.version)
           : server.forget(event.name, event.version)
       apply.catch((error: unknown) => {
-        log.error({ err: error, ...event }, 'could not apply a model change from another instance')
+        const { event: change, name, version } = event
+        log.error(
+          { err: error, event: change, model: name, version },
+          'could not apply a model change from another instance',
+        )
       })
     },
     log,
   )
   return {
-    publish: (event: ModelEvent) => broadcast.publish(JSON.stringify(event)),
+    publish: (event: ModelEvent) =>
+      broadcast.publish(JSON.stringify({ ...event, from: instance } satisfies Message)),
     close: () => broadcast.close(),
   }
 }

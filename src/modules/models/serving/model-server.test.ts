@@ -110,7 +110,7 @@ describe('with MODELS_MAX_LOADED=1', () => {
   beforeAll(async () => {
     t = await buildTestApp(
       { MODELS_MAX_LOADED: '1', PREDICTION_CACHE_TTL_MS: '0' },
-      { inference: backend },
+      { inference: backend, privateDatabase: true },
     )
     admin = await createTestUser(t, 'admin')
   })
@@ -157,7 +157,10 @@ describe('two instances over one database', () => {
   let healthy: string
 
   beforeAll(async () => {
-    a = await buildTestApp({ PREDICTION_CACHE_TTL_MS: '0' }, { inference: backendA })
+    a = await buildTestApp(
+      { PREDICTION_CACHE_TTL_MS: '0' },
+      { inference: backendA, privateDatabase: true },
+    )
     admin = await createTestUser(a, 'admin')
     broken = await registerModel(a, admin, [SPEC.x])
     healthy = await registerModel(a, admin, [SPEC.y])
@@ -193,6 +196,20 @@ describe('two instances over one database', () => {
     expect(checks[`model:${broken}`]).toBe('failing')
     expect(checks[`model:${healthy}`]).toBeUndefined()
     expect(checks.database).toBe('ok')
+  })
+
+  it('when an active version fails to load, then the KServe probes say not ready', async () => {
+    const server = await b.app.inject({ url: '/v2/health/ready' })
+    expect(server.statusCode).toBe(503)
+    expect(server.json()).toMatchObject({ ready: false, error: expect.any(String) })
+    const model = await b.app.inject({
+      url: `/v2/models/${broken}/ready`,
+      headers: admin.headers,
+    })
+    expect(model.statusCode).toBe(400)
+    expect(model.json()).toMatchObject({ code: 'MODEL_NOT_READY', ready: false })
+    const other = await b.app.inject({ url: `/v2/models/${healthy}/ready`, headers: admin.headers })
+    expect(other.json()).toMatchObject({ name: healthy, ready: true })
   })
 
   it('when the model that failed to load is predicted, then 503 MODEL_UNAVAILABLE', async () => {

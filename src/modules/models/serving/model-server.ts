@@ -261,14 +261,21 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
 
     async start() {
       const versions = await source.activeVersions()
-      for (const servable of versions) {
-        active.set(servable.name, servable.version)
+      for (const servable of versions) active.set(servable.name, servable.version)
+      // More active models than may be loaded: the first ones by name load now, the others
+      // on their first request, instead of loading all only to unload the surplus.
+      const now = versions.slice(0, options.maxLoaded)
+      for (const servable of now) {
         const entry = entries.get(keyOf(servable.name, servable.version))
         await (entry ?? load(servable.name, servable.version, servable)).ready.catch(() => {})
       }
       const failed = this.states().filter((state) => state.state === 'failed')
       log.info(
-        { loaded: versions.length - failed.length, failed: failed.map((state) => state.name) },
+        {
+          loaded: now.length - failed.length,
+          failed: failed.map((state) => state.name),
+          deferred: versions.length - now.length,
+        },
         'active models loaded',
       )
     },

@@ -19,7 +19,7 @@ describe('the OpenAPI document of served models', () => {
 
   beforeAll(async () => {
     // The shipped models, loaded by ONNX Runtime, as a first start serves them.
-    t = await buildTestApp({ MODELS_REGISTER_SHIPPED: 'true' })
+    t = await buildTestApp({ MODELS_REGISTER_SHIPPED: 'true' }, { privateDatabase: true })
     document = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json()
   })
   afterAll(() => t.close())

@@ -5,15 +5,10 @@ import {
   buildTestApp,
   createTestUser,
   injectAs,
-  SERVICES_MODE,
   type TestApp,
   type TestUser,
-  testConfig,
   unique,
 } from '../../../../test/helpers.js'
-import { buildApp } from '../../../app.js'
-import { createEmbeddedDatabase } from '../../../db/client.js'
-import { migrate } from '../../../db/migrate.js'
 import type { ModelCard } from '../card.js'
 import {
   createTestBackend,
@@ -131,28 +126,6 @@ async function multipart(card: ModelCard, onnx: Uint8Array) {
   }
 }
 
-/**
- * An app whose database holds this file's rows only. `POST /v1/predict` always answers with the
- * model called `iris`, which other test files register in the shared services-mode database
- * (with the real ONNX graph, which the test backend cannot load), so in services mode this app
- * gets a private PGlite and no Redis. Embedded test apps are private already.
- */
-async function buildIsolatedApp(env: Record<string, string>, backend: TestBackend) {
-  if (!SERVICES_MODE) return buildTestApp(env, { inference: backend })
-  const database = await createEmbeddedDatabase()
-  await migrate(database)
-  const app = await buildApp(testConfig(env), { database, redis: null, inference: backend })
-  return {
-    app,
-    database,
-    logs: [],
-    async close() {
-      await app.close()
-      await database.close()
-    },
-  } satisfies TestApp
-}
-
 interface Serving {
   t: TestApp
   backend: TestBackend
@@ -160,10 +133,14 @@ interface Serving {
   user: TestUser
 }
 
-/** An app of its own for the enclosing describe, with a fresh test backend; closed after it. */
+/**
+ * An app of its own for the enclosing describe, with a fresh test backend and a database of
+ * its own (also in services mode: `POST /v1/predict` answers with whichever model is called
+ * `iris`, and other files register the real one); closed after it.
+ */
 function useServing(
   env: Record<string, string> = {},
-  options: { latencyMs?: number; isolated?: boolean; models?: Record<string, TestModelSpec> } = {},
+  options: { latencyMs?: number; models?: Record<string, TestModelSpec> } = {},
 ): Serving {
   const serving = {} as Serving
   beforeAll(async () => {
@@ -171,9 +148,7 @@ function useServing(
       models: options.models ?? SPECS,
       latencyMs: options.latencyMs,
     })
-    const t = options.isolated
-      ? await buildIsolatedApp(env, backend)
-      : await buildTestApp(env, { inference: backend })
+    const t = await buildTestApp(env, { inference: backend, privateDatabase: true })
     Object.assign(serving, {
       t,
       backend,
@@ -467,7 +442,7 @@ describe('POST /v1/models/{name}/predict/batch', () => {
 })
 
 describe('POST /v1/predict (the iris shortcut)', () => {
-  const s = useServing({}, { isolated: true })
+  const s = useServing()
   beforeAll(async () => {
     await register(s, { name: 'iris' })
   })
