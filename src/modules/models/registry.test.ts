@@ -1,9 +1,10 @@
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createPrivateTestDatabase, unique } from '../../../test/helpers.js'
+import { MODELS_DIR, type ShippedModel, shippedBytes, shippedCard } from '../../../test/models.js'
 import { type DatabaseHandle, inTransaction } from '../../db/client.js'
 import { auditEvents } from '../../db/schema/index.js'
 import { AppError, isForeignKeyViolation } from '../../shared/errors.js'
@@ -15,14 +16,6 @@ import { createModelRepository } from './repository.js'
 import type { InferenceBackend, LoadedModel } from './runtime/backend.js'
 import { createOnnxBackend } from './runtime/onnx-backend.js'
 import { brokenGraphModel, notOnnxBytes } from './runtime/test-models.js'
-
-const MODELS_DIR = new URL('../../../models/', import.meta.url)
-type Shipped = 'iris' | 'car-price'
-
-const shippedCard = (name: Shipped): ModelCard =>
-  JSON.parse(readFileSync(new URL(`${name}.card.json`, MODELS_DIR), 'utf8'))
-const shippedBytes = (name: Shipped) =>
-  new Uint8Array(readFileSync(new URL(`${name}.onnx`, MODELS_DIR)))
 
 let database: DatabaseHandle
 let registry: ModelRegistry
@@ -69,7 +62,7 @@ beforeAll(async () => {
 afterAll(() => database.close())
 
 /** A shipped model under a name of its own, so test files and reruns never collide. */
-function shipped(model: Shipped, overrides: Partial<ModelCard> = {}) {
+function shipped(model: ShippedModel, overrides: Partial<ModelCard> = {}) {
   const card = { ...shippedCard(model), name: `${model}-${unique().toLowerCase()}`, ...overrides }
   return { card, onnx: shippedBytes(model), actor }
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -8,44 +7,21 @@ import {
   type TestUser,
   unique,
 } from '../../../test/helpers.js'
+import {
+  formBody,
+  type ModelUploadParts,
+  modelUpload,
+  registerVersion,
+  shippedBytes,
+  shippedCard,
+} from '../../../test/models.js'
 import type { ModelCard } from './card.js'
 import { ModelLoadError } from './runtime/backend.js'
 import { notOnnxBytes } from './runtime/test-models.js'
 
-const MODELS_DIR = new URL('../../../models/', import.meta.url)
-const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
-const irisBytes = readFileSync(new URL('iris.onnx', MODELS_DIR))
-const carPriceCard: ModelCard = JSON.parse(
-  readFileSync(new URL('car-price.card.json', MODELS_DIR), 'utf8'),
-)
-
-interface UploadParts {
-  card?: unknown
-  /** Send the card as a file part rather than a text field. */
-  cardAsFile?: boolean
-  onnx?: Uint8Array
-}
-
-/** A multipart/form-data body as a browser or curl would send it. */
-async function multipart(parts: UploadParts) {
-  const form = new FormData()
-  if (parts.card !== undefined) {
-    const text = JSON.stringify(parts.card)
-    if (parts.cardAsFile) {
-      form.append('card', new Blob([text], { type: 'application/json' }), 'card.json')
-    } else {
-      form.append('card', text)
-    }
-  }
-  if (parts.onnx !== undefined) {
-    form.append('onnx', new Blob([parts.onnx], { type: 'application/octet-stream' }), 'm.onnx')
-  }
-  const response = new Response(form)
-  return {
-    payload: Buffer.from(await response.arrayBuffer()),
-    headers: { 'content-type': response.headers.get('content-type') as string },
-  }
-}
+const irisCard = shippedCard('iris')
+const irisBytes = shippedBytes('iris')
+const carPriceCard = shippedCard('car-price')
 
 /** The iris card under a name of its own, so test files and reruns never collide. */
 const irisUnder = (overrides: Partial<ModelCard> = {}): ModelCard => ({
@@ -67,14 +43,13 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-async function upload(parts: UploadParts, as: TestUser = admin) {
-  return injectAs(t, as)({ method: 'POST', url: '/v1/models', ...(await multipart(parts)) })
+async function upload(parts: ModelUploadParts, as: TestUser = admin) {
+  return injectAs(t, as)({ method: 'POST', url: '/v1/models', ...(await modelUpload(parts)) })
 }
 
 async function registered(overrides: Partial<ModelCard> = {}) {
   const card = irisUnder(overrides)
-  const response = await upload({ card, onnx: irisBytes })
-  expect(response.statusCode, response.body).toBe(201)
+  await registerVersion(t, admin, card, irisBytes)
   return card
 }
 
@@ -144,16 +119,10 @@ describe('POST /v1/models', () => {
     const form = new FormData()
     form.append('card', '{not json')
     form.append('onnx', new Blob([irisBytes]), 'iris.onnx')
-    const body = new Response(form)
     const response = await injectAs(
       t,
       admin,
-    )({
-      method: 'POST',
-      url: '/v1/models',
-      payload: Buffer.from(await body.arrayBuffer()),
-      headers: { 'content-type': body.headers.get('content-type') as string },
-    })
+    )({ method: 'POST', url: '/v1/models', ...(await formBody(form)) })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors).toEqual([{ path: 'card', message: 'must be JSON' }])
   })
@@ -194,7 +163,7 @@ describe('POST /v1/models', () => {
       )({
         method: 'POST',
         url: '/v1/models',
-        ...(await multipart({ card, onnx: notOnnxBytes(1025) })),
+        ...(await modelUpload({ card, onnx: notOnnxBytes(1025) })),
       })
       expect(response.statusCode).toBe(413)
       expect(response.headers['content-type']).toBe('application/problem+json; charset=utf-8')
@@ -224,7 +193,7 @@ describe('POST /v1/models', () => {
     )({
       method: 'POST',
       url: '/v1/products',
-      ...(await multipart({ card: { name: 'x' } })),
+      ...(await modelUpload({ card: { name: 'x' } })),
     })
     expect(response.statusCode).toBe(415)
   })
@@ -381,7 +350,7 @@ describe('the inference backend', () => {
       )({
         method: 'POST',
         url: '/v1/models',
-        ...(await multipart({ card: irisUnder(), onnx: irisBytes })),
+        ...(await modelUpload({ card: irisUnder(), onnx: irisBytes })),
       })
       expect(response.statusCode).toBe(422)
       expect(response.json()).toMatchObject({ code: 'MODEL_INVALID', reason: 'unsupported' })

@@ -1,24 +1,21 @@
-import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { shippedBytes, shippedCard } from '../../../test/models.js'
 import type { ModelCard } from './card.js'
 import type { ModelSignature } from './runtime/backend.js'
 import { createOnnxBackend } from './runtime/onnx-backend.js'
 import { signatureMismatches } from './signature.js'
 
 const SHIPPED = ['iris', 'car-price'] as const
-const cards = Object.fromEntries(
-  SHIPPED.map((name) => [
-    name,
-    JSON.parse(readFileSync(new URL(`../../../models/${name}.card.json`, import.meta.url), 'utf8')),
-  ]),
-) as Record<(typeof SHIPPED)[number], ModelCard>
+const cards = Object.fromEntries(SHIPPED.map((name) => [name, shippedCard(name)])) as Record<
+  (typeof SHIPPED)[number],
+  ModelCard
+>
 const signatures = {} as Record<(typeof SHIPPED)[number], ModelSignature>
 
 beforeAll(async () => {
   const backend = createOnnxBackend({ intraOpNumThreads: 1 })
   for (const name of SHIPPED) {
-    const bytes = readFileSync(new URL(`../../../models/${name}.onnx`, import.meta.url))
-    const model = await backend.load(bytes)
+    const model = await backend.load(shippedBytes(name))
     signatures[name] = model.signature
     await model.release()
   }

@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
+import { shippedCard } from '../../../../test/models.js'
 import { type FieldError, ValidationFailed } from '../../../shared/errors.js'
-import type { ModelCard } from '../card.js'
 import {
   type Dim,
   type ElementType,
@@ -22,9 +21,7 @@ import {
 } from './codec.js'
 import type { InferInput, InferRequest } from './schemas.js'
 
-const irisCard: ModelCard = JSON.parse(
-  readFileSync(new URL('../../../../models/iris.card.json', import.meta.url), 'utf8'),
-)
+const irisCard = shippedCard('iris')
 
 const IRIS: ModelSignature = {
   inputs: [{ name: 'x', type: 'float32', shape: ['batch', 4] }],

@@ -9,13 +9,13 @@ import {
   type TestUser,
   unique,
 } from '../../../../test/helpers.js'
+import { IRIS_LIKE_REVERSED, registerVersion, shippedCard } from '../../../../test/models.js'
 import { problemHandler } from '../../../platform/problem.js'
 import { validatorCompiler } from '../../../platform/validation.js'
 import type { ModelCard } from '../card.js'
 import {
   createTestBackend,
   IRIS_LIKE,
-  type LinearClassifier,
   linearClassifierReference,
   linearClassifierSpec,
   testModelBytes,
@@ -25,13 +25,7 @@ import { kserveRoutes } from './routes.js'
 
 const ROOT = new URL('../../../../', import.meta.url)
 const { version: packageVersion } = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8'))
-const irisCard: ModelCard = JSON.parse(readFileSync(new URL('models/iris.card.json', ROOT), 'utf8'))
-
-/** A second classifier, so a pinned version answers visibly differently from the active one. */
-const SWAPPED: LinearClassifier = {
-  weights: IRIS_LIKE.weights.map((row) => [...row].reverse()),
-  bias: [...IRIS_LIKE.bias].reverse(),
-}
+const irisCard = shippedCard('iris')
 
 const ROWS = [
   [5.1, 3.5, 1.4, 0.2],
@@ -54,29 +48,16 @@ const cardFor = (name: string, version: string): ModelCard => ({
   },
 })
 
-async function register(card: ModelCard, testModel: string) {
-  const form = new FormData()
-  form.append('card', JSON.stringify(card))
-  form.append('onnx', new Blob([testModelBytes(testModel)]), 'model.onnx')
-  const body = new Response(form)
-  const response = await injectAs(
-    t,
-    admin,
-  )({
-    method: 'POST',
-    url: '/v1/models',
-    payload: Buffer.from(await body.arrayBuffer()),
-    headers: { 'content-type': body.headers.get('content-type') as string },
-  })
-  expect(response.statusCode, response.body).toBe(201)
-}
+const register = (card: ModelCard, testModel: string) =>
+  registerVersion(t, admin, card, testModelBytes(testModel))
 
 beforeAll(async () => {
   t = await buildTestApp(
     {},
     {
       inference: createTestBackend({
-        models: { iris: linearClassifierSpec(), swapped: linearClassifierSpec(SWAPPED) },
+        // A second classifier, so a pinned version answers visibly differently from the active one.
+        models: { iris: linearClassifierSpec(), swapped: linearClassifierSpec(IRIS_LIKE_REVERSED) },
       }),
       privateDatabase: true,
     },
@@ -274,7 +255,7 @@ describe('POST /v2/models/{name}[/versions/{version}]/infer', () => {
     const body = response.json()
     expect(body.model_version).toBe('1.1.0')
     expect(body).not.toHaveProperty('id')
-    expectReferenceOutputs(body.outputs, SWAPPED)
+    expectReferenceOutputs(body.outputs, IRIS_LIKE_REVERSED)
   })
 
   it('when the request does not fit the model, then 422 listing every problem, with an error member', async () => {

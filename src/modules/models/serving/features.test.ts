@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs'
 import { Ajv } from 'ajv'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { GoldenFile } from '../../../../scripts/training/artifacts.js'
+import { shippedBytes, shippedCard, shippedGolden } from '../../../../test/models.js'
 import type { ModelCard } from '../card.js'
 import {
   type Feeds,
@@ -19,14 +18,10 @@ import {
   inputsJsonSchema,
 } from './features.js'
 
-const MODELS_DIR = new URL('../../../../models/', import.meta.url)
-const readJson = <T>(file: string): T =>
-  JSON.parse(readFileSync(new URL(file, MODELS_DIR), 'utf8')) as T
-
-const iris = readJson<ModelCard>('iris.card.json')
-const carPrice = readJson<ModelCard>('car-price.card.json')
-const irisGolden = readJson<GoldenFile>('iris.golden.json')
-const carPriceGolden = readJson<GoldenFile>('car-price.golden.json')
+const iris = shippedCard('iris')
+const carPrice = shippedCard('car-price')
+const irisGolden = shippedGolden('iris')
+const carPriceGolden = shippedGolden('car-price')
 
 const flower = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
 const car = {
@@ -372,10 +367,8 @@ describe('the golden rows through ONNX Runtime, as one batch each', () => {
   const models: Record<string, LoadedModel> = {}
 
   beforeAll(async () => {
-    for (const name of ['iris', 'car-price']) {
-      models[name] = await backend.load(
-        new Uint8Array(readFileSync(new URL(`${name}.onnx`, MODELS_DIR))),
-      )
+    for (const name of ['iris', 'car-price'] as const) {
+      models[name] = await backend.load(shippedBytes(name))
     }
   })
   afterAll(() => Promise.all(Object.values(models).map((model) => model.release())))

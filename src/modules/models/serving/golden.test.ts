@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { GoldenFile } from '../../../../scripts/training/artifacts.js'
 import {
@@ -8,15 +7,9 @@ import {
   type TestApp,
   type TestUser,
 } from '../../../../test/helpers.js'
-import type { ModelCard } from '../card.js'
+import { type ShippedModel, shippedCard, shippedGolden } from '../../../../test/models.js'
 
-const MODELS_DIR = new URL('../../../../models/', import.meta.url)
-const readJson = <T>(file: string): T => JSON.parse(readFileSync(new URL(file, MODELS_DIR), 'utf8'))
-
-const shipped = (name: string) => ({
-  card: readJson<ModelCard>(`${name}.card.json`),
-  golden: readJson<GoldenFile>(`${name}.golden.json`),
-})
+const shipped = (name: ShippedModel) => ({ card: shippedCard(name), golden: shippedGolden(name) })
 const iris = shipped('iris')
 const carPrice = shipped('car-price')
 

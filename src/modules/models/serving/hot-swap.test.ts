@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -10,54 +9,28 @@ import {
   type TestUser,
   unique,
 } from '../../../../test/helpers.js'
-import type { ModelCard } from '../card.js'
 import {
-  type InferenceBackend,
-  ModelLoadError,
-  type TensorData,
-  tensor,
-} from '../runtime/backend.js'
+  IRIS_LIKE_REVERSED,
+  irisClassifierSpec,
+  registerVersion,
+  shippedCard,
+} from '../../../../test/models.js'
+import { type InferenceBackend, ModelLoadError } from '../runtime/backend.js'
 import {
   createTestBackend,
   IRIS_LIKE,
   type LinearClassifier,
   linearClassifierReference,
-  type TestModelSpec,
   testModelBytes,
 } from '../runtime/test-backend.js'
 
-const MODELS_DIR = new URL('../../../../models/', import.meta.url)
-const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
+const irisCard = shippedCard('iris')
 const LABELS = ['setosa', 'versicolor', 'virginica']
-
-/** The iris card's graph interface (`float_input` -> `probabilities`, `label`) over any weights. */
-function classifierSpec(model: LinearClassifier): TestModelSpec {
-  return {
-    signature: {
-      inputs: [{ name: 'float_input', type: 'float32', shape: ['batch', 4] }],
-      outputs: [
-        { name: 'probabilities', type: 'float32', shape: ['batch', 3] },
-        { name: 'label', type: 'int64', shape: ['batch'] },
-      ],
-    },
-    predictRow(row) {
-      const x = Array.from((row.float_input as Extract<TensorData, { type: 'float32' }>).data)
-      const { probabilities, label } = linearClassifierReference(x, model)
-      return {
-        probabilities: tensor('float32', [1, 3], Float32Array.from(probabilities)),
-        label: tensor('int64', [1], BigInt64Array.of(BigInt(label))),
-      }
-    },
-  }
-}
 
 /** Each version's weights: the second reverses the classes, so every answer tells them apart. */
 const WEIGHTS: Record<string, LinearClassifier> = {
   '1.0.0': IRIS_LIKE,
-  '2.0.0': {
-    weights: IRIS_LIKE.weights.map((row) => [...row].reverse()),
-    bias: [...IRIS_LIKE.bias].reverse(),
-  },
+  '2.0.0': IRIS_LIKE_REVERSED,
   '3.0.0': { weights: IRIS_LIKE.weights, bias: [5, 0, 0] },
 }
 const SPECS: Record<string, string> = { '1.0.0': 'swap-a', '2.0.0': 'swap-b', '3.0.0': 'swap-c' }
@@ -65,7 +38,7 @@ const backend = createTestBackend({
   models: Object.fromEntries(
     Object.entries(SPECS).map(([version, spec]) => [
       spec,
-      classifierSpec(WEIGHTS[version] as LinearClassifier),
+      irisClassifierSpec(WEIGHTS[version] as LinearClassifier),
     ]),
   ),
   latencyMs: 15,
@@ -101,31 +74,12 @@ beforeAll(async () => {
 })
 afterAll(() => a?.close())
 
-async function multipart(card: ModelCard, onnx: Uint8Array) {
-  const form = new FormData()
-  form.append('card', JSON.stringify(card))
-  form.append('onnx', new Blob([onnx], { type: 'application/octet-stream' }), 'model.onnx')
-  const response = new Response(form)
-  return {
-    payload: Buffer.from(await response.arrayBuffer()),
-    headers: { 'content-type': response.headers.get('content-type') as string },
-  }
-}
-
 /** A new model with a version per entry of `versions`; the first one is active. */
 async function registerModel(versions: string[]): Promise<string> {
   const name = `swap-${unique().toLowerCase()}`
   for (const version of versions) {
     const card = { ...irisCard, name, version }
-    const response = await injectAs(
-      a,
-      admin,
-    )({
-      method: 'POST',
-      url: '/v1/models',
-      ...(await multipart(card, testModelBytes(SPECS[version] as string))),
-    })
-    expect(response.statusCode, response.body).toBe(201)
+    await registerVersion(a, admin, card, testModelBytes(SPECS[version] as string))
   }
   return name
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -11,72 +10,26 @@ import {
   testConfig,
   unique,
 } from '../../../../test/helpers.js'
+import { irisClassifierSpec, registerVersion, shippedCard } from '../../../../test/models.js'
 import { buildApp } from '../../../app.js'
-import type { ModelCard } from '../card.js'
 import type { ActiveModelVersion } from '../repository.js'
-import { type TensorData, tensor } from '../runtime/backend.js'
-import {
-  createTestBackend,
-  IRIS_LIKE,
-  type LinearClassifier,
-  linearClassifierReference,
-  type TestBackend,
-  type TestModelSpec,
-  testModelBytes,
-} from '../runtime/test-backend.js'
+import { createTestBackend, type TestBackend, testModelBytes } from '../runtime/test-backend.js'
 import { createModelServer } from './model-server.js'
 
-const MODELS_DIR = new URL('../../../../models/', import.meta.url)
-const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
+const irisCard = shippedCard('iris')
 const SETOSA = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
-
-/** The iris card's graph interface (`float_input` -> `probabilities`, `label`) over any weights. */
-function classifierSpec(model: LinearClassifier = IRIS_LIKE): TestModelSpec {
-  return {
-    signature: {
-      inputs: [{ name: 'float_input', type: 'float32', shape: ['batch', 4] }],
-      outputs: [
-        { name: 'probabilities', type: 'float32', shape: ['batch', 3] },
-        { name: 'label', type: 'int64', shape: ['batch'] },
-      ],
-    },
-    predictRow(row) {
-      const x = Array.from((row.float_input as Extract<TensorData, { type: 'float32' }>).data)
-      const { probabilities, label } = linearClassifierReference(x, model)
-      return {
-        probabilities: tensor('float32', [1, 3], Float32Array.from(probabilities)),
-        label: tensor('int64', [1], BigInt64Array.of(BigInt(label))),
-      }
-    },
-  }
-}
 
 /** Spec names of this file, so models other files register never load in its apps. */
 const SPEC = { a: 'server-a', b: 'server-b', x: 'server-x', y: 'server-y' }
 const everySpec = () =>
-  Object.fromEntries(Object.values(SPEC).map((spec) => [spec, classifierSpec()]))
-
-async function multipart(card: ModelCard, onnx: Uint8Array) {
-  const form = new FormData()
-  form.append('card', JSON.stringify(card))
-  form.append('onnx', new Blob([onnx], { type: 'application/octet-stream' }), 'model.onnx')
-  const response = new Response(form)
-  return {
-    payload: Buffer.from(await response.arrayBuffer()),
-    headers: { 'content-type': response.headers.get('content-type') as string },
-  }
-}
+  Object.fromEntries(Object.values(SPEC).map((spec) => [spec, irisClassifierSpec()]))
 
 /** A new model on `t` with one version per spec, in order; the first is active. */
 async function registerModel(t: TestApp, admin: TestUser, specs: string[]): Promise<string> {
   const name = `server-${unique().toLowerCase()}`
   for (const [index, spec] of specs.entries()) {
     const card = { ...irisCard, name, version: `${index + 1}.0.0` }
-    const response = await injectAs(
-      t,
-      admin,
-    )({ method: 'POST', url: '/v1/models', ...(await multipart(card, testModelBytes(spec))) })
-    expect(response.statusCode, response.body).toBe(201)
+    await registerVersion(t, admin, card, testModelBytes(spec))
   }
   return name
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
@@ -9,6 +8,7 @@ import {
   type TestUser,
   unique,
 } from '../../../../test/helpers.js'
+import { IRIS_LIKE_REVERSED, registerVersion, shippedCard } from '../../../../test/models.js'
 import type { ModelCard } from '../card.js'
 import {
   createTestBackend,
@@ -21,17 +21,10 @@ import {
   testModelBytes,
 } from '../runtime/test-backend.js'
 
-const MODELS_DIR = new URL('../../../../models/', import.meta.url)
-const irisCard: ModelCard = JSON.parse(readFileSync(new URL('iris.card.json', MODELS_DIR), 'utf8'))
+const irisCard = shippedCard('iris')
 const LABELS = ['setosa', 'versicolor', 'virginica']
 /** The card's inputs, in the column order of the graph's `x` tensor. */
 const COLUMNS = ['sepal_length', 'sepal_width', 'petal_length', 'petal_count'] as const
-
-/** The second version's weights: the classes reversed, so every answer tells the two apart. */
-const REVERSED: LinearClassifier = {
-  weights: IRIS_LIKE.weights.map((row) => [...row].reverse()),
-  bias: [...IRIS_LIKE.bias].reverse(),
-}
 
 /**
  * The graphs the test backend loads, by the name inside their bytes. Prefixed, so models that
@@ -40,11 +33,11 @@ const REVERSED: LinearClassifier = {
 const LINEAR = 'predict-linear'
 const SPECS = {
   [LINEAR]: linearClassifierSpec(IRIS_LIKE),
-  'predict-reversed': linearClassifierSpec(REVERSED),
+  'predict-reversed': linearClassifierSpec(IRIS_LIKE_REVERSED),
 }
 const WEIGHTS_OF: Record<keyof typeof SPECS, LinearClassifier> = {
   [LINEAR]: IRIS_LIKE,
-  'predict-reversed': REVERSED,
+  'predict-reversed': IRIS_LIKE_REVERSED,
 }
 type Spec = keyof typeof SPECS
 
@@ -115,17 +108,6 @@ function expectComputed(
 
 const modelName = (prefix = 'predict') => `${prefix}-${unique().toLowerCase()}`
 
-async function multipart(card: ModelCard, onnx: Uint8Array) {
-  const form = new FormData()
-  form.append('card', JSON.stringify(card))
-  form.append('onnx', new Blob([onnx], { type: 'application/octet-stream' }), 'model.onnx')
-  const response = new Response(form)
-  return {
-    payload: Buffer.from(await response.arrayBuffer()),
-    headers: { 'content-type': response.headers.get('content-type') as string },
-  }
-}
-
 interface Serving {
   t: TestApp
   backend: TestBackend
@@ -169,15 +151,7 @@ async function register(
     spec = LINEAR,
   }: Partial<{ name: string; version: string; spec: string }> = {},
 ): Promise<string> {
-  const response = await injectAs(
-    s.t,
-    s.admin,
-  )({
-    method: 'POST',
-    url: '/v1/models',
-    ...(await multipart(cardFor(name, version), testModelBytes(spec))),
-  })
-  expect(response.statusCode, response.body).toBe(201)
+  await registerVersion(s.t, s.admin, cardFor(name, version), testModelBytes(spec))
   return name
 }
 
