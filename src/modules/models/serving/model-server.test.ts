@@ -225,3 +225,40 @@ describe('activations of one model', () => {
     }
   })
 })
+
+describe('starting with more active models than MODELS_MAX_LOADED', () => {
+  it('loads the first ones by name and the others on their first request', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    const servable = (name: string): ActiveModelVersion => ({
+      name,
+      version: '1.0.0',
+      card: { ...irisCard, name, version: '1.0.0' },
+      onnx: testModelBytes(SPEC.a),
+    })
+    const names = ['m-a', 'm-b', 'm-c']
+    const server = createModelServer({
+      backend,
+      source: {
+        activeVersions: async () => names.map(servable),
+        findServable: async (name) => servable(name),
+        activeVersionOf: async () => '1.0.0',
+      },
+      maxLoaded: 2,
+      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
+      log: pino({ level: 'silent' }),
+    })
+    try {
+      await server.start()
+      expect(backend.loads).toHaveLength(2)
+      expect(server.isReady('m-a') && server.isReady('m-b')).toBe(true)
+      expect(server.isReady('m-c')).toBe(false)
+      // Not loaded is not failed: the instance is ready.
+      expect(server.allActiveReady()).toBe(true)
+      expect((await server.resolve('m-c')).version).toBe('1.0.0')
+      expect(backend.loads).toHaveLength(3)
+      expect(server.loadedCount()).toBe(2)
+    } finally {
+      await server.close()
+    }
+  })
+})

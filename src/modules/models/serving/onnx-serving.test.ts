@@ -39,7 +39,7 @@ function histogram(metrics: string, name: string, labels: string) {
 describe('serving on ONNX Runtime', () => {
   let t: TestApp
   let user: TestUser
-  let predict: (body: object, path?: string) => ReturnType<TestApp['app']['inject']>
+  let predict: (body: object, path?: string) => ReturnType<ReturnType<typeof injectAs>>
 
   beforeAll(async () => {
     t = await buildTestApp(
