@@ -26,6 +26,12 @@ function startServer(): Promise<Server> {
       DATA_DIR: dataDir,
       SHUTDOWN_DRAIN_MS: '400',
       REGISTRATION_ENABLED: 'true',
+      // In services mode the limit counters live in the Redis every test file shares, keyed
+      // by the one client address: other files' logins would spend this server's budget.
+      LOGIN_RATE_LIMIT_MAX: '100000',
+      RATE_LIMIT_MAX: '100000',
+      // Nor may it leave active models in the shared database for other files' apps to load.
+      MODELS_REGISTER_SHIPPED: 'false',
       DATABASE_URL: SERVICES_MODE ? process.env.DATABASE_URL : '',
       REDIS_URL: SERVICES_MODE ? process.env.REDIS_URL : '',
     },

@@ -19,7 +19,9 @@ interface Operation {
 let operations: Operation[]
 
 beforeAll(async () => {
-  t = await buildTestApp()
+  // A database of its own: models active in a shared one would add their own predict
+  // operations to the document this file reads its route list from.
+  t = await buildTestApp({}, { privateDatabase: true })
   owner = await createTestUser(t, 'user')
   const document = (await t.app.inject({ url: '/openapi.json' })).json()
   operations = Object.entries(
