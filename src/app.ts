@@ -166,7 +166,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       activeVersions: () => modelRepository.activeVersions(),
       findServable: (name, modelVersion) => modelRepository.findServable(name, modelVersion),
       activeVersionOf: async (name) => (await modelRepository.findByName(name))?.activeVersion,
+      activeVersionNames: () => modelRepository.activeVersionNames(),
     },
+    syncIntervalMs: config.MODELS_SYNC_INTERVAL_MS,
     maxLoaded: config.MODELS_MAX_LOADED,
     batching: (name) =>
       config.modelBatching[name] ?? {

@@ -168,6 +168,11 @@ const EnvSchema = Type.Object({
     default: 8,
     description: 'model versions loaded at once (least recently used unloaded)',
   }),
+  MODELS_SYNC_INTERVAL_MS: Type.Integer({
+    minimum: 0,
+    default: 30_000,
+    description: 'milliseconds between checks of the active versions in the database (0 = never)',
+  }),
   INFERENCE_MAX_BATCH_SIZE: Type.Integer({
     minimum: 1,
     maximum: 100_000,

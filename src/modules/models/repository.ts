@@ -144,6 +144,16 @@ export function createModelRepository(db: Database) {
         .orderBy(asc(models.name))
     },
 
+    /** Every model's active version, without bytes. */
+    async activeVersionNames(
+      tx: Executor = db,
+    ): Promise<{ name: string; version: string | null }[]> {
+      return tx
+        .select({ name: models.name, version: models.activeVersion })
+        .from(models)
+        .orderBy(asc(models.name))
+    },
+
     /** One version with its bytes, to load; undefined when the model or version is unknown. */
     async findServable(
       name: string,

@@ -37,8 +37,8 @@ function parse(message: string): Message | undefined {
  * Carries activations and deletions to every instance over Redis pub/sub; each loads the new
  * version before switching to it, so no instance fails a request over a swap. The instance
  * that made the change has applied it already and ignores its own echo, which could arrive
- * after a later change and undo it. A missed message (Redis away) leaves an instance on the
- * previous version until it restarts: /v1/models shows which version is active.
+ * after a later change and undo it. A message missed while Redis was away is caught up by
+ * the model server's periodic comparison with the database (MODELS_SYNC_INTERVAL_MS).
  */
 export function createModelEvents(
   redis: Redis | null,

@@ -204,6 +204,7 @@ describe('activations of one model', () => {
           return servable(version)
         },
         activeVersionOf: async () => '1.0.0',
+        activeVersionNames: async () => [{ name: 'm', version: '1.0.0' }],
       },
       maxLoaded: 8,
       batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
@@ -242,6 +243,7 @@ describe('starting with more active models than MODELS_MAX_LOADED', () => {
         activeVersions: async () => names.map(servable),
         findServable: async (name) => servable(name),
         activeVersionOf: async () => '1.0.0',
+        activeVersionNames: async () => names.map((name) => ({ name, version: '1.0.0' })),
       },
       maxLoaded: 2,
       batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
@@ -257,6 +259,49 @@ describe('starting with more active models than MODELS_MAX_LOADED', () => {
       expect((await server.resolve('m-c')).version).toBe('1.0.0')
       expect(backend.loads).toHaveLength(3)
       expect(server.loadedCount()).toBe(2)
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('catching up with the database', () => {
+  it('when an activation broadcast was missed, then sync switches to the version the database names', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    let inDatabase = '1.0.0'
+    const servable = (version: string): ActiveModelVersion => ({
+      name: 'm',
+      version,
+      card: { ...irisCard, name: 'm', version },
+      onnx: testModelBytes(version === '1.0.0' ? SPEC.a : SPEC.b),
+    })
+    const server = createModelServer({
+      backend,
+      source: {
+        activeVersions: async () => [servable(inDatabase)],
+        findServable: async (_name, version) => servable(version),
+        activeVersionOf: async () => inDatabase,
+        activeVersionNames: async () => [
+          { name: 'm', version: inDatabase },
+          // Never served here: left to be looked up on its first request.
+          { name: 'other', version: '1.0.0' },
+        ],
+      },
+      maxLoaded: 8,
+      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
+      log: pino({ level: 'silent' }),
+    })
+    try {
+      await server.start()
+      await server.sync()
+      expect((await server.resolve('m')).version).toBe('1.0.0')
+      // Another instance activated 2.0.0; its broadcast never arrived here.
+      inDatabase = '2.0.0'
+      expect((await server.resolve('m')).version).toBe('1.0.0')
+      await server.sync()
+      expect((await server.resolve('m')).version).toBe('2.0.0')
+      expect(count(backend.releases, SPEC.a)).toBe(1)
+      expect(server.states().map((state) => state.name)).toEqual(['m'])
     } finally {
       await server.close()
     }

@@ -17,6 +17,8 @@ export interface ModelSource {
   findServable(name: string, version: string): Promise<ActiveModelVersion | undefined>
   /** The active version of `name`: null when it has none, undefined when there is no model. */
   activeVersionOf(name: string): Promise<string | null | undefined>
+  /** Every model's active version, without bytes: what `sync` compares with. */
+  activeVersionNames(): Promise<{ name: string; version: string | null }[]>
 }
 
 export interface ModelServerOptions {
@@ -31,6 +33,8 @@ export interface ModelServerOptions {
   log: FastifyBaseLogger
   /** How long a failed load is remembered before a request may try again. */
   retryAfterMs?: number
+  /** How often `sync` runs on its own once started; 0 never. */
+  syncIntervalMs?: number
 }
 
 interface Entry {
@@ -58,6 +62,11 @@ export interface ManagedModelServer extends ModelServer {
   activate(name: string, version: string): Promise<void>
   /** Unloads a version that was deleted. */
   forget(name: string, version: string): Promise<void>
+  /**
+   * Switches every model this process serves to the version the database says is active:
+   * the safety net under the activation broadcast, which a Redis outage can lose.
+   */
+  sync(): Promise<void>
   /** Versions loaded now. */
   loadedCount(): number
   /** The loaded active version of each model, e.g. to document their inputs. */
@@ -82,6 +91,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
   const active = new Map<string, string | null>()
   const switching = new Map<string, Promise<void>>()
   let closed = false
+  let syncTimer: NodeJS.Timeout | undefined
 
   function load(name: string, version: string, bytes?: ActiveModelVersion): Entry {
     const entry: Entry = {
@@ -270,6 +280,16 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
         await (entry ?? load(servable.name, servable.version, servable)).ready.catch(() => {})
       }
       const failed = this.states().filter((state) => state.state === 'failed')
+      const interval = options.syncIntervalMs ?? 0
+      if (interval > 0 && !syncTimer) {
+        syncTimer = setInterval(() => {
+          this.sync().catch((error: unknown) => {
+            log.warn({ err: error }, 'could not compare active model versions with the database')
+          })
+        }, interval)
+        // The process may exit while a sync is due.
+        syncTimer.unref()
+      }
       log.info(
         {
           loaded: now.length - failed.length,
@@ -294,6 +314,27 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       return next
     },
 
+    async sync() {
+      const wanted = await source.activeVersionNames()
+      await Promise.all(
+        wanted
+          // Models this process has not served yet are looked up on their first request.
+          .filter(({ name, version }) => active.has(name) && active.get(name) !== version)
+          .map(async ({ name, version }) => {
+            if (version === null) return
+            try {
+              await this.activate(name, version)
+              log.info({ model: name, version }, 'active version caught up with the database')
+            } catch (error) {
+              log.error(
+                { err: error, model: name, version },
+                'could not switch to the active version',
+              )
+            }
+          }),
+      )
+    },
+
     async forget(name, version) {
       const entry = entries.get(keyOf(name, version))
       if (entry) await retire(entry)
@@ -316,6 +357,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
 
     async close() {
       closed = true
+      clearInterval(syncTimer)
       await Promise.all([...entries.values()].map((entry) => retire(entry)))
     },
   }
