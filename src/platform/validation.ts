@@ -48,13 +48,13 @@ const PART_NAMES: Record<string, string> = { querystring: 'query' }
 export function toFieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
   const root = part ? (PART_NAMES[part] ?? part) : 'body'
   return errors.map((error) => {
-    let path = root + pointerToPath(error.instancePath)
+    let path = pointerToPath(root, error.instancePath)
     let message = error.message ?? 'is invalid'
     if (error.keyword === 'required') {
-      path += `.${error.params.missingProperty}`
+      path = childPath(path, error.params.missingProperty)
       message = 'is required'
     } else if (error.keyword === 'additionalProperties') {
-      path += `.${error.params.additionalProperty}`
+      path = childPath(path, error.params.additionalProperty)
       message = 'is not allowed'
     } else if (error.keyword === 'pattern' && error.parentSchema?.description) {
       message = `must be ${error.parentSchema.description}`
@@ -65,11 +65,31 @@ export function toFieldErrors(errors: ErrorObject[], part: string | undefined): 
   })
 }
 
-function pointerToPath(pointer: string): string {
+// Hyphens included: header names (`headers.idempotency-key`) are named plainly too.
+const PLAIN_KEY = /^[A-Za-z_][\w-]*$/
+
+/**
+ * `parent` one step deeper, as field errors name places: `[1]` for an array index, `.quantity`
+ * for a plain name (letters, digits, `_` and `-`, not led by a digit), `["a.b"]` (a JSON
+ * string) for any other key, so that a key holding a dot, a bracket, a slash or a space cannot
+ * pass for a nested path.
+ */
+export function childPath(parent: string, key: string | number): string {
+  if (typeof key === 'number') return `${parent}[${key}]`
+  return PLAIN_KEY.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`
+}
+
+/**
+ * A JSON pointer below `root`. The pointer does not tell an array index from an object key of
+ * digits; both read as an index, which is what such a segment almost always is.
+ */
+function pointerToPath(root: string, pointer: string): string {
   return pointer
     .split('/')
     .slice(1)
     .map((segment) => segment.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((segment) => (/^\d+$/.test(segment) ? `[${segment}]` : `.${segment}`))
-    .join('')
+    .reduce<string>(
+      (path, segment) => childPath(path, /^\d+$/.test(segment) ? Number(segment) : segment),
+      root,
+    )
 }

@@ -145,14 +145,17 @@ describe('decodeInferRequest', () => {
       ],
     })
     expect(problems).toEqual([
-      { path: 'inputs/0/data/1', message: expect.stringContaining('has 3 items') },
+      { path: 'body.inputs[0].data[1]', message: expect.stringContaining('has 3 items') },
     ])
   })
 
   it('when nested data has fewer rows than the shape, then 422 on data', () => {
     const problems = problemsOf(IRIS, { inputs: [x({ data: [[5.1, 3.5, 1.4, 0.2]] })] })
     expect(problems).toEqual([
-      { path: 'inputs/0/data', message: expect.stringContaining('axis 0 of shape [2, 4] needs 2') },
+      {
+        path: 'body.inputs[0].data',
+        message: expect.stringContaining('axis 0 of shape [2, 4] needs 2'),
+      },
     ])
   })
 
@@ -161,27 +164,33 @@ describe('decodeInferRequest', () => {
       inputs: [x({ data: [[5.1, 3.5, 1.4, 0.2], 6.7] })],
     })
     expect(problems).toEqual([
-      { path: 'inputs/0/data/1', message: expect.stringContaining('must be an array of 4 items') },
+      {
+        path: 'body.inputs[0].data[1]',
+        message: expect.stringContaining('must be an array of 4 items'),
+      },
     ])
   })
 
   it('when flat data does not fill the shape, then 422 says how many elements it needs', () => {
     const problems = problemsOf(IRIS, { inputs: [x({ data: [1, 2, 3] })] })
     expect(problems).toEqual([
-      { path: 'inputs/0/data', message: 'has 3 elements; shape [2, 4] needs 8' },
+      { path: 'body.inputs[0].data', message: 'has 3 elements; shape [2, 4] needs 8' },
     ])
   })
 
   it('when an input name is unknown, then 422 on its name, listing the inputs', () => {
     const problems = problemsOf(IRIS, { inputs: [x(), x({ name: 'petals' })] })
     expect(problems).toEqual([
-      { path: 'inputs/1/name', message: "'petals' is not an input of the model; its inputs: x" },
+      {
+        path: 'body.inputs[1].name',
+        message: "'petals' is not an input of the model; its inputs: x",
+      },
     ])
   })
 
   it('when an input is given twice, then 422 on the second', () => {
     const problems = problemsOf(IRIS, { inputs: [x(), x()] })
-    expect(problems).toEqual([{ path: 'inputs/1/name', message: "'x' is given twice" }])
+    expect(problems).toEqual([{ path: 'body.inputs[1].name', message: "'x' is given twice" }])
   })
 
   it('when a declared input is missing, then 422 on inputs naming it with its datatype and shape', () => {
@@ -190,20 +199,20 @@ describe('decodeInferRequest', () => {
       outputs: IRIS.outputs,
     }
     const problems = problemsOf(signature, { inputs: [x()] })
-    expect(problems).toEqual([{ path: 'inputs', message: "lacks 'ids' (INT64 [-1])" }])
+    expect(problems).toEqual([{ path: 'body.inputs', message: "lacks 'ids' (INT64 [-1])" }])
   })
 
   it('when the datatype differs from the declared one, then 422 on datatype and no element noise', () => {
     const problems = problemsOf(IRIS, { inputs: [x({ datatype: 'INT64', data: [1, 2] })] })
     expect(problems).toEqual([
-      { path: 'inputs/0/datatype', message: "must be FP32 for input 'x', got INT64" },
-      { path: 'inputs/0/data', message: 'has 2 elements; shape [2, 4] needs 8' },
+      { path: 'body.inputs[0].datatype', message: "must be FP32 for input 'x', got INT64" },
+      { path: 'body.inputs[0].data', message: 'has 2 elements; shape [2, 4] needs 8' },
     ])
   })
 
   it('when the datatype is FP16, then 422 says it is not supported and lists the datatypes', () => {
     const [problem] = problemsOf(IRIS, { inputs: [x({ datatype: 'FP16' })] })
-    expect(problem?.path).toBe('inputs/0/datatype')
+    expect(problem?.path).toBe('body.inputs[0].datatype')
     expect(problem?.message).toContain('FP16 is not supported')
     expect(problem?.message).toContain(DATATYPES.join(', '))
   })
@@ -211,7 +220,7 @@ describe('decodeInferRequest', () => {
   it('when the shape has the wrong rank, then 422 on shape only', () => {
     const problems = problemsOf(IRIS, { inputs: [x({ shape: [8] })] })
     expect(problems).toEqual([
-      { path: 'inputs/0/shape', message: 'must have 2 dims, as [-1, 4]; got [8]' },
+      { path: 'body.inputs[0].shape', message: 'must have 2 dims, as [-1, 4]; got [8]' },
     ])
   })
 
@@ -220,14 +229,14 @@ describe('decodeInferRequest', () => {
       inputs: [x({ shape: [4, 2], data: [1, 2, 3, 4, 5, 6, 7, 8] })],
     })
     expect(problems).toEqual([
-      { path: 'inputs/0/shape/1', message: 'must be 4, as [-1, 4]; got 2' },
+      { path: 'body.inputs[0].shape[1]', message: 'must be 4, as [-1, 4]; got 2' },
     ])
   })
 
   it('when the shape is empty, then 422 asks for a row', () => {
     const problems = problemsOf(IRIS, { inputs: [x({ shape: [0, 4], data: [] })] })
     expect(problems).toEqual([
-      { path: 'inputs/0/shape', message: 'describes an empty tensor; send one row or more' },
+      { path: 'body.inputs[0].shape', message: 'describes an empty tensor; send one row or more' },
     ])
   })
 
@@ -242,7 +251,7 @@ describe('decodeInferRequest', () => {
     })
     expect(problems).toEqual([
       {
-        path: 'inputs/0/data/1',
+        path: 'body.inputs[0].data[1]',
         message: 'must be a number, got "a" (and 2 more invalid elements)',
       },
     ])
@@ -259,13 +268,15 @@ describe('decodeInferRequest', () => {
         }),
       ],
     })
-    expect(problems).toEqual([{ path: 'inputs/0/data/1/2', message: 'must be a number, got "x"' }])
+    expect(problems).toEqual([
+      { path: 'body.inputs[0].data[1][2]', message: 'must be a number, got "x"' },
+    ])
   })
 
   it('when an FP32 element is beyond float range, then 422', () => {
     const problems = problemsOf(single('float32'), v('FP32', [1e39]))
     expect(problems).toEqual([
-      { path: 'inputs/0/data/0', message: '1e+39 is out of range for FP32' },
+      { path: 'body.inputs[0].data[0]', message: '1e+39 is out of range for FP32' },
     ])
   })
 
@@ -281,7 +292,7 @@ describe('decodeInferRequest', () => {
     ['INT32', 'int32', 1.5, 'must be an integer for INT32, got 1.5'],
   ] as const)('when a %s element is %s, then 422 says so', (datatype, type, value, message) => {
     expect(problemsOf(single(type), v(datatype, [0, value]))).toEqual([
-      { path: 'inputs/0/data/1', message },
+      { path: 'body.inputs[0].data[1]', message },
     ])
   })
 
@@ -316,7 +327,7 @@ describe('decodeInferRequest', () => {
     expect(feeds.v).toEqual(tensor('bool', [3], Uint8Array.of(1, 0, 1)))
     expect(problemsOf(single('bool'), v('BOOL', [1, 0]))).toEqual([
       {
-        path: 'inputs/0/data/0',
+        path: 'body.inputs[0].data[0]',
         message: 'must be true or false, got 1 (and 1 more invalid element)',
       },
     ])
@@ -339,7 +350,7 @@ describe('decodeInferRequest', () => {
     })
     expect(feeds.v).toEqual(tensor('string', [2, 2], ['a', 'b', '', 'ü']))
     expect(problemsOf(signature, v('BYTES', ['a', 7], [1, 2]))).toEqual([
-      { path: 'inputs/0/data/1', message: 'must be a string, got 7' },
+      { path: 'body.inputs[0].data[1]', message: 'must be a string, got 7' },
     ])
   })
 
@@ -350,7 +361,7 @@ describe('decodeInferRequest', () => {
     })
     expect(problems).toEqual([
       {
-        path: 'outputs/1/name',
+        path: 'body.outputs[1].name',
         message: "'logits' is not an output of the model; its outputs: probabilities, label",
       },
     ])
@@ -382,14 +393,14 @@ describe('decodeInferRequest', () => {
     const failed = error as ValidationFailed
     expect(failed.status).toBe(422)
     expect(failed.errors.map((problem) => problem.path)).toEqual([
-      'inputs/0/shape/1',
-      'inputs/1/data/0',
-      'inputs/2/name',
-      'inputs',
-      'outputs/0/name',
+      'body.inputs[0].shape[1]',
+      'body.inputs[1].data[0]',
+      'body.inputs[2].name',
+      'body.inputs',
+      'body.outputs[0].name',
     ])
     expect(failed.message).toMatch(
-      /^The inference request does not fit the model: inputs\/0\/shape\/1 must be 2.*; and 2 more\.$/,
+      /^The inference request does not fit the model: body\.inputs\[0\]\.shape\[1\] must be 2.*; and 2 more\.$/,
     )
   })
 })
@@ -437,7 +448,7 @@ describe('encodeInferResponse', () => {
     expect(() => encodeInferResponse(served(), outputs, { requested: ['logits'] })).toThrow(
       expect.objectContaining({
         code: 'VALIDATION_FAILED',
-        errors: [expect.objectContaining({ path: 'outputs/0/name' })],
+        errors: [expect.objectContaining({ path: 'body.outputs[0].name' })],
       }),
     )
   })

@@ -23,8 +23,8 @@ import type {
 
 /**
  * Open Inference Protocol (KServe v2) JSON bodies <-> our tensors. Pure: no I/O, no state.
- * Problem paths are JSON pointers into the request body without the leading slash
- * (`inputs/0/data/3`), as the protocol's clients see their own payloads.
+ * Problem paths name places in the request body as body validation does
+ * (`body.inputs[0].data[3]`), so a client reads one convention whichever check refused it.
  */
 
 export const PLATFORM = 'onnxruntime_onnx'
@@ -191,11 +191,11 @@ function flatten(
     for (const [index, item] of items.entries()) {
       if (!Array.isArray(item)) {
         return {
-          path: `${at}/${index}`,
+          path: `${at}[${index}]`,
           message: `must be an array of ${shape[axis + 1]} items, as shape ${formatShape(shape)} nests`,
         }
       }
-      const problem = walk(item, axis + 1, `${at}/${index}`)
+      const problem = walk(item, axis + 1, `${at}[${index}]`)
       if (problem) return problem
     }
     return undefined
@@ -214,12 +214,12 @@ function decodeInput(
   const type = elementTypeOf(input.datatype)
   if (type === undefined) {
     problems.push({
-      path: `${path}/datatype`,
+      path: `${path}.datatype`,
       message: `${input.datatype} is not supported; use one of ${DATATYPES.join(', ')}`,
     })
   } else if (type !== declared.type) {
     problems.push({
-      path: `${path}/datatype`,
+      path: `${path}.datatype`,
       message: `must be ${datatypeOf(declared.type)} for input '${declared.name}', got ${input.datatype}`,
     })
   }
@@ -228,7 +228,7 @@ function decodeInput(
   const rankFits = declared.shape.length === 0 || input.shape.length === declared.shape.length
   if (!rankFits) {
     problems.push({
-      path: `${path}/shape`,
+      path: `${path}.shape`,
       message: `must have ${declared.shape.length} dims, as ${formatShape(declared.shape)}; got ${formatShape(input.shape)}`,
     })
   } else {
@@ -236,7 +236,7 @@ function decodeInput(
       const size = input.shape[axis]
       if (typeof dim === 'number' && dim >= 0 && size !== dim) {
         problems.push({
-          path: `${path}/shape/${axis}`,
+          path: `${path}.shape[${axis}]`,
           message: `must be ${dim}, as ${formatShape(declared.shape)}; got ${size}`,
         })
       }
@@ -246,13 +246,13 @@ function decodeInput(
   if (!rankFits) return undefined
   if (elementCount(input.shape) === 0) {
     problems.push({
-      path: `${path}/shape`,
+      path: `${path}.shape`,
       message: 'describes an empty tensor; send one row or more',
     })
     return undefined
   }
 
-  const flat = flatten(input.data, input.shape, `${path}/data`)
+  const flat = flatten(input.data, input.shape, `${path}.data`)
   if ('path' in flat) {
     problems.push(flat)
     return undefined
@@ -270,9 +270,9 @@ function decodeInput(
     first ??= { index, message }
   })
   if (first) {
-    const at = flat.nested ? unravel(first.index, input.shape).join('/') : String(first.index)
+    const at = flat.nested ? unravel(first.index, input.shape) : [first.index]
     problems.push({
-      path: `${path}/data/${at}`,
+      path: `${path}.data${at.map((index) => `[${index}]`).join('')}`,
       message:
         bad > 1 ? `${first.message} (and ${more(bad - 1, 'invalid element')})` : first.message,
     })
@@ -291,7 +291,7 @@ function requestedOutputProblems(
       ? []
       : [
           {
-            path: `outputs/${index}/name`,
+            path: `body.outputs[${index}].name`,
             message: `'${output.name}' is not an output of the model; its outputs: ${[...names].join(', ')}`,
           },
         ],
@@ -319,17 +319,17 @@ export function decodeInferRequest(signature: ModelSignature, body: InferRequest
   const given = new Set<string>()
   const feeds: Feeds = {}
   body.inputs.forEach((input, index) => {
-    const path = `inputs/${index}`
+    const path = `body.inputs[${index}]`
     const spec = declared.get(input.name)
     if (spec === undefined) {
       problems.push({
-        path: `${path}/name`,
+        path: `${path}.name`,
         message: `'${input.name}' is not an input of the model; its inputs: ${[...declared.keys()].join(', ')}`,
       })
       return
     }
     if (given.has(input.name)) {
-      problems.push({ path: `${path}/name`, message: `'${input.name}' is given twice` })
+      problems.push({ path: `${path}.name`, message: `'${input.name}' is given twice` })
       return
     }
     given.add(input.name)
@@ -339,7 +339,7 @@ export function decodeInferRequest(signature: ModelSignature, body: InferRequest
   for (const input of signature.inputs) {
     if (!given.has(input.name)) {
       problems.push({
-        path: 'inputs',
+        path: 'body.inputs',
         message: `lacks '${input.name}' (${datatypeOf(input.type)} ${formatShape(input.shape)})`,
       })
     }

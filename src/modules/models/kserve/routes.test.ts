@@ -272,12 +272,12 @@ describe('POST /v2/models/{name}[/versions/{version}]/infer', () => {
     expect(problem).toMatchObject({ status: 422, code: 'VALIDATION_FAILED' })
     expect(problem.request_id).toEqual(expect.any(String))
     expect(problem.errors.map((e: { path: string }) => e.path)).toEqual([
-      'inputs/0/datatype',
-      'inputs/1/name',
-      'outputs/0/name',
+      'body.inputs[0].datatype',
+      'body.inputs[1].name',
+      'body.outputs[0].name',
     ])
     expect(problem.error).toBe(problem.detail)
-    expect(problem.error).toContain('inputs/0/datatype must be FP32')
+    expect(problem.error).toContain('body.inputs[0].datatype must be FP32')
   })
 
   it('when an element is not a number, then 422 names it by path', async () => {
@@ -288,15 +288,16 @@ describe('POST /v2/models/{name}[/versions/{version}]/infer', () => {
     })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors).toEqual([
-      { path: 'inputs/0/data/5', message: 'must be a number, got "three"' },
+      { path: 'body.inputs[0].data[5]', message: 'must be a number, got "three"' },
     ])
   })
 
-  it('when the body breaks the schema, then 422 with an error member', async () => {
+  it('when the body breaks the schema, then 422 with an error member, named as the codec names places', async () => {
     const response = await infer({ inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 4] }] })
     expect(response.statusCode).toBe(422)
     const problem = response.json()
     expect(problem.code).toBe('VALIDATION_FAILED')
+    expect(problem.errors).toEqual([{ path: 'body.inputs[0].data', message: 'is required' }])
     expect(problem.error).toBe(problem.detail)
   })
 

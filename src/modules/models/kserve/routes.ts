@@ -248,7 +248,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description:
           'Runs tensors through the active version. Every input of the model, with its ' +
           'datatype and shape (`GET /v2/models/{name}`); `data` flat or nested, row-major. ' +
-          '422 lists every problem by JSON pointer (`inputs/0/data/3`).',
+          '422 lists every problem by path (`body.inputs[0].data[3]`).',
         tags,
         params: NameParamsSchema,
         body: InferRequestSchema,

@@ -69,8 +69,8 @@ function tinyCard(overrides: Partial<ModelCard>): ModelCard {
 
 describe('checkInputs', () => {
   it('accepts a complete iris flower and a car with only its required inputs', () => {
-    expect(checkInputs(iris, flower, 'inputs')).toEqual([])
-    expect(checkInputs(carPrice, car, 'inputs')).toEqual([])
+    expect(checkInputs(iris, flower, 'body.inputs')).toEqual([])
+    expect(checkInputs(carPrice, car, 'body.inputs')).toEqual([])
   })
 
   it('accepts every golden input of both shipped models', () => {
@@ -79,7 +79,7 @@ describe('checkInputs', () => {
       [carPrice, carPriceGolden],
     ] as const) {
       golden.cases.forEach((goldenCase, i) => {
-        expect(checkInputs(card, goldenCase.input, `instances/${i}`)).toEqual([])
+        expect(checkInputs(card, goldenCase.input, `body.instances[${i}]`)).toEqual([])
       })
     }
   })
@@ -87,21 +87,25 @@ describe('checkInputs', () => {
   it.each([null, 'sepal', 5, [flower], undefined])(
     'when the inputs are %j, then answers one error at the path: must be an object',
     (inputs) => {
-      expect(checkInputs(iris, inputs, 'instances/3')).toEqual([
-        { path: 'instances/3', message: 'must be an object' },
+      expect(checkInputs(iris, inputs, 'body.instances[3]')).toEqual([
+        { path: 'body.instances[3]', message: 'must be an object' },
       ])
     },
   )
 
   it('when a key is not an input of the model, then names it under the path', () => {
-    expect(checkInputs(iris, { ...flower, colour: 'blue' }, 'inputs')).toEqual([
-      { path: 'inputs/colour', message: 'is not an input of model iris' },
+    expect(checkInputs(iris, { ...flower, colour: 'blue' }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.colour', message: 'is not an input of model iris' },
     ])
   })
 
-  it('escapes / and ~ in an unknown key, so it cannot pass for a nested path', () => {
-    expect(checkInputs(iris, { ...flower, 'a/b~c': 1 }, 'inputs')).toEqual([
-      { path: 'inputs/a~1b~0c', message: 'is not an input of model iris' },
+  it('quotes an unknown key that is not a plain identifier, so it cannot pass for a nested path', () => {
+    expect(
+      checkInputs(iris, { ...flower, 'a.b': 1, 'a/b~c': 2, 'petal width': 3 }, 'body.inputs'),
+    ).toEqual([
+      { path: 'body.inputs["a.b"]', message: 'is not an input of model iris' },
+      { path: 'body.inputs["a/b~c"]', message: 'is not an input of model iris' },
+      { path: 'body.inputs["petal width"]', message: 'is not an input of model iris' },
     ])
   })
 
@@ -109,28 +113,28 @@ describe('checkInputs', () => {
     const card = tinyCard({
       inputs: [{ name: 'constructor', type: 'number', description: 'c', required: true }],
     })
-    expect(checkInputs(card, {}, 'inputs')).toEqual([
-      { path: 'inputs/constructor', message: 'is required' },
+    expect(checkInputs(card, {}, 'body.inputs')).toEqual([
+      { path: 'body.inputs.constructor', message: 'is required' },
     ])
-    expect(checkInputs(card, { constructor: 2 }, 'inputs')).toEqual([])
+    expect(checkInputs(card, { constructor: 2 }, 'body.inputs')).toEqual([])
   })
 
   it('when a required input is absent, then it is required', () => {
     const { sepal_length: _, ...rest } = flower
-    expect(checkInputs(iris, rest, 'inputs')).toEqual([
-      { path: 'inputs/sepal_length', message: 'is required' },
+    expect(checkInputs(iris, rest, 'body.inputs')).toEqual([
+      { path: 'body.inputs.sepal_length', message: 'is required' },
     ])
   })
 
   it('when a required input is null, then refuses it', () => {
-    expect(checkInputs(carPrice, { ...car, brand: null }, 'inputs')).toEqual([
-      { path: 'inputs/brand', message: 'is required and cannot be null' },
+    expect(checkInputs(carPrice, { ...car, brand: null }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.brand', message: 'is required and cannot be null' },
     ])
   })
 
   it('when an optional input is null, then takes it as missing', () => {
     const nulls = { engine_cc: null, power_kw: null, color: null, owners: null }
-    expect(checkInputs(carPrice, { ...car, ...nulls }, 'inputs')).toEqual([])
+    expect(checkInputs(carPrice, { ...car, ...nulls }, 'body.inputs')).toEqual([])
   })
 
   it.each([
@@ -140,45 +144,47 @@ describe('checkInputs', () => {
     ['a boolean', true],
     ['an array', [5.1]],
   ])('when a number input is %s, then it must be a number', (_, value) => {
-    expect(checkInputs(iris, { ...flower, petal_width: value }, 'inputs')).toEqual([
-      { path: 'inputs/petal_width', message: 'must be a number' },
+    expect(checkInputs(iris, { ...flower, petal_width: value }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.petal_width', message: 'must be a number' },
     ])
   })
 
   it('when an integer input has a fraction or is a string, then it must be an integer', () => {
-    expect(checkInputs(carPrice, { ...car, year: 2018.5, seats: '5' }, 'inputs')).toEqual([
-      { path: 'inputs/year', message: 'must be an integer' },
-      { path: 'inputs/seats', message: 'must be an integer' },
+    expect(checkInputs(carPrice, { ...car, year: 2018.5, seats: '5' }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.year', message: 'must be an integer' },
+      { path: 'body.inputs.seats', message: 'must be an integer' },
     ])
   })
 
   it('accepts 2018.0 as an integer, since JSON cannot tell it from 2018', () => {
-    expect(checkInputs(carPrice, { ...car, year: 2018.0 }, 'inputs')).toEqual([])
+    expect(checkInputs(carPrice, { ...car, year: 2018.0 }, 'body.inputs')).toEqual([])
   })
 
   it('when a category is not a string, then it must be a string', () => {
-    expect(checkInputs(carPrice, { ...car, brand: 3 }, 'inputs')).toEqual([
-      { path: 'inputs/brand', message: 'must be a string' },
+    expect(checkInputs(carPrice, { ...car, brand: 3 }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.brand', message: 'must be a string' },
     ])
   })
 
   it('takes the bounds as inclusive and states the violated one with its unit', () => {
-    expect(checkInputs(iris, { ...flower, sepal_length: 0, sepal_width: 10 }, 'inputs')).toEqual([])
     expect(
-      checkInputs(iris, { ...flower, sepal_length: -0.1, sepal_width: 10.01 }, 'inputs'),
+      checkInputs(iris, { ...flower, sepal_length: 0, sepal_width: 10 }, 'body.inputs'),
+    ).toEqual([])
+    expect(
+      checkInputs(iris, { ...flower, sepal_length: -0.1, sepal_width: 10.01 }, 'body.inputs'),
     ).toEqual([
-      { path: 'inputs/sepal_length', message: 'must be at least 0 (cm)' },
-      { path: 'inputs/sepal_width', message: 'must be at most 10 (cm)' },
+      { path: 'body.inputs.sepal_length', message: 'must be at least 0 (cm)' },
+      { path: 'body.inputs.sepal_width', message: 'must be at most 10 (cm)' },
     ])
-    expect(checkInputs(carPrice, { ...car, mileage_km: 400_001 }, 'inputs')).toEqual([
-      { path: 'inputs/mileage_km', message: 'must be at most 400000 (km)' },
+    expect(checkInputs(carPrice, { ...car, mileage_km: 400_001 }, 'body.inputs')).toEqual([
+      { path: 'body.inputs.mileage_km', message: 'must be at most 400000 (km)' },
     ])
   })
 
   it('when a category is unknown, then lists the allowed ones, case-sensitively', () => {
-    expect(checkInputs(carPrice, { ...car, fuel_type: 'Diesel' }, 'inputs')).toEqual([
+    expect(checkInputs(carPrice, { ...car, fuel_type: 'Diesel' }, 'body.inputs')).toEqual([
       {
-        path: 'inputs/fuel_type',
+        path: 'body.inputs.fuel_type',
         message: 'must be one of: petrol, diesel, hybrid, electric, lpg',
       },
     ])
@@ -194,17 +200,17 @@ describe('checkInputs', () => {
       color: 'white',
       wheels: 4,
     }
-    expect(checkInputs(carPrice, inputs, 'instances/2')).toEqual([
-      { path: 'instances/2/wheels', message: 'is not an input of model car-price' },
-      { path: 'instances/2/year', message: 'must be at least 2000 (year)' },
-      { path: 'instances/2/mileage_km', message: 'must be a number' },
-      { path: 'instances/2/engine_cc', message: 'must be an integer' },
+    expect(checkInputs(carPrice, inputs, 'body.instances[2]')).toEqual([
+      { path: 'body.instances[2].wheels', message: 'is not an input of model car-price' },
+      { path: 'body.instances[2].year', message: 'must be at least 2000 (year)' },
+      { path: 'body.instances[2].mileage_km', message: 'must be a number' },
+      { path: 'body.instances[2].engine_cc', message: 'must be an integer' },
       {
-        path: 'instances/2/brand',
+        path: 'body.instances[2].brand',
         message: `must be one of: ${carPrice.inputs.find((i) => i.name === 'brand')?.categories?.join(', ')}`,
       },
-      { path: 'instances/2/fuel_type', message: 'is required' },
-      { path: 'instances/2/transmission', message: 'is required and cannot be null' },
+      { path: 'body.instances[2].fuel_type', message: 'is required' },
+      { path: 'body.instances[2].transmission', message: 'is required and cannot be null' },
     ])
   })
 })
@@ -500,7 +506,7 @@ describe('inputsJsonSchema', () => {
       { mileage_km: 1 },
     ]
     for (const inputs of refused) {
-      expect(checkInputs(carPrice, inputs, 'inputs')).not.toEqual([])
+      expect(checkInputs(carPrice, inputs, 'body.inputs')).not.toEqual([])
       expect(validate(inputs)).toBe(false)
     }
   })

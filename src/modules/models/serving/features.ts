@@ -1,3 +1,4 @@
+import { childPath } from '../../../platform/validation.js'
 import type { FieldError } from '../../../shared/errors.js'
 import type { ModelCard, ModelInput, ModelOutput, TensorSpec } from '../card.js'
 import {
@@ -33,12 +34,6 @@ const own = (record: Record<string, unknown>, key: string): unknown =>
 const isMissing = (value: unknown): value is null | undefined =>
   value === undefined || value === null
 
-/** JSON-pointer escaping, so a key such as `a/b` cannot pass for a nested path. */
-const pointer = (path: string, key: string) => {
-  const segment = key.replace(/~/g, '~0').replace(/\//g, '~1')
-  return path === '' ? segment : `${path}/${segment}`
-}
-
 const withUnit = (bound: number, unit: string | undefined) =>
   unit === undefined ? String(bound) : `${bound} (${unit})`
 
@@ -65,8 +60,9 @@ function problemWith(input: ModelInput, value: unknown): string | undefined {
 }
 
 /**
- * Every problem with one instance's inputs, paths prefixed by `path` (e.g. 'inputs' or
- * 'instances/3'): JSON-pointer-like 'inputs/sepal_length'.
+ * Every problem with one instance's inputs, named below `path` (e.g. 'body.inputs' or
+ * 'body.instances[3]') as body validation names places: 'body.inputs.sepal_length', and
+ * 'body.inputs["a.b"]' for a key that is not a plain name.
  */
 export function checkInputs(card: ModelCard, inputs: unknown, path: string): FieldError[] {
   if (!isRecord(inputs)) return [{ path, message: 'must be an object' }]
@@ -74,7 +70,7 @@ export function checkInputs(card: ModelCard, inputs: unknown, path: string): Fie
   const known = new Set(card.inputs.map((input) => input.name))
   for (const key of Object.keys(inputs)) {
     if (!known.has(key)) {
-      errors.push({ path: pointer(path, key), message: `is not an input of model ${card.name}` })
+      errors.push({ path: childPath(path, key), message: `is not an input of model ${card.name}` })
     }
   }
   for (const input of card.inputs) {
@@ -83,7 +79,7 @@ export function checkInputs(card: ModelCard, inputs: unknown, path: string): Fie
     if (value === undefined) message = input.required ? 'is required' : undefined
     else if (value === null) message = input.required ? 'is required and cannot be null' : undefined
     else message = problemWith(input, value)
-    if (message !== undefined) errors.push({ path: pointer(path, input.name), message })
+    if (message !== undefined) errors.push({ path: childPath(path, input.name), message })
   }
   return errors
 }

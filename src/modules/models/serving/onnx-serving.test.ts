@@ -100,10 +100,10 @@ describe('serving on ONNX Runtime', () => {
     const paths = response.json().errors.map((error: { path: string }) => error.path)
     expect(paths).toEqual(
       expect.arrayContaining([
-        'inputs/year',
-        'inputs/mileage_km',
-        'inputs/brand',
-        'inputs/transmission',
+        'body.inputs.year',
+        'body.inputs.mileage_km',
+        'body.inputs.brand',
+        'body.inputs.transmission',
       ]),
     )
     const after = histogram(

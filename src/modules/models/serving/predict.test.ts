@@ -251,7 +251,7 @@ describe('POST /v1/models/{name}/predict', () => {
       'is required and cannot be null',
     ],
   ])(
-    'when the inputs hold %s, then 422 naming inputs/<input> and nothing runs',
+    'when the inputs hold %s, then 422 naming body.inputs.<input> and nothing runs',
     async (_case, change, input, message) => {
       const before = s.backend.runs.length
       const response = await predict(s, model, { ...sample(), ...change })
@@ -259,7 +259,7 @@ describe('POST /v1/models/{name}/predict', () => {
       const problem = response.json()
       expect(problem.code).toBe('VALIDATION_FAILED')
       expect(problem.errors).toEqual([
-        { path: `inputs/${input}`, message: message.replace('{model}', model) },
+        { path: `body.inputs.${input}`, message: message.replace('{model}', model) },
       ])
       expect(s.backend.runs.length).toBe(before)
     },
@@ -278,14 +278,23 @@ describe('POST /v1/models/{name}/predict', () => {
     expect(errors).toHaveLength(5)
     expect(errors).toEqual(
       expect.arrayContaining([
-        { path: 'inputs/colour', message: `is not an input of model ${model}` },
-        { path: 'inputs/sepal_length', message: 'must be a number' },
-        { path: 'inputs/sepal_width', message: 'must be at most 10 (cm)' },
-        { path: 'inputs/petal_length', message: 'is required' },
-        { path: 'inputs/petal_count', message: 'must be an integer' },
+        { path: 'body.inputs.colour', message: `is not an input of model ${model}` },
+        { path: 'body.inputs.sepal_length', message: 'must be a number' },
+        { path: 'body.inputs.sepal_width', message: 'must be at most 10 (cm)' },
+        { path: 'body.inputs.petal_length', message: 'is required' },
+        { path: 'body.inputs.petal_count', message: 'must be an integer' },
       ]),
     )
     expect(s.backend.runs.length).toBe(before)
+  })
+
+  it('when an undeclared input is not a plain identifier, then 422 quotes its name in the path', async () => {
+    const response = await predict(s, model, { ...sample(), 'petal.count': 1, 'petal/width': 2 })
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      { path: 'body.inputs["petal.count"]', message: `is not an input of model ${model}` },
+      { path: 'body.inputs["petal/width"]', message: `is not an input of model ${model}` },
+    ])
   })
 
   it('when the model does not exist, then 404 MODEL_NOT_FOUND and nothing runs', async () => {
@@ -345,7 +354,7 @@ describe('POST /v1/models/{name}/predict/batch', () => {
     model = await register(s)
   })
 
-  it('when some instances are invalid, then 200: valid rows computed in one run, null and errors by instances/<i> for the rest', async () => {
+  it('when some instances are invalid, then 200: valid rows computed in one run, null and errors by body.instances[<i>] for the rest', async () => {
     const before = s.backend.runs.length
     const instances = [
       sample(0),
@@ -366,14 +375,14 @@ describe('POST /v1/models/{name}/predict/batch', () => {
       expectComputed(body.predictions[index], instances[index] as Inputs)
     }
     expect(body.errors).toEqual([
-      { path: 'instances/1/petal_count', message: 'must be at least 0' },
-      { path: 'instances/3/colour', message: `is not an input of model ${model}` },
-      { path: 'instances/3/sepal_length', message: 'is required' },
+      { path: 'body.instances[1].petal_count', message: 'must be at least 0' },
+      { path: 'body.instances[3].colour', message: `is not an input of model ${model}` },
+      { path: 'body.instances[3].sepal_length', message: 'is required' },
     ])
     expect(s.backend.runs.slice(before)).toEqual([{ model: LINEAR, batchSize: 3 }])
   })
 
-  it('when every instance is invalid, then 422 with every problem by instances/<i> and nothing runs', async () => {
+  it('when every instance is invalid, then 422 with every problem by body.instances[<i>] and nothing runs', async () => {
     const before = s.backend.runs.length
     const response = await predictBatch(s, model, [
       { ...sample(), sepal_length: 'x' },
@@ -383,8 +392,8 @@ describe('POST /v1/models/{name}/predict/batch', () => {
     expect(response.json()).toMatchObject({
       code: 'VALIDATION_FAILED',
       errors: [
-        { path: 'instances/0/sepal_length', message: 'must be a number' },
-        { path: 'instances/1/petal_count', message: 'must be at most 20' },
+        { path: 'body.instances[0].sepal_length', message: 'must be a number' },
+        { path: 'body.instances[1].petal_count', message: 'must be at most 20' },
       ],
     })
     expect(s.backend.runs.length).toBe(before)
@@ -489,8 +498,8 @@ describe('POST /v1/predict (the iris shortcut)', () => {
     })
     expect(response.statusCode).toBe(422)
     expect(response.json().errors).toEqual([
-      { path: 'features/2', message: 'must be at most 10 (cm)' },
-      { path: 'features/3', message: 'must be an integer' },
+      { path: 'body.features[2]', message: 'must be at most 10 (cm)' },
+      { path: 'body.features[3]', message: 'must be an integer' },
     ])
   })
 })

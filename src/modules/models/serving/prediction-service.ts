@@ -1,3 +1,4 @@
+import { childPath } from '../../../platform/validation.js'
 import { type FieldError, ValidationFailed } from '../../../shared/errors.js'
 import type { Feeds } from '../runtime/backend.js'
 import {
@@ -39,7 +40,7 @@ export interface BatchPrediction {
   version: string
   /** One entry per instance, in order; null where the instance was refused. */
   predictions: (PredictionBody | null)[]
-  /** Every problem of every refused instance, by path (`instances/3/petal_length`). */
+  /** Every problem of every refused instance, by path (`body.instances[3].petal_length`). */
   errors: FieldError[]
   latency_ms: number
 }
@@ -114,7 +115,7 @@ export function createPredictionService({
     name: string,
     inputs: unknown,
     options: PredictOptions,
-    path = 'inputs',
+    path = 'body.inputs',
   ): Promise<{ prediction: Prediction; served: ServedVersion; cached: boolean }> {
     const resolved = await server.resolve(name, options)
     const problems = checkInputs(resolved.card, inputs, path)
@@ -168,7 +169,7 @@ export function createPredictionService({
       const startedAt = performance.now()
       if (instances.length > batchMax) {
         throw new ValidationFailed(
-          [{ path: 'instances', message: `must hold at most ${batchMax} instances` }],
+          [{ path: 'body.instances', message: `must hold at most ${batchMax} instances` }],
           `A batch may hold at most ${batchMax} instances; split it.`,
         )
       }
@@ -178,7 +179,7 @@ export function createPredictionService({
         errors = []
         valid = []
         instances.forEach((instance, index) => {
-          const problems = checkInputs(served.card, instance, `instances/${index}`)
+          const problems = checkInputs(served.card, instance, childPath('body.instances', index))
           if (problems.length === 0) valid.push(index)
           else errors.push(...problems)
         })
@@ -230,7 +231,10 @@ export function createPredictionService({
       const names = resolved.card.inputs.map((input) => input.name)
       if (features.length !== names.length) {
         throw new ValidationFailed([
-          { path: 'features', message: `must hold ${names.length} numbers: ${names.join(', ')}` },
+          {
+            path: 'body.features',
+            message: `must hold ${names.length} numbers: ${names.join(', ')}`,
+          },
         ])
       }
       const inputs = Object.fromEntries(names.map((input, index) => [input, features[index]]))
@@ -250,13 +254,16 @@ export function createPredictionService({
       } catch (error) {
         // Report positions, as the request names none.
         if (error instanceof ValidationFailed) {
+          const positions = new Map(
+            names.map((input, index) => [
+              childPath('body.inputs', input),
+              childPath('body.features', index),
+            ]),
+          )
           throw new ValidationFailed(
             error.errors.map((problem) => ({
               ...problem,
-              path: problem.path.replace(
-                /^inputs\/([a-z0-9_]+)/,
-                (_match, input: string) => `features/${names.indexOf(input)}`,
-              ),
+              path: positions.get(problem.path) ?? problem.path,
             })),
             error.message,
           )

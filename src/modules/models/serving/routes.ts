@@ -54,7 +54,8 @@ const BatchPredictionSchema = Type.Object({
     description: 'One entry per instance, in order; null where the instance was refused.',
   }),
   errors: Type.Array(Type.Object({ path: Type.String(), message: Type.String() }), {
-    description: 'Every problem of every refused instance, by path: `instances/<index>/<input>`.',
+    description:
+      'Every problem of every refused instance, by path: `body.instances[<index>].<input>`.',
   }),
   latency_ms: Type.Number(),
 })
