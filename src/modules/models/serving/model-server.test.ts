@@ -14,7 +14,7 @@ import { irisClassifierSpec, registerVersion, shippedCard } from '../../../../te
 import { buildApp } from '../../../app.js'
 import type { ActiveModelVersion } from '../repository.js'
 import { createTestBackend, type TestBackend, testModelBytes } from '../runtime/test-backend.js'
-import { createModelServer } from './model-server.js'
+import { createModelServer, type ModelSource } from './model-server.js'
 
 const irisCard = shippedCard('iris')
 const SETOSA = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
@@ -185,30 +185,39 @@ describe('two instances over one database', () => {
   })
 })
 
+/** Version `version` of model `name`: graph a for 1.0.0, graph b for any other. */
+function servable(version: string, name = 'm'): ActiveModelVersion {
+  return {
+    name,
+    version,
+    card: { ...irisCard, name, version },
+    onnx: testModelBytes(version === '1.0.0' ? SPEC.a : SPEC.b),
+  }
+}
+
+/** A model server over `source` alone, without an app, batching briefly and logging nothing. */
+function serverOver(backend: TestBackend, source: ModelSource, maxLoaded = 8) {
+  return createModelServer({
+    backend,
+    source,
+    maxLoaded,
+    batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
+    log: pino({ level: 'silent' }),
+  })
+}
+
 describe('activations of one model', () => {
   it('when a slow version is activated and then the current one again, then the second call wins', async () => {
     const backend = createTestBackend({ models: everySpec() })
-    const servable = (version: string): ActiveModelVersion => ({
-      name: 'm',
-      version,
-      card: { ...irisCard, name: 'm', version },
-      onnx: testModelBytes(version === '1.0.0' ? SPEC.a : SPEC.b),
-    })
-    const server = createModelServer({
-      backend,
-      source: {
-        activeVersions: async () => [servable('1.0.0')],
-        // 2.0.0's bytes take a while to arrive, as a large graph read from the database does.
-        findServable: async (_name, version) => {
-          if (version === '2.0.0') await sleep(50)
-          return servable(version)
-        },
-        activeVersionOf: async () => '1.0.0',
-        activeVersionNames: async () => [{ name: 'm', version: '1.0.0' }],
+    const server = serverOver(backend, {
+      activeVersions: async () => [servable('1.0.0')],
+      // 2.0.0's bytes take a while to arrive, as a large graph read from the database does.
+      findServable: async (_name, version) => {
+        if (version === '2.0.0') await sleep(50)
+        return servable(version)
       },
-      maxLoaded: 8,
-      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
-      log: pino({ level: 'silent' }),
+      activeVersionOf: async () => '1.0.0',
+      activeVersionNames: async () => [{ name: 'm', version: '1.0.0' }],
     })
     try {
       await server.start()
@@ -230,25 +239,17 @@ describe('activations of one model', () => {
 describe('starting with more active models than MODELS_MAX_LOADED', () => {
   it('loads the first ones by name and the others on their first request', async () => {
     const backend = createTestBackend({ models: everySpec() })
-    const servable = (name: string): ActiveModelVersion => ({
-      name,
-      version: '1.0.0',
-      card: { ...irisCard, name, version: '1.0.0' },
-      onnx: testModelBytes(SPEC.a),
-    })
     const names = ['m-a', 'm-b', 'm-c']
-    const server = createModelServer({
+    const server = serverOver(
       backend,
-      source: {
-        activeVersions: async () => names.map(servable),
-        findServable: async (name) => servable(name),
+      {
+        activeVersions: async () => names.map((name) => servable('1.0.0', name)),
+        findServable: async (name) => servable('1.0.0', name),
         activeVersionOf: async () => '1.0.0',
         activeVersionNames: async () => names.map((name) => ({ name, version: '1.0.0' })),
       },
-      maxLoaded: 2,
-      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
-      log: pino({ level: 'silent' }),
-    })
+      2,
+    )
     try {
       await server.start()
       expect(backend.loads).toHaveLength(2)
@@ -269,27 +270,15 @@ describe('catching up with the database', () => {
   it('when an activation broadcast was missed, then sync switches to the version the database names', async () => {
     const backend = createTestBackend({ models: everySpec() })
     let inDatabase = '1.0.0'
-    const servable = (version: string): ActiveModelVersion => ({
-      name: 'm',
-      version,
-      card: { ...irisCard, name: 'm', version },
-      onnx: testModelBytes(version === '1.0.0' ? SPEC.a : SPEC.b),
-    })
-    const server = createModelServer({
-      backend,
-      source: {
-        activeVersions: async () => [servable(inDatabase)],
-        findServable: async (_name, version) => servable(version),
-        activeVersionOf: async () => inDatabase,
-        activeVersionNames: async () => [
-          { name: 'm', version: inDatabase },
-          // Never served here: left to be looked up on its first request.
-          { name: 'other', version: '1.0.0' },
-        ],
-      },
-      maxLoaded: 8,
-      batching: () => ({ maxBatchSize: 8, maxWaitMs: 1 }),
-      log: pino({ level: 'silent' }),
+    const server = serverOver(backend, {
+      activeVersions: async () => [servable(inDatabase)],
+      findServable: async (_name, version) => servable(version),
+      activeVersionOf: async () => inDatabase,
+      activeVersionNames: async () => [
+        { name: 'm', version: inDatabase },
+        // Never served here: left to be looked up on its first request.
+        { name: 'other', version: '1.0.0' },
+      ],
     })
     try {
       await server.start()
