@@ -34,15 +34,9 @@ import { createModelRepository } from './modules/models/repository.js'
 import { modelRoutes } from './modules/models/routes.js'
 import type { InferenceBackend } from './modules/models/runtime/backend.js'
 import { createOnnxBackend } from './modules/models/runtime/onnx-backend.js'
-import { createServingMetrics } from './modules/models/serving/metrics.js'
-import { createModelEvents } from './modules/models/serving/model-events.js'
-import {
-  createModelServer,
-  type ManagedModelServer,
-} from './modules/models/serving/model-server.js'
+import type { ManagedModelServer } from './modules/models/serving/model-server.js'
+import { createModelServing } from './modules/models/serving/model-serving.js'
 import { describeServedModels } from './modules/models/serving/openapi-models.js'
-import { createPredictionCache } from './modules/models/serving/prediction-cache.js'
-import { createPredictionService } from './modules/models/serving/prediction-service.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
 import { createOrderRepository } from './modules/orders/repository.js'
 import { orderRoutes } from './modules/orders/routes.js'
@@ -159,59 +153,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
   const metricsRegistry = new Registry()
   const modelRepository = createModelRepository(database.db)
-  let servingMetrics: ReturnType<typeof createServingMetrics> | undefined
-  const modelServer: ManagedModelServer = createModelServer({
+  const serving = createModelServing({
+    config,
+    models: modelRepository,
     backend: inference,
-    source: {
-      activeVersions: () => modelRepository.activeVersions(),
-      findServable: (name, modelVersion) => modelRepository.findServable(name, modelVersion),
-      activeVersionOf: async (name) => (await modelRepository.findByName(name))?.activeVersion,
-      activeVersionNames: () => modelRepository.activeVersionNames(),
-    },
-    syncIntervalMs: config.MODELS_SYNC_INTERVAL_MS,
-    maxLoaded: config.MODELS_MAX_LOADED,
-    batching: (name) =>
-      config.modelBatching[name] ?? {
-        maxBatchSize: config.INFERENCE_MAX_BATCH_SIZE,
-        maxWaitMs: config.INFERENCE_MAX_WAIT_MS,
-      },
-    onBatch: (served, info) => servingMetrics?.batch(served, info),
+    redis,
+    metrics: metricsRegistry,
     log: app.log,
   })
-  servingMetrics = createServingMetrics(metricsRegistry, () => modelServer.loadedCount())
-  // Activations reach every instance; each loads the new version before switching to it.
-  const modelEvents = createModelEvents(redis, modelServer, app.log)
-  app.addHook('onClose', async () => {
-    await modelEvents.close()
-    await modelServer.close()
+  app.addHook('onClose', () => serving.close())
+  const modules = createModules(config, database, inference, modelRepository, serving.hooks, {
+    userStates,
+    keyOwners,
+    credentialsChanged: (userId) => {
+      forget(userId)
+      userChanges.publish(userId)
+    },
   })
-  const modules = createModules(
-    config,
-    database,
-    inference,
-    modelRepository,
-    {
-      prepare: async (name, modelVersion) => {
-        await modelServer.resolve(name, { version: modelVersion })
-      },
-      activated: async (name, modelVersion) => {
-        await modelServer.activate(name, modelVersion)
-        modelEvents.publish({ event: 'activated', name, version: modelVersion })
-      },
-      removed: async (name, modelVersion) => {
-        await modelServer.forget(name, modelVersion)
-        modelEvents.publish({ event: 'removed', name, version: modelVersion })
-      },
-    },
-    {
-      userStates,
-      keyOwners,
-      credentialsChanged: (userId) => {
-        forget(userId)
-        userChanges.publish(userId)
-      },
-    },
-  )
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -225,18 +183,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')
   }
   // Before the app is ready, so the first request never waits for a model to load.
-  await modelServer.start()
-  const predictions = createPredictionService({
-    server: modelServer,
-    cache: createPredictionCache({
-      redis,
-      ttlMs: config.PREDICTION_CACHE_TTL_MS,
-      maxEntries: config.PREDICTION_CACHE_MAX_ENTRIES,
-      logger: app.log,
-    }),
-    metrics: servingMetrics,
-    batchMax: config.PREDICT_BATCH_MAX,
-  })
+  await serving.server.start()
 
   await app.register(problemHandler)
   await app.register(notFound)
@@ -254,7 +201,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   if (config.DOCS_ENABLED) {
     await app.register(openapi, {
       version,
-      extend: (document) => describeServedModels(document, modelServer.activeServed()),
+      extend: (document) => describeServedModels(document, serving.server.activeServed()),
     })
   }
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
@@ -263,7 +210,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   if (redis) checks.redis = async () => void (await redis.ping())
   await app.register(health, {
     // A model whose active version failed to load is named, e.g. `model:iris`.
-    checks: () => ({ ...checks, ...modelChecks(modelServer) }),
+    checks: () => ({ ...checks, ...modelChecks(serving.server) }),
   })
 
   await app.register(authRoutes, {
@@ -286,13 +233,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   await app.register(predictionRoutes, {
     prefix: '/v1',
-    predictions,
+    predictions: serving.predictions,
     batchMax: config.PREDICT_BATCH_MAX,
   })
   await app.register(kserveRoutes, {
     prefix: '/v2',
-    server: modelServer,
-    ready: async () => !app.isShuttingDown() && modelServer.allActiveReady(),
+    server: serving.server,
+    version,
+    ready: async () => !app.isShuttingDown() && serving.server.allActiveReady(),
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 

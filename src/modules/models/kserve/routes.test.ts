@@ -330,21 +330,22 @@ describe('the plugin alone', () => {
     states: () => [],
   }
 
-  async function bare(ready: boolean) {
+  async function bare() {
     const app = Fastify()
     app.setValidatorCompiler(validatorCompiler)
     await app.register(problemHandler)
     await app.register(kserveRoutes, {
       prefix: '/v2',
+      version: packageVersion,
       server: idle,
-      ready: async () => ready,
+      ready: async () => true,
       versionsOf: async () => [],
     })
     return app
   }
 
   it('when versionsOf knows no version, then the model is not found', async () => {
-    const app = await bare(true)
+    const app = await bare()
     const response = await app.inject({ url: '/v2/models/ghost/ready' })
     expect(response.statusCode).toBe(404)
     expect(response.json()).toMatchObject({ code: 'MODEL_NOT_FOUND', error: expect.any(String) })
@@ -356,6 +357,7 @@ describe('the plugin alone', () => {
     await app.register(problemHandler)
     await app.register(kserveRoutes, {
       prefix: '/v2',
+      version: packageVersion,
       server: idle,
       ready: async () => true,
       versionsOf: async () => [],

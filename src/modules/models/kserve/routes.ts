@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
@@ -17,15 +16,13 @@ import {
 
 export interface KServeRoutesOptions {
   server: ModelServer
+  /** This service's version, reported as the server's. */
+  version: string
   /** What /v2/health/ready reports: the same verdict as /ready. */
   ready: () => Promise<boolean>
   /** Every registered version of a model; rejects with MODEL_NOT_FOUND or answers [] for none. */
   versionsOf: (name: string) => Promise<string[]>
 }
-
-const { version: SERVER_VERSION } = JSON.parse(
-  readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8'),
-) as { version: string }
 
 const NotReady = defineError('NOT_READY', 503)
 /**
@@ -77,7 +74,7 @@ const isProblem = (contentType: unknown) =>
  */
 export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = async (
   app,
-  { server, ready, versionsOf },
+  { server, version: serverVersion, ready, versionsOf },
 ) => {
   // The protocol's clients read failures from an `error` string; the problem keeps all else.
   app.addHook('onSend', async (_request, reply, payload) => {
@@ -142,7 +139,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         response: { 200: ServerMetadataSchema },
       },
     },
-    async () => ({ name: 'orderflow', version: SERVER_VERSION, extensions: [] }),
+    async () => ({ name: 'orderflow', version: serverVersion, extensions: [] }),
   )
 
   app.get(

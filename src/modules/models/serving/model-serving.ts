@@ -1,0 +1,95 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { Registry } from 'prom-client'
+import type { Config } from '../../../config.js'
+import type { ServingHooks } from '../registry.js'
+import type { ModelRepository } from '../repository.js'
+import type { InferenceBackend } from '../runtime/backend.js'
+import { createServingMetrics } from './metrics.js'
+import { createModelEvents } from './model-events.js'
+import { createModelServer } from './model-server.js'
+import { createPredictionCache } from './prediction-cache.js'
+import { createPredictionService } from './prediction-service.js'
+
+export interface ModelServingDeps {
+  config: Config
+  models: ModelRepository
+  backend: InferenceBackend
+  /** Server mode: activations broadcast to other instances, the cache shared. */
+  redis: Redis | null
+  metrics: Registry
+  log: FastifyBaseLogger
+}
+
+/**
+ * The serving side of the models module, wired from the configuration: the model server,
+ * the activation broadcast, the prediction cache and service, and the hooks through which
+ * the registry tells the server about activations and deletions.
+ */
+export function createModelServing({
+  config,
+  models,
+  backend,
+  redis,
+  metrics,
+  log,
+}: ModelServingDeps) {
+  // The gauge reads the server's count when scraped, after both exist.
+  const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
+  const server = createModelServer({
+    backend,
+    source: {
+      activeVersions: () => models.activeVersions(),
+      findServable: (name, version) => models.findServable(name, version),
+      activeVersionOf: async (name) => (await models.findByName(name))?.activeVersion,
+      activeVersionNames: () => models.activeVersionNames(),
+    },
+    syncIntervalMs: config.MODELS_SYNC_INTERVAL_MS,
+    maxLoaded: config.MODELS_MAX_LOADED,
+    batching: (name) =>
+      config.modelBatching[name] ?? {
+        maxBatchSize: config.INFERENCE_MAX_BATCH_SIZE,
+        maxWaitMs: config.INFERENCE_MAX_WAIT_MS,
+      },
+    onBatch: servingMetrics.batch,
+    log,
+  })
+  // Activations reach every instance; each loads the new version before switching to it.
+  const events = createModelEvents(redis, server, log)
+
+  const hooks: ServingHooks = {
+    async prepare(name, version) {
+      await server.resolve(name, { version })
+    },
+    async activated(name, version) {
+      await server.activate(name, version)
+      events.publish({ event: 'activated', name, version })
+    },
+    async removed(name, version) {
+      await server.forget(name, version)
+      events.publish({ event: 'removed', name, version })
+    },
+  }
+
+  const predictions = createPredictionService({
+    server,
+    cache: createPredictionCache({
+      redis,
+      ttlMs: config.PREDICTION_CACHE_TTL_MS,
+      maxEntries: config.PREDICTION_CACHE_MAX_ENTRIES,
+      logger: log,
+    }),
+    metrics: servingMetrics,
+    batchMax: config.PREDICT_BATCH_MAX,
+  })
+
+  return {
+    server,
+    hooks,
+    predictions,
+    async close() {
+      await events.close()
+      await server.close()
+    },
+  }
+}
