@@ -48,6 +48,16 @@ export function pageOf(query: PageQuery) {
   return { page, pageSize, limit: pageSize, offset: (page - 1) * pageSize }
 }
 
+/** A `sort` query value: a field, descending when prefixed with `-` (`-created_at`). */
+export function sortOf<F extends string>(
+  sort: F | `-${F}` | undefined,
+  fallback: F | `-${F}`,
+): { sort: F; descending: boolean } {
+  const value: string = sort ?? fallback
+  const descending = value.startsWith('-')
+  return { sort: (descending ? value.slice(1) : value) as F, descending }
+}
+
 export const PageSchema = <T extends TSchema>(item: T) =>
   Type.Object(
     {

@@ -1,12 +1,12 @@
 import type { InTransaction } from '../../db/client.js'
 import type { CustomerRow } from '../../db/schema/index.js'
 import { isForeignKeyViolation, isUniqueViolation } from '../../shared/errors.js'
-import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
 import { CustomerEmailTaken, CustomerHasOrders, CustomerNotFound } from './errors.js'
-import type { CustomerRepository, CustomerSort } from './repository.js'
+import type { CustomerRepository } from './repository.js'
 import type { Customer, CustomerCreate, CustomerListQuery, CustomerUpdate } from './schemas.js'
 
 export interface CustomerServiceDeps {
@@ -83,13 +83,11 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
     },
 
     async list(query: CustomerListQuery): Promise<Page<Customer>> {
-      const sort = query.sort ?? 'created_at'
       const { rows, total } = await customers.list({
         tier: query.tier,
         isActive: query.is_active,
         search: query.q,
-        sort: sort.replace(/^-/, '') as CustomerSort,
-        descending: sort.startsWith('-'),
+        ...sortOf(query.sort, 'created_at'),
         ...pageOf(query),
       })
       return toPage(rows.map(toCustomer), total, query)

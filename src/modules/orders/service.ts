@@ -3,12 +3,12 @@ import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/inde
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
 import { fromCents, toCents } from '../../shared/money.js'
-import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
 import { InvalidStatusTransition, OrderNotFound, OutOfStock } from './errors.js'
-import type { OrderDetail, OrderRepository, OrderSort } from './repository.js'
+import type { OrderDetail, OrderRepository } from './repository.js'
 import type {
   Order,
   OrderCreate,
@@ -260,7 +260,6 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       }
       if (errors.length > 0) throw new ValidationFailed(errors)
 
-      const sort = query.sort ?? '-created_at'
       const { rows, total } = await orders.list({
         ownerId: ownerScope(caller),
         status: query.status,
@@ -270,8 +269,7 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
         minTotal: query.min_total,
         maxTotal: query.max_total,
         search: query.q,
-        sort: sort.replace(/^-/, '') as OrderSort,
-        descending: sort.startsWith('-'),
+        ...sortOf(query.sort, '-created_at'),
         ...pageOf(query),
       })
       return toPage(rows.map(toOrder), total, query)

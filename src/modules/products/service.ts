@@ -1,12 +1,12 @@
 import type { InTransaction } from '../../db/client.js'
 import type { ProductRow } from '../../db/schema/index.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
-import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
 import { ProductInUse, ProductNotFound, ProductSkuTaken } from './errors.js'
-import type { ProductRepository, ProductSort } from './repository.js'
+import type { ProductRepository } from './repository.js'
 import type { Product, ProductCreate, ProductListQuery, ProductUpdate } from './schemas.js'
 
 export interface ProductServiceDeps {
@@ -93,14 +93,12 @@ export function createProductService({ products, inTransaction }: ProductService
           { path: 'query.min_price', message: 'must not exceed max_price' },
         ])
       }
-      const sort = query.sort ?? 'created_at'
       const { rows, total } = await products.list({
         isActive: query.is_active,
         minPrice: query.min_price,
         maxPrice: query.max_price,
         search: query.q,
-        sort: sort.replace(/^-/, '') as ProductSort,
-        descending: sort.startsWith('-'),
+        ...sortOf(query.sort, 'created_at'),
         ...pageOf(query),
       })
       return toPage(rows.map(toProduct), total, query)

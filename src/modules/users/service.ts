@@ -2,7 +2,7 @@ import type { InTransaction } from '../../db/client.js'
 import type { UserRow } from '../../db/schema/index.js'
 import type { Caller, Role } from '../../shared/caller.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
-import { type Page, pageOf, toPage } from '../../shared/schemas.js'
+import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import { type Actor, SYSTEM_ACTOR } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { type AuditEntry, recordAudit } from '../audit/log.js'
@@ -128,13 +128,11 @@ export function createUserService({
     get: async (id: string) => toUser(await existing(id)),
 
     async list(query: UserListQuery): Promise<Page<User>> {
-      const sort = query.sort ?? 'created_at'
       const { rows, total } = await users.list({
         role: query.role,
         isActive: query.is_active,
         search: query.q,
-        sort: sort.replace(/^-/, '') as 'email' | 'created_at',
-        descending: sort.startsWith('-'),
+        ...sortOf(query.sort, 'created_at'),
         ...pageOf(query),
       })
       return toPage(rows.map(toUser), total, query)
