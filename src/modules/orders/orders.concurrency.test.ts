@@ -1,5 +1,6 @@
 import { eq, inArray } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { insertProduct, stockOf as stockIn } from '../../../test/catalog.js'
 import {
   buildTestApp,
   createTestUser,
@@ -7,7 +8,7 @@ import {
   type TestApp,
   unique,
 } from '../../../test/helpers.js'
-import { auditEvents, customers, orderItems, products } from '../../db/schema/index.js'
+import { auditEvents, customers, orderItems } from '../../db/schema/index.js'
 
 // Requests are fired together with Promise.all. In services mode they run on separate
 // PostgreSQL connections at once; embedded PGlite runs one transaction at a time, so
@@ -29,22 +30,9 @@ beforeAll(async () => {
 })
 afterAll(() => t.close())
 
-async function newProduct(stock: number) {
-  const [row] = await t.database.db
-    .insert(products)
-    .values({ sku: `RACE-${unique()}`, name: 'Last units', price: '9.99', stock })
-    .returning()
-  if (!row) throw new Error('no product')
-  return row
-}
-
-async function stockOf(productId: string) {
-  const [row] = await t.database.db
-    .select({ stock: products.stock })
-    .from(products)
-    .where(eq(products.id, productId))
-  return row?.stock
-}
+const newProduct = (stock: number) =>
+  insertProduct(t, { sku: `RACE-${unique()}`, name: 'Last units', price: '9.99', stock })
+const stockOf = (productId: string) => stockIn(t, productId)
 
 function order(items: { product_id: string; quantity: number }[]) {
   return asUser({ method: 'POST', url: '/v1/orders', payload: { customer_id: customerId, items } })

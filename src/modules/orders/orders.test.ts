@@ -3,6 +3,7 @@ import { PGlite } from '@electric-sql/pglite'
 import { and, eq } from 'drizzle-orm'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { insertProduct, stockOf as stockIn } from '../../../test/catalog.js'
 import {
   buildTestApp,
   createTestUser,
@@ -13,7 +14,7 @@ import {
   unique,
 } from '../../../test/helpers.js'
 import { buildApp } from '../../app.js'
-import { auditEvents, customers, orders, products, users } from '../../db/schema/index.js'
+import { auditEvents, customers, orders, users } from '../../db/schema/index.js'
 
 let t: TestApp
 let admin: TestUser
@@ -75,22 +76,9 @@ async function newCustomer(overrides: Partial<typeof customers.$inferInsert> = {
   return row
 }
 
-async function newProduct(overrides: Partial<typeof products.$inferInsert> = {}) {
-  const [row] = await t.database.db
-    .insert(products)
-    .values({ sku: `ORD-${unique()}`, name: 'Desk lamp', price: '19.90', stock: 50, ...overrides })
-    .returning()
-  if (!row) throw new Error('no product')
-  return row
-}
-
-async function stockOf(productId: string) {
-  const [row] = await t.database.db
-    .select({ stock: products.stock })
-    .from(products)
-    .where(eq(products.id, productId))
-  return row?.stock
-}
+const newProduct = (values: Parameters<typeof insertProduct>[1] = {}) =>
+  insertProduct(t, { sku: `ORD-${unique()}`, ...values })
+const stockOf = (productId: string) => stockIn(t, productId)
 
 function post(as: Inject, payload: unknown) {
   return as({ method: 'POST', url: '/v1/orders', payload: payload as object })
