@@ -47,7 +47,8 @@ type SignInFailure = 'unknown_account' | 'wrong_password' | 'account_disabled'
  * names one; otherwise a SHA-256 of the name as typed (trimmed, lower-cased), never the name
  * itself. The field is free text: people type their password into it, and an unknown
  * address is personal data of someone who may have no account. The digest still lets an
- * admin count attempts per name and check a suspected address by hashing it.
+ * admin count attempts per name and check a suspected address by hashing it; being unkeyed,
+ * it would not hide a weak password typed there from an admin set on guessing it.
  */
 function attemptedAccount(username: string, user: UserRow | undefined): string {
   return user ? user.id : `sha256:${hashSecret(username.trim().toLowerCase())}`
