@@ -42,6 +42,12 @@ const BAD_REFRESH = 'The refresh token is invalid, expired or revoked.'
 
 type SignInFailure = 'unknown_account' | 'wrong_password' | 'account_disabled'
 
+function signInFailure(user: UserRow | undefined, passwordValid: boolean): SignInFailure | null {
+  if (!user) return 'unknown_account'
+  if (!passwordValid) return 'wrong_password'
+  return user.isActive ? null : 'account_disabled'
+}
+
 /**
  * Whom a failed sign-in was aimed at, for its audit event: the account's id when the email
  * names one; otherwise a SHA-256 of the name as typed (trimmed, lower-cased), never the name
@@ -100,13 +106,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     const valid = user
       ? await verifyPassword(user.passwordHash, password)
       : await verifyNobody(password)
-    const failure: SignInFailure | null = !user
-      ? 'unknown_account'
-      : !valid
-        ? 'wrong_password'
-        : !user.isActive
-          ? 'account_disabled'
-          : null
+    const failure = signInFailure(user, valid)
     if (!user || failure) {
       // No one has authenticated, so the event has no actor; the reason stays in the audit
       // log, which only admins read, while the client gets one answer for all of them.
