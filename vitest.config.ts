@@ -10,5 +10,16 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     reporters: ['default'],
+    // Measured by `npm test` (`--coverage`), not by single-file runs, which would fall short
+    // of the threshold by design.
+    coverage: {
+      provider: 'v8',
+      include: ['src/**/*.ts'],
+      exclude: ['src/**/*.test.ts'],
+      reporter: ['text-summary', 'json-summary'],
+      thresholds: { lines: 85 },
+      // A failing test must not hide the figure.
+      reportOnFailure: true,
+    },
   },
 })

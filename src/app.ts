@@ -297,6 +297,7 @@ function createModules(
       refreshTokens: createRefreshTokenRepository(db),
       accessTokens: createAccessTokens({
         secret: config.JWT_SECRET,
+        previousSecrets: config.jwtPreviousSecrets,
         issuer: config.JWT_ISSUER,
         audience: config.JWT_AUDIENCE,
         ttlSeconds: config.ACCESS_TOKEN_TTL_S,

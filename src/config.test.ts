@@ -93,6 +93,33 @@ describe('loadConfig', () => {
     expect(problemsOf({ NODE_ENV: 'production', ...env })).toEqual([problem])
   })
 
+  it('when JWT_PREVIOUS_SECRETS lists secrets, then they are read trimmed and without empty entries', () => {
+    expect(
+      loadConfig({ JWT_PREVIOUS_SECRETS: ' a-secret , ,another ' }, null).jwtPreviousSecrets,
+    ).toEqual(['a-secret', 'another'])
+    expect(loadConfig({}, null).jwtPreviousSecrets).toEqual([])
+  })
+
+  it('when a previous JWT secret is weak in production, then start-up is refused without echoing it', () => {
+    const problems = problemsOf({
+      NODE_ENV: 'production',
+      JWT_SECRET: strongSecret,
+      JWT_PREVIOUS_SECRETS: `${'y'.repeat(32)},short-old-secret,${DEVELOPMENT_JWT_SECRET}`,
+    })
+    expect(problems).toEqual([
+      'JWT_PREVIOUS_SECRETS entry 2 must be at least 32 bytes and not the development default in production',
+      'JWT_PREVIOUS_SECRETS entry 3 must be at least 32 bytes and not the development default in production',
+    ])
+    expect(problems.join()).not.toContain('short-old-secret')
+    expect(
+      problemsOf({
+        NODE_ENV: 'production',
+        JWT_SECRET: strongSecret,
+        JWT_PREVIOUS_SECRETS: 'y'.repeat(32),
+      }),
+    ).toEqual([])
+  })
+
   it('starts in production with a strong secret, and closes registration by default there', () => {
     const config = loadConfig({ NODE_ENV: 'production', JWT_SECRET: strongSecret }, null)
     expect(config.REGISTRATION_ENABLED).toBe(false)

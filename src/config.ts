@@ -76,6 +76,10 @@ const EnvSchema = Type.Object({
     default: DEVELOPMENT_JWT_SECRET,
     description: 'a random secret of at least 32 bytes',
   }),
+  JWT_PREVIOUS_SECRETS: Type.String({
+    default: '',
+    description: 'comma-separated earlier JWT secrets that still verify tokens, empty for none',
+  }),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'orderflow', description: 'the iss claim' }),
   JWT_AUDIENCE: Type.String({
     minLength: 1,
@@ -235,6 +239,8 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   trustProxy: TrustProxy
   /** MODEL_BATCHING, by model name. */
   modelBatching: Record<string, BatchingSettings>
+  /** JWT_PREVIOUS_SECRETS, split. */
+  jwtPreviousSecrets: string[]
   REGISTRATION_ENABLED: boolean
 }
 
@@ -286,6 +292,9 @@ export function loadConfig(
     corsOrigins,
     trustProxy,
     modelBatching: parseModelBatching(parsed.MODEL_BATCHING, problems),
+    jwtPreviousSecrets: parsed.JWT_PREVIOUS_SECRETS.split(',')
+      .map((secret) => secret.trim())
+      .filter(Boolean),
     // Open sign-up suits a laptop; a production service opts in deliberately.
     REGISTRATION_ENABLED: parsed.REGISTRATION_ENABLED ?? parsed.NODE_ENV !== 'production',
   }
@@ -349,6 +358,15 @@ function insecureForProduction(config: Config): string[] {
   } else if (Buffer.byteLength(config.JWT_SECRET) < 32) {
     problems.push('JWT_SECRET must be at least 32 bytes in production')
   }
+  // A previous secret still verifies tokens, so a weak one forges them as well as a weak
+  // JWT_SECRET would. Problems name the position, never the secret.
+  config.jwtPreviousSecrets.forEach((secret, index) => {
+    if (secret === DEVELOPMENT_JWT_SECRET || Buffer.byteLength(secret) < 32) {
+      problems.push(
+        `JWT_PREVIOUS_SECRETS entry ${index + 1} must be at least 32 bytes and not the development default in production`,
+      )
+    }
+  })
   if (config.corsOrigins.includes('*')) {
     problems.push('CORS_ORIGINS must list origins explicitly in production, not "*"')
   }

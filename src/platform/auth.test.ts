@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import type { HTTPMethods } from 'fastify'
 import { SignJWT, UnsecuredJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -37,6 +38,12 @@ beforeAll(async () => {
     )
 })
 afterAll(() => t.close())
+
+/** The `METHOD /path` operations SECURITY.md names in the passage `pattern` captures. */
+function documentedOperations(pattern: RegExp): string[] {
+  const passage = pattern.exec(readFileSync('docs/SECURITY.md', 'utf8'))?.[1] ?? ''
+  return [...passage.matchAll(/`([A-Z]+ \/[^`]+)`/g)].map((match) => match[1] as string).sort()
+}
 
 const urlOf = (path: string) => path.replace(/\{[^}]+\}/g, randomUUID())
 const label = (op: Operation) => `${op.method} ${op.path}`
@@ -110,6 +117,11 @@ describe('authentication on every protected route', () => {
       'POST /v1/auth/token',
     ])
     expect(operations.length).toBeGreaterThan(10)
+  })
+
+  it('when a /v1 operation needs no caller, then SECURITY.md says so, and of no other', () => {
+    const open = operations.filter((op) => !op.secured && op.path.startsWith('/v1/')).map(label)
+    expect(documentedOperations(/need a\s+caller, except ([^.]*)\./)).toEqual(open.sort())
   })
 
   it('answers 401 with WWW-Authenticate and problem+json when no credentials are sent', async () => {
@@ -228,6 +240,16 @@ describe('roles', () => {
     'POST /v2/models/{name}/infer': everyone,
     'POST /v2/models/{name}/versions/{version}/infer': everyone,
   }
+
+  it('when a viewer may write through an operation, then SECURITY.md names it among the viewer’s writes', () => {
+    const viewerWrites = Object.entries(matrix)
+      .filter(([operation, roles]) => roles.includes('viewer') && !operation.startsWith('GET '))
+      .map(([operation]) => operation)
+      .filter((operation) => !/\/(predict|infer)(\/|$)/.test(operation))
+    expect(documentedOperations(/viewers write only through[^:]*:([^—]*)—/)).toEqual(
+      viewerWrites.sort(),
+    )
+  })
 
   it('has a rule for every protected operation', () => {
     const secured = operations.filter((op) => op.secured).map(label)

@@ -40,7 +40,9 @@ export function loggerOptions(
 
 /**
  * One line per request, written when the response is done, in place of Fastify's pair of
- * "incoming request" / "request completed" lines.
+ * "incoming request" / "request completed" lines. It names the caller the auth hook
+ * resolved (`user_id`, and `api_key_id` when they came with a key); both are null when the
+ * request had none or failed to authenticate, so every line has the same fields.
  */
 export class RequestLogController extends LogController {
   constructor() {
@@ -55,6 +57,8 @@ export class RequestLogController extends LogController {
     reply: FastifyReply,
   ) {
     const line = {
+      user_id: request.caller?.userId ?? null,
+      api_key_id: request.caller?.apiKeyId ?? null,
       method: request.method,
       route: request.routeOptions.url ?? 'unmatched',
       status_code: reply.statusCode,

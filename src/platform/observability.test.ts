@@ -1,12 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, createTestUser, injectAs, type TestApp, unique } from '../../test/helpers.js'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  type TestUser,
+  unique,
+} from '../../test/helpers.js'
 
 let t: TestApp
+let admin: TestUser
 let inject: ReturnType<typeof injectAs>
 
 beforeAll(async () => {
   t = await buildTestApp()
-  inject = injectAs(t, await createTestUser(t, 'admin'))
+  admin = await createTestUser(t, 'admin')
+  inject = injectAs(t, admin)
 })
 afterAll(() => t.close())
 
@@ -56,6 +65,37 @@ describe('request logs', () => {
       status_code: 404,
       latency_ms: expect.any(Number),
     })
+  })
+
+  const lineOf = (id: string) => t.logs.find((line) => line.request_id === id)
+
+  it('when a user calls with a bearer token, then the line carries their user_id and no api_key_id', async () => {
+    const id = `log-${unique()}`
+    await inject({ url: '/v1/users/me', headers: { 'x-request-id': id } })
+    expect(lineOf(id)).toMatchObject({ user_id: admin.id, api_key_id: null, status_code: 200 })
+  })
+
+  it('when a caller uses an API key, then the line carries the key id and its owner', async () => {
+    const key = (
+      await inject({ method: 'POST', url: '/v1/api-keys', payload: { name: 'logs' } })
+    ).json()
+    const id = `log-${unique()}`
+    await t.app.inject({
+      url: '/v1/users/me',
+      headers: { 'x-api-key': key.key, 'x-request-id': id },
+    })
+    expect(lineOf(id)).toMatchObject({ user_id: admin.id, api_key_id: key.id, status_code: 200 })
+  })
+
+  it('when a request has no caller or fails to authenticate, then user_id and api_key_id are null', async () => {
+    const [open, refused] = [`log-${unique()}`, `log-${unique()}`]
+    await t.app.inject({ url: '/health', headers: { 'x-request-id': open } })
+    await t.app.inject({
+      url: '/v1/users/me',
+      headers: { authorization: 'Bearer not-a-token', 'x-request-id': refused },
+    })
+    expect(lineOf(open)).toMatchObject({ user_id: null, api_key_id: null })
+    expect(lineOf(refused)).toMatchObject({ user_id: null, api_key_id: null, status_code: 401 })
   })
 
   it('never writes credentials or passwords to the log', async () => {

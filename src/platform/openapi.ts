@@ -45,7 +45,8 @@ export const openapi = fp(
           title: 'OrderFlow API',
           version: options.version,
           description:
-            'Order management, datasets, model serving and background jobs. Errors are RFC 9457 ' +
+            'Order management (customers, products, orders, an audit log) and ONNX model serving. ' +
+            'Errors are RFC 9457 ' +
             'problem details (`application/problem+json`); lists are paginated with `page` and `page_size`.',
         },
         components: { securitySchemes: SECURITY_SCHEMES },

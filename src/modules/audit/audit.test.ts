@@ -1,4 +1,4 @@
-import { eq } from 'drizzle-orm'
+import { and, eq } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -8,7 +8,8 @@ import {
   type TestUser,
   unique,
 } from '../../../test/helpers.js'
-import { auditEvents } from '../../db/schema/index.js'
+import { auditEvents, refreshTokens, users } from '../../db/schema/index.js'
+import { hashSecret } from '../../shared/secrets.js'
 
 let t: TestApp
 let admin: TestUser
@@ -268,5 +269,147 @@ describe('GET /v1/audit-events', () => {
       })
       expect(response.statusCode).toBe(403)
     }
+  })
+})
+
+describe('audit events for sign-ins, refreshes and sign-outs', () => {
+  function tokenRequest(fields: Record<string, string>, requestId = `req-${unique()}`) {
+    return t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-request-id': requestId },
+      payload: new URLSearchParams(fields).toString(),
+    })
+  }
+  const eventsOf = (action: string, resourceId: string) =>
+    t.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.action, action), eq(auditEvents.resourceId, resourceId)))
+  async function sessionOf(refreshToken: string): Promise<string> {
+    const [row] = await t.database.db
+      .select({ familyId: refreshTokens.familyId })
+      .from(refreshTokens)
+      .where(eq(refreshTokens.tokenHash, hashSecret(refreshToken)))
+    return row?.familyId as string
+  }
+
+  it('when a user signs in, then a sign_in event names them, the new session, the request and the address, never the password', async () => {
+    const user = await createTestUser(t, 'user')
+    const requestId = `req-${unique()}`
+    const response = await tokenRequest(
+      { grant_type: 'password', username: user.email, password: user.password },
+      requestId,
+    )
+    const session = await sessionOf(response.json().refresh_token)
+    const [event] = await eventsOf('sign_in', session)
+    expect(event).toMatchObject({
+      resourceType: 'session',
+      actorUserId: user.id,
+      actorApiKeyId: null,
+      requestId,
+      clientAddress: '127.0.0.1',
+      changes: {},
+    })
+    expect(JSON.stringify(event)).not.toContain(user.password)
+  })
+
+  it('when a sign-in fails for an existing account, then sign_in_failed names the account and the reason, with no actor', async () => {
+    const user = await createTestUser(t, 'user')
+    const disabled = await createTestUser(t, 'user')
+    await t.database.db.update(users).set({ isActive: false }).where(eq(users.id, disabled.id))
+    await tokenRequest({
+      grant_type: 'password',
+      username: user.email,
+      password: 'wrong-password-1',
+    })
+    await tokenRequest({
+      grant_type: 'password',
+      username: disabled.email,
+      password: disabled.password,
+    })
+
+    const [wrong] = await eventsOf('sign_in_failed', user.id)
+    expect(wrong).toMatchObject({
+      resourceType: 'user',
+      actorUserId: null,
+      clientAddress: '127.0.0.1',
+      changes: { reason: { after: 'wrong_password' } },
+    })
+    expect(JSON.stringify(wrong)).not.toContain('wrong-password-1')
+    const [refused] = await eventsOf('sign_in_failed', disabled.id)
+    expect(refused?.changes).toEqual({ reason: { after: 'account_disabled' } })
+  })
+
+  it('when the email names no account, then the event holds a digest of it, never the name or the password', async () => {
+    const typed = `  Nobody-${unique()}@Example.com `
+    const response = await tokenRequest({
+      grant_type: 'password',
+      username: typed,
+      password: 'guess-password-1',
+    })
+    expect(response.json().error).toBe('invalid_grant')
+    const digest = `sha256:${hashSecret(typed.trim().toLowerCase())}`
+    const [event] = await eventsOf('sign_in_failed', digest)
+    expect(event).toMatchObject({
+      resourceType: 'user',
+      actorUserId: null,
+      changes: { reason: { after: 'unknown_account' } },
+    })
+    const stored = JSON.stringify(event).toLowerCase()
+    expect(stored).not.toContain(typed.trim().toLowerCase())
+    expect(stored).not.toContain('guess-password-1')
+  })
+
+  it('when a session is refreshed, then token_refresh names the user and the same session', async () => {
+    const user = await createTestUser(t, 'viewer')
+    const session = await sessionOf(user.refreshToken)
+    const response = await tokenRequest({
+      grant_type: 'refresh_token',
+      refresh_token: user.refreshToken,
+    })
+    expect(response.statusCode).toBe(200)
+    expect(await sessionOf(response.json().refresh_token)).toBe(session)
+    const [event] = await eventsOf('token_refresh', session)
+    expect(event).toMatchObject({ resourceType: 'session', actorUserId: user.id })
+  })
+
+  it('when a rotated refresh token comes back, then refresh_token_reused names whose session was cut', async () => {
+    const user = await createTestUser(t, 'user')
+    const session = await sessionOf(user.refreshToken)
+    await tokenRequest({ grant_type: 'refresh_token', refresh_token: user.refreshToken })
+    await tokenRequest({ grant_type: 'refresh_token', refresh_token: user.refreshToken })
+    const [event] = await eventsOf('refresh_token_reused', session)
+    expect(event).toMatchObject({ actorUserId: null, changes: { user_id: { after: user.id } } })
+  })
+
+  it('when a user signs out, then one sign_out event is written; a repeat or a foreign token writes none', async () => {
+    const [user, other] = [await createTestUser(t, 'viewer'), await createTestUser(t, 'user')]
+    const session = await sessionOf(user.refreshToken)
+    const revoke = (as: TestUser, token: string) =>
+      injectAs(t, as)({ method: 'POST', url: '/v1/auth/revoke', payload: { token } })
+    expect((await revoke(other, user.refreshToken)).statusCode).toBe(200)
+    expect(await eventsOf('sign_out', session)).toHaveLength(0)
+    expect((await revoke(user, user.refreshToken)).statusCode).toBe(200)
+    expect((await revoke(user, user.refreshToken)).statusCode).toBe(200)
+    const events = await eventsOf('sign_out', session)
+    expect(events).toHaveLength(1)
+    expect(events[0]).toMatchObject({ resourceType: 'session', actorUserId: user.id })
+  })
+
+  it('when an admin lists sign-in events, then the API answers them with their actions and types', async () => {
+    const user = await createTestUser(t, 'user')
+    const response = await asAdmin({
+      method: 'GET',
+      url: `/v1/audit-events?action=sign_in&resource_type=session&actor=${user.id}`,
+    })
+    expect(response.statusCode).toBe(200)
+    expect(response.json().items).toEqual([
+      expect.objectContaining({
+        action: 'sign_in',
+        resource_type: 'session',
+        actor: { user_id: user.id, api_key_id: null },
+      }),
+    ])
   })
 })

@@ -2,7 +2,17 @@ import type { Executor } from '../../db/client.js'
 import { type AuditChanges, auditEvents } from '../../db/schema/index.js'
 import type { Actor } from './actor.js'
 
-export const AUDIT_ACTIONS = ['create', 'update', 'delete', 'status_change'] as const
+export const AUDIT_ACTIONS = [
+  'create',
+  'update',
+  'delete',
+  'status_change',
+  'sign_in',
+  'sign_in_failed',
+  'token_refresh',
+  'refresh_token_reused',
+  'sign_out',
+] as const
 export type AuditAction = (typeof AUDIT_ACTIONS)[number]
 
 export const AUDITED_RESOURCES = [
@@ -12,6 +22,8 @@ export const AUDITED_RESOURCES = [
   'user',
   'api_key',
   'model',
+  // A login: its id is the refresh-token family, which every refresh of it shares.
+  'session',
 ] as const
 export type AuditedResource = (typeof AUDITED_RESOURCES)[number]
 

@@ -22,11 +22,24 @@ export const AuditEventSchema = Type.Object(
         user_id: Type.Union([IdSchema, Type.Null()]),
         api_key_id: Type.Union([IdSchema, Type.Null()]),
       },
-      { description: 'Who made the change: a user, directly or through one of their API keys.' },
+      {
+        description:
+          'Who made the change: a user, directly or through one of their API keys; both null ' +
+          'for the system itself and for attempts by no one authenticated (a failed sign-in).',
+      },
     ),
-    action: StringEnum(AUDIT_ACTIONS),
+    action: StringEnum(AUDIT_ACTIONS, {
+      description:
+        'A change (`create`, `update`, `delete`, `status_change`) or a sign-in event on a ' +
+        '`session` (a login: `sign_in`, `token_refresh`, `refresh_token_reused`, `sign_out`) ' +
+        'or a `user` (`sign_in_failed`, with the reason in `changes`).',
+    }),
     resource_type: StringEnum(AUDITED_RESOURCES),
-    resource_id: Type.String(),
+    resource_id: Type.String({
+      description:
+        'The resource’s id; for a failed sign-in on an unknown email, `sha256:` and the hex ' +
+        'digest of the email as typed (trimmed, lower-cased).',
+    }),
     changes: Type.Record(Type.String(), ChangeSchema, {
       description: 'Before and after of each changed field. Secrets are never recorded.',
       examples: [{ price: { before: '19.99', after: '17.50' } }],

@@ -96,7 +96,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         },
       },
     },
-    async (request, reply) => reply.headers(NO_STORE).send(await options.auth.token(request.body)),
+    async (request, reply) =>
+      reply.headers(NO_STORE).send(await options.auth.token(request.body, actorOf(request))),
   )
 
   app.post(
@@ -117,7 +118,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       },
     },
     async (request) => {
-      await options.auth.revoke(callerOf(request), request.body.token)
+      await options.auth.revoke(callerOf(request), request.body.token, actorOf(request))
       return {}
     },
   )

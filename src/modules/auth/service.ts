@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { InTransaction, Transaction } from '../../db/client.js'
 import type { UserRow } from '../../db/schema/index.js'
 import type { Credentials } from '../../platform/auth.js'
@@ -6,6 +7,8 @@ import type { CredentialCache } from '../../shared/credential-cache.js'
 import { Unauthenticated } from '../../shared/errors.js'
 import { hashSecret, randomSecret } from '../../shared/secrets.js'
 import type { ApiKeyService } from '../api-keys/service.js'
+import type { Actor } from '../audit/actor.js'
+import { recordAudit } from '../audit/log.js'
 import type { UserRepository } from '../users/repository.js'
 import type { AccessTokens } from './access-tokens.js'
 import { OAuthError } from './errors.js'
@@ -37,6 +40,26 @@ export interface AuthServiceDeps {
 const BAD_LOGIN = 'The email or password is wrong, or the account is disabled.'
 const BAD_REFRESH = 'The refresh token is invalid, expired or revoked.'
 
+type SignInFailure = 'unknown_account' | 'wrong_password' | 'account_disabled'
+
+function signInFailure(user: UserRow | undefined, passwordValid: boolean): SignInFailure | null {
+  if (!user) return 'unknown_account'
+  if (!passwordValid) return 'wrong_password'
+  return user.isActive ? null : 'account_disabled'
+}
+
+/**
+ * Whom a failed sign-in was aimed at, for its audit event: the account's id when the email
+ * names one; otherwise a SHA-256 of the name as typed (trimmed, lower-cased), never the name
+ * itself. The field is free text: people type their password into it, and an unknown
+ * address is personal data of someone who may have no account. The digest still lets an
+ * admin count attempts per name and check a suspected address by hashing it; being unkeyed,
+ * it would not hide a weak password typed there from an admin set on guessing it.
+ */
+function attemptedAccount(username: string, user: UserRow | undefined): string {
+  return user ? user.id : `sha256:${hashSecret(username.trim().toLowerCase())}`
+}
+
 export function createAuthService(deps: AuthServiceDeps) {
   const { users, refreshTokens, accessTokens, inTransaction } = deps
   const now = deps.now ?? (() => new Date())
@@ -50,8 +73,8 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   async function issueTokens(
     user: UserRow,
-    familyId?: string,
-    tx?: Transaction,
+    familyId: string,
+    tx: Transaction,
   ): Promise<TokenResponse> {
     const refreshToken = randomSecret()
     await refreshTokens.insert(
@@ -74,6 +97,7 @@ export function createAuthService(deps: AuthServiceDeps) {
   async function passwordGrant(
     username: string | undefined,
     password: string | undefined,
+    actor: Actor,
   ): Promise<TokenResponse> {
     if (!username || !password)
       throw new OAuthError('invalid_request', 'username and password are required.')
@@ -82,12 +106,33 @@ export function createAuthService(deps: AuthServiceDeps) {
     const valid = user
       ? await verifyPassword(user.passwordHash, password)
       : await verifyNobody(password)
-    if (!user || !valid || !user.isActive) throw new OAuthError('invalid_grant', BAD_LOGIN)
-    await users.update(user.id, { lastLoginAt: now() })
-    return issueTokens(user)
+    const failure = signInFailure(user, valid)
+    if (!user || failure) {
+      // No one has authenticated, so the event has no actor; the reason stays in the audit
+      // log, which only admins read, while the client gets one answer for all of them.
+      await inTransaction((tx) =>
+        recordAudit(tx, actor, {
+          action: 'sign_in_failed',
+          resourceType: 'user',
+          resourceId: attemptedAccount(username, user),
+          changes: { reason: { after: failure } },
+        }),
+      )
+      throw new OAuthError('invalid_grant', BAD_LOGIN)
+    }
+    const familyId = randomUUID()
+    return inTransaction(async (tx) => {
+      await users.update(user.id, { lastLoginAt: now() }, tx)
+      await recordAudit(
+        tx,
+        { ...actor, userId: user.id },
+        { action: 'sign_in', resourceType: 'session', resourceId: familyId, changes: {} },
+      )
+      return issueTokens(user, familyId, tx)
+    })
   }
 
-  async function refreshGrant(token: string | undefined): Promise<TokenResponse> {
+  async function refreshGrant(token: string | undefined, actor: Actor): Promise<TokenResponse> {
     if (!token) throw new OAuthError('invalid_request', 'refresh_token is required.')
     const at = now()
     const outcome = await inTransaction(async (tx) => {
@@ -97,12 +142,25 @@ export function createAuthService(deps: AuthServiceDeps) {
         // RFC 9700 §4.14.2: a rotated token shows up again, so it leaked. Whoever holds the
         // family, attacker or user, loses it; the user logs in again.
         await refreshTokens.revokeFamily(row.familyId, at, tx)
+        // The presenter proved nothing, so the event has no actor; the session names whose
+        // login was cut.
+        await recordAudit(tx, actor, {
+          action: 'refresh_token_reused',
+          resourceType: 'session',
+          resourceId: row.familyId,
+          changes: { user_id: { after: row.userId } },
+        })
         return { ok: false as const }
       }
       if (row.expiresAt <= at) return { ok: false as const }
       const user = await users.findById(row.userId, tx)
       if (!user?.isActive) return { ok: false as const }
       await refreshTokens.markUsed(row.id, at, tx)
+      await recordAudit(
+        tx,
+        { ...actor, userId: user.id },
+        { action: 'token_refresh', resourceType: 'session', resourceId: row.familyId, changes: {} },
+      )
       return { ok: true as const, tokens: await issueTokens(user, row.familyId, tx) }
     })
     if (!outcome.ok) throw new OAuthError('invalid_grant', BAD_REFRESH)
@@ -111,12 +169,12 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   return {
     /** The OAuth 2.0 token endpoint (RFC 6749 §4.3 password grant, §6 refresh). */
-    async token(request: TokenRequest): Promise<TokenResponse> {
+    async token(request: TokenRequest, actor: Actor): Promise<TokenResponse> {
       switch (request.grant_type) {
         case 'password':
-          return passwordGrant(request.username, request.password)
+          return passwordGrant(request.username, request.password, actor)
         case 'refresh_token':
-          return refreshGrant(request.refresh_token)
+          return refreshGrant(request.refresh_token, actor)
         case undefined:
         case '':
           throw new OAuthError('invalid_request', 'grant_type is required.')
@@ -132,9 +190,20 @@ export function createAuthService(deps: AuthServiceDeps) {
      * RFC 7009 revocation, used to log out: revokes the refresh token's whole family when it
      * belongs to the caller. Unknown tokens are not an error, as the RFC asks.
      */
-    async revoke(caller: Caller, token: string): Promise<void> {
+    async revoke(caller: Caller, token: string, actor: Actor): Promise<void> {
       const row = await refreshTokens.findByHash(hashSecret(token))
-      if (row && row.userId === caller.userId) await refreshTokens.revokeFamily(row.familyId, now())
+      if (!row || row.userId !== caller.userId) return
+      await inTransaction(async (tx) => {
+        await refreshTokens.revokeFamily(row.familyId, now(), tx)
+        // Revoking a family already revoked changes nothing, so it is no sign-out.
+        if (row.revokedAt) return
+        await recordAudit(tx, actor, {
+          action: 'sign_out',
+          resourceType: 'session',
+          resourceId: row.familyId,
+          changes: {},
+        })
+      })
     },
 
     /** Turns presented credentials into a caller, checking the user is active and current. */

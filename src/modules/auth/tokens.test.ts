@@ -9,8 +9,10 @@ import {
   type TestApp,
   type TestUser,
 } from '../../../test/helpers.js'
+import { DEVELOPMENT_JWT_SECRET } from '../../config.js'
 import { refreshTokens, users } from '../../db/schema/index.js'
 import { hashSecret } from '../../shared/secrets.js'
+import { keyIdOf } from './access-tokens.js'
 
 let t: TestApp
 
@@ -75,7 +77,11 @@ describe('password grant', () => {
     expect(body).toMatchObject({ token_type: 'bearer', expires_in: 900 })
     expect(body.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/)
 
-    expect(decodeProtectedHeader(body.access_token)).toEqual({ alg: 'HS256', typ: 'at+jwt' })
+    expect(decodeProtectedHeader(body.access_token)).toEqual({
+      alg: 'HS256',
+      typ: 'at+jwt',
+      kid: keyIdOf(DEVELOPMENT_JWT_SECRET),
+    })
     const claims = decodeJwt(body.access_token)
     expect(claims).toMatchObject({
       sub: user.id,
