@@ -7,7 +7,7 @@ import Fastify, {
   type FastifyInstance,
   type RawServerDefault,
 } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
 import { Registry } from 'prom-client'
 import type { Config, TrustProxy } from './config.js'
@@ -57,6 +57,7 @@ import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
 import { problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
+import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
@@ -120,7 +121,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const database = overrides.database ?? (await openDatabase(databaseSettings(config)))
   if (!overrides.database) app.addHook('onClose', () => database.close())
-  const redis = overrides.redis !== undefined ? overrides.redis : connectRedis(config)
+  const redis =
+    overrides.redis !== undefined
+      ? overrides.redis
+      : config.REDIS_URL
+        ? connectRedis(redisSettings(config, config.REDIS_URL), app.log)
+        : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
 
@@ -340,16 +346,11 @@ export function databaseSettings(config: Config) {
   }
 }
 
-function connectRedis(config: Config): Redis | null {
-  if (!config.REDIS_URL) return null
-  const redis = new Redis(config.REDIS_URL, {
-    lazyConnect: true,
-    // Fail commands fast while Redis is away instead of queueing them behind requests.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: config.DATABASE_CONNECT_TIMEOUT_MS,
-  })
-  redis.on('error', () => {}) // reconnects by itself; /ready reports the outage
-  redis.connect().catch(() => {})
-  return redis
+export function redisSettings(config: Config, url: string) {
+  return {
+    url,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    breakerResetMs: config.REDIS_BREAKER_RESET_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  }
 }

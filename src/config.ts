@@ -48,6 +48,18 @@ const EnvSchema = Type.Object({
   REDIS_URL: Type.Optional(
     Type.String({ pattern: '^rediss?://', description: 'a redis:// connection URL' }),
   ),
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 10_000,
+    default: 300,
+    description: 'milliseconds before a Redis command counts as Redis unreachable',
+  }),
+  REDIS_BREAKER_RESET_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 2000,
+    description: 'milliseconds an open Redis breaker waits before trying Redis again',
+  }),
   CORS_ORIGINS: Type.String({
     default: '',
     description: 'comma-separated origins, empty for none',
