@@ -54,6 +54,13 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
   })
   // An idle client that loses its server emits here; without a listener the process dies.
   pool.on('error', () => {})
+  // A client checked out of the pool (a query, a transaction) is not covered by the pool's
+  // listener: a server that goes away under it would raise an unhandled 'error' and end the
+  // process. The query in flight fails by itself, and the pool discards the broken client
+  // when it is released, so there is nothing more to do here.
+  pool.on('connect', (client) => {
+    client.on('error', () => {})
+  })
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
 
   return {
