@@ -246,7 +246,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     prefix: '/v2',
     server: serving.server,
     version,
-    ready: async () => !app.isShuttingDown() && serving.server.allActiveReady(),
+    // Like /ready: a server that cannot reach its database is not ready to serve models.
+    ready: async () =>
+      !app.isShuttingDown() &&
+      serving.server.allActiveReady() &&
+      (await database.ping().then(
+        () => true,
+        () => false,
+      )),
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 

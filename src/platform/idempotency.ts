@@ -10,6 +10,7 @@ import type {
 } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Database } from '../db/client.js'
+import { isDatabaseUnavailable } from '../db/connection-errors.js'
 import { idempotencyKeys } from '../db/schema/index.js'
 import type { Caller } from '../shared/caller.js'
 import { defineError } from '../shared/errors.js'
@@ -266,6 +267,11 @@ export const idempotency = fp(
   async (app: FastifyInstance, options: IdempotencyOptions) => {
     const store = createIdempotencyStore(options.db, options.ttlSeconds)
     const claims = new WeakMap<FastifyRequest, Claim>()
+    /**
+     * Requests that lost the database: their transaction may have committed with only the
+     * answer lost (a connection cut during COMMIT), so their key is kept, not released.
+     */
+    const outcomeUnknown = new WeakSet<FastifyRequest>()
     const cleanupIntervalMs = options.cleanupIntervalMs ?? 60_000
     let lastCleanup = Number.NEGATIVE_INFINITY
 
@@ -306,7 +312,12 @@ export const idempotency = fp(
       if (!claim) return payload
       claims.delete(request)
       try {
-        if (reply.statusCode >= 500) {
+        if (reply.statusCode >= 500 && outcomeUnknown.has(request)) {
+          request.log.warn(
+            { idempotency_key: claim.key },
+            'database lost mid-request; the key stays in progress until it expires',
+          )
+        } else if (reply.statusCode >= 500) {
           // The change rolled back with the failed request: a retry may safely run again.
           await store.release(claim)
         } else if (typeof payload === 'string' || Buffer.isBuffer(payload)) {
@@ -323,6 +334,10 @@ export const idempotency = fp(
         request.log.error({ err: error }, 'could not store the idempotent answer')
       }
       return payload
+    }
+
+    async function markOutcomeUnknown(request: FastifyRequest, _reply: FastifyReply, error: Error) {
+      if (claims.has(request) && isDatabaseUnavailable(error)) outcomeUnknown.add(request)
     }
 
     async function cleanup(request: FastifyRequest) {
@@ -348,6 +363,7 @@ export const idempotency = fp(
       // First among its onSend hooks: the answer is stored before compression rewrites it.
       route.onSend = [onSend, ...asArray(route.onSend)]
       route.onResponse = [...asArray(route.onResponse), cleanup]
+      route.onError = [...asArray(route.onError), markOutcomeUnknown]
     })
   },
   { name: 'idempotency', dependencies: ['auth'] },
