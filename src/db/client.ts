@@ -155,6 +155,13 @@ export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle
 /** Runs `work` in one transaction; services receive this rather than the database itself. */
 export type InTransaction = <T>(work: (tx: Transaction) => Promise<T>) => Promise<T>
 
+/**
+ * Work a caller hands a service to run inside the service's own transaction, after the
+ * change and with its result, so that both commit or neither does. The idempotency guard
+ * marks its key as committed this way, without the service knowing about HTTP.
+ */
+export type TransactionHook<T> = (tx: Transaction, result: T) => Promise<void>
+
 export function inTransaction(db: Database): InTransaction {
   return (work) => db.transaction(work)
 }
