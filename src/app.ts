@@ -203,7 +203,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
-  await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
+  await app.register(idempotency, {
+    db: database.db,
+    ttlSeconds: config.IDEMPOTENCY_TTL_S,
+    leaseMs: config.IDEMPOTENCY_LEASE_MS,
+  })
   if (config.DOCS_ENABLED) {
     await app.register(openapi, {
       version,

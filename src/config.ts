@@ -157,6 +157,11 @@ const EnvSchema = Type.Object({
     default: 86_400,
     description: 'seconds (at least 60)',
   }),
+  IDEMPOTENCY_LEASE_MS: Type.Integer({
+    minimum: 1000,
+    default: 35_000,
+    description: 'milliseconds a claimed Idempotency-Key without an outcome stays in progress',
+  }),
   ORDER_MAX_TOTAL_QUANTITY: Type.Integer({
     minimum: 1,
     maximum: 10_000,
@@ -305,6 +310,9 @@ export function loadConfig(
     problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together')
   }
 
+  if (config.IDEMPOTENCY_LEASE_MS >= config.IDEMPOTENCY_TTL_S * 1000) {
+    problems.push('IDEMPOTENCY_LEASE_MS must be shorter than IDEMPOTENCY_TTL_S')
+  }
   if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
   if (problems.length > 0) throw new ConfigError(problems)
   return config
