@@ -25,6 +25,8 @@ const REDIS_WAIT_BOUND_MS = 2 * REDIS_COMMAND_TIMEOUT_MS
 /** Scheduling slack on a shared machine: the API and this load share the same cores. */
 const SLACK_MS = 1000
 const INITIAL_STOCK = 1_000_000
+/** Short, so that keys left in progress by the outage are settled within the test. */
+const IDEMPOTENCY_LEASE_MS = 2000
 const ADMIN = { email: 'faults-admin@example.com', password: 'a fault-test admin password' }
 
 interface Api {
@@ -49,6 +51,7 @@ const figures = {
   acknowledged: 0,
   persisted: 0,
   lost: 0,
+  settledAfterLease: 0,
   apiRestarts: 0,
   longestWaitDuringRedisFreezeMs: 0,
 }
@@ -72,6 +75,7 @@ async function startApi(env: Record<string, string>): Promise<Api> {
       DATABASE_CONNECT_TIMEOUT_MS: '1000',
       REDIS_COMMAND_TIMEOUT_MS: String(REDIS_COMMAND_TIMEOUT_MS),
       SHUTDOWN_DRAIN_MS: '500',
+      IDEMPOTENCY_LEASE_MS: String(IDEMPOTENCY_LEASE_MS),
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
       ...env,
@@ -262,7 +266,7 @@ afterAll(async () => {
 })
 
 describe('faults under a load of order placements', () => {
-  it('when PostgreSQL stops at once and restarts, then the API stays up, answers 503 with Retry-After meanwhile and recovers; no acknowledged order is lost or doubled, each has its audit row, stock adds up, and only keys that met the outage stay in progress', async () => {
+  it('when PostgreSQL stops at once and restarts, then the API stays up, answers 503 with Retry-After meanwhile and recovers; no acknowledged order is lost or doubled, each has its audit row, stock adds up, only keys that met the outage stay in progress, and each of those is settled by a retry once its lease ends', async () => {
     const load = startLoad()
     await sleep(1500)
     await postgres.stopImmediately()
@@ -318,6 +322,33 @@ describe('faults under a load of order placements', () => {
       'select key from idempotency_keys where status_code is null',
     )
     for (const { key } of inProgress.rows) expect(metOutage.has(key)).toBe(true)
+
+    // Once the lease is over, a retry learns each outcome: an order that committed without
+    // its answer is named by Location and not placed again; one that rolled back is placed.
+    await sleep(IDEMPOTENCY_LEASE_MS)
+    for (const { key } of inProgress.rows) {
+      const answer = await placeOrder(key)
+      if (answer.status === 201) {
+        acknowledged.set(key, JSON.parse(answer.body).id)
+        continue
+      }
+      expect(answer.status, answer.body).toBe(409)
+      expect(JSON.parse(answer.body).code).toBe('IDEMPOTENCY_ANSWER_LOST')
+      const placed = orders.rows
+        .filter((row) => row.notes === key)
+        .map((row) => `/v1/orders/${row.id}`)
+      expect(placed).toEqual([answer.headers.get('location')])
+    }
+    const settled = await sql.query<{ notes: string; count: string }>(
+      'select notes, count(*) from orders where customer_id = $1 group by notes having count(*) > 1',
+      [customerId],
+    )
+    expect(settled.rows).toEqual([])
+    const stillInProgress = await sql.query(
+      'select key from idempotency_keys where status_code is null and committed_at is null',
+    )
+    expect(stillInProgress.rows).toEqual([])
+    figures.settledAfterLease = inProgress.rowCount ?? 0
 
     figures.acknowledged = acknowledged.size
     figures.persisted = persisted.size
