@@ -229,8 +229,14 @@ function createIdempotencyStore(db: Database, ttlSeconds: number, leaseMs: numbe
       return deleted.length > 0
     },
 
-    async endLease(claim: Claim): Promise<void> {
-      await db.update(table).set({ leaseExpiresAt: sql`now()` }).where(ownClaim(claim))
+    /** Ends the claim's lease now; false if a retry has taken the key over meanwhile. */
+    async endLease(claim: Claim): Promise<boolean> {
+      const ended = await db
+        .update(table)
+        .set({ leaseExpiresAt: sql`now()` })
+        .where(ownClaim(claim))
+        .returning({ key: table.key })
+      return ended.length > 0
     },
 
     /** Deletes a batch of expired records (the expires_at index finds them). */
@@ -418,8 +424,7 @@ export const idempotency = fp(
           // retry may run again at once. If the database is still away this fails, and the
           // lease settles the key instead. If the work committed, the request is over all
           // the same: its lease ends now, so retries learn the outcome at once.
-          if (!(await store.release(claim))) {
-            await store.endLease(claim)
+          if (!(await store.release(claim)) && (await store.endLease(claim))) {
             request.log.warn(
               { idempotency_key: claim.key },
               'a 5xx after the work committed; retries get 409 IDEMPOTENCY_ANSWER_LOST',
@@ -438,7 +443,9 @@ export const idempotency = fp(
             responseBody: payload.toString(),
           })
         } else {
-          request.log.error('idempotent route answered a stream; its key stays in progress')
+          request.log.error(
+            'idempotent route answered a stream; its key stays in progress until its lease ends',
+          )
         }
       } catch (error) {
         // The client still gets its answer; retries meet "in progress" until the lease ends,
