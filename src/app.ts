@@ -7,7 +7,7 @@ import Fastify, {
   type FastifyInstance,
   type RawServerDefault,
 } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
 import { Registry } from 'prom-client'
 import type { Config, TrustProxy } from './config.js'
@@ -57,6 +57,7 @@ import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
 import { problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
+import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
@@ -120,7 +121,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const database = overrides.database ?? (await openDatabase(databaseSettings(config)))
   if (!overrides.database) app.addHook('onClose', () => database.close())
-  const redis = overrides.redis !== undefined ? overrides.redis : connectRedis(config)
+  const redis =
+    overrides.redis !== undefined
+      ? overrides.redis
+      : config.REDIS_URL
+        ? connectRedis(redisSettings(config, config.REDIS_URL), app.log)
+        : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
 
@@ -197,7 +203,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
-  await app.register(idempotency, { db: database.db, ttlSeconds: config.IDEMPOTENCY_TTL_S })
+  await app.register(idempotency, {
+    db: database.db,
+    ttlSeconds: config.IDEMPOTENCY_TTL_S,
+    leaseMs: config.IDEMPOTENCY_LEASE_MS,
+  })
   if (config.DOCS_ENABLED) {
     await app.register(openapi, {
       version,
@@ -240,7 +250,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     prefix: '/v2',
     server: serving.server,
     version,
-    ready: async () => !app.isShuttingDown() && serving.server.allActiveReady(),
+    // Like /ready: a server that cannot reach its database is not ready to serve models.
+    ready: async () =>
+      !app.isShuttingDown() &&
+      serving.server.allActiveReady() &&
+      (await database.ping().then(
+        () => true,
+        () => false,
+      )),
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 
@@ -341,16 +358,11 @@ export function databaseSettings(config: Config) {
   }
 }
 
-function connectRedis(config: Config): Redis | null {
-  if (!config.REDIS_URL) return null
-  const redis = new Redis(config.REDIS_URL, {
-    lazyConnect: true,
-    // Fail commands fast while Redis is away instead of queueing them behind requests.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: config.DATABASE_CONNECT_TIMEOUT_MS,
-  })
-  redis.on('error', () => {}) // reconnects by itself; /ready reports the outage
-  redis.connect().catch(() => {})
-  return redis
+export function redisSettings(config: Config, url: string) {
+  return {
+    url,
+    commandTimeoutMs: config.REDIS_COMMAND_TIMEOUT_MS,
+    breakerResetMs: config.REDIS_BREAKER_RESET_MS,
+    connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
+  }
 }

@@ -138,6 +138,13 @@ describe('loadConfig', () => {
     ])
   })
 
+  it('when an Idempotency-Key lease is not shorter than the key itself lives, then refuses it', () => {
+    expect(problemsOf({ IDEMPOTENCY_TTL_S: '60', IDEMPOTENCY_LEASE_MS: '60000' })).toEqual([
+      'IDEMPOTENCY_LEASE_MS must be shorter than IDEMPOTENCY_TTL_S',
+    ])
+    expect(problemsOf({ IDEMPOTENCY_TTL_S: '60', IDEMPOTENCY_LEASE_MS: '59000' })).toEqual([])
+  })
+
   it('reads a .env file, with the real environment taking precedence', () => {
     const dir = mkdtempSync(join(tmpdir(), 'orderflow-env-'))
     const file = join(dir, '.env')

@@ -48,6 +48,18 @@ const EnvSchema = Type.Object({
   REDIS_URL: Type.Optional(
     Type.String({ pattern: '^rediss?://', description: 'a redis:// connection URL' }),
   ),
+  REDIS_COMMAND_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 10_000,
+    default: 300,
+    description: 'milliseconds before a Redis command counts as Redis unreachable',
+  }),
+  REDIS_BREAKER_RESET_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 2000,
+    description: 'milliseconds an open Redis breaker waits before trying Redis again',
+  }),
   CORS_ORIGINS: Type.String({
     default: '',
     description: 'comma-separated origins, empty for none',
@@ -148,6 +160,11 @@ const EnvSchema = Type.Object({
     minimum: 60,
     default: 86_400,
     description: 'seconds (at least 60)',
+  }),
+  IDEMPOTENCY_LEASE_MS: Type.Integer({
+    minimum: 1000,
+    default: 35_000,
+    description: 'milliseconds a claimed Idempotency-Key without an outcome stays in progress',
   }),
   ORDER_MAX_TOTAL_QUANTITY: Type.Integer({
     minimum: 1,
@@ -302,6 +319,9 @@ export function loadConfig(
     problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together')
   }
 
+  if (config.IDEMPOTENCY_LEASE_MS >= config.IDEMPOTENCY_TTL_S * 1000) {
+    problems.push('IDEMPOTENCY_LEASE_MS must be shorter than IDEMPOTENCY_TTL_S')
+  }
   if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
   if (problems.length > 0) throw new ConfigError(problems)
   return config

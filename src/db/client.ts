@@ -54,6 +54,13 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
   })
   // An idle client that loses its server emits here; without a listener the process dies.
   pool.on('error', () => {})
+  // A client checked out of the pool (a query, a transaction) is not covered by the pool's
+  // listener: a server that goes away under it would raise an unhandled 'error' and end the
+  // process. The query in flight fails by itself, and the pool discards the broken client
+  // when it is released, so there is nothing more to do here.
+  pool.on('connect', (client) => {
+    client.on('error', () => {})
+  })
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
 
   return {
@@ -147,6 +154,13 @@ export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle
 
 /** Runs `work` in one transaction; services receive this rather than the database itself. */
 export type InTransaction = <T>(work: (tx: Transaction) => Promise<T>) => Promise<T>
+
+/**
+ * Work a caller hands a service to run inside the service's own transaction, after the
+ * change and with its result, so that both commit or neither does. The idempotency guard
+ * marks its key as committed this way, without the service knowing about HTTP.
+ */
+export type TransactionHook<T> = (tx: Transaction, result: T) => Promise<void>
 
 export function inTransaction(db: Database): InTransaction {
   return (work) => db.transaction(work)

@@ -1,8 +1,13 @@
 import { randomUUID } from 'node:crypto'
 import { and, eq, sql } from 'drizzle-orm'
-import Fastify, { type FastifyInstance, type RouteHandlerMethod } from 'fastify'
+import Fastify, {
+  type FastifyInstance,
+  type FastifyRequest,
+  type RouteHandlerMethod,
+} from 'fastify'
 import fp from 'fastify-plugin'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { insertProduct, stockOf } from '../../test/catalog.js'
 import {
   buildTestApp,
   createTestUser,
@@ -11,8 +16,9 @@ import {
   type TestUser,
   unique,
 } from '../../test/helpers.js'
-import { auditEvents, idempotencyKeys, products } from '../db/schema/index.js'
-import { idempotency } from './idempotency.js'
+import type { Transaction } from '../db/client.js'
+import { auditEvents, idempotencyKeys, orders, products } from '../db/schema/index.js'
+import { idempotency, idempotentCommit } from './idempotency.js'
 import { problemHandler } from './problem.js'
 import { validatorCompiler } from './validation.js'
 
@@ -78,6 +84,27 @@ async function recordOf(scope: string, key: string) {
 
 const adminScope = () => `user:${admin.id}`
 
+/** Changes a record the way a crash or an outage would have left it. */
+async function setRecord(
+  scope: string,
+  key: string,
+  values: Partial<typeof idempotencyKeys.$inferInsert>,
+) {
+  await t.database.db
+    .update(idempotencyKeys)
+    .set(values)
+    .where(and(eq(idempotencyKeys.scope, scope), eq(idempotencyKeys.key, key)))
+}
+
+/** What a request leaves when its answer is lost after it claimed the key. */
+const answerLost = {
+  statusCode: null,
+  responseHeaders: null,
+  responseBody: null,
+  completedAt: null,
+}
+const leaseOver = () => ({ leaseExpiresAt: new Date(Date.now() - 1000) })
+
 describe('POST /v1/products with an Idempotency-Key', () => {
   it('when a request is retried with the same key and body, then the stored answer is replayed byte for byte and the product is created once', async () => {
     const key = newKey()
@@ -104,6 +131,8 @@ describe('POST /v1/products with an Idempotency-Key', () => {
         'content-type': first.headers['content-type'],
         location: first.headers.location,
       },
+      committedAt: expect.any(Date),
+      resourceLocation: first.headers.location,
     })
   })
 
@@ -153,19 +182,23 @@ describe('POST /v1/products with an Idempotency-Key', () => {
     expect(await productAuditEvents(payload.sku)).toHaveLength(1)
   })
 
-  it('when the first request died between its commit and storing its answer, then a retry answers 409 in progress and runs nothing', async () => {
+  it('when the first request died between its commit and storing its answer, then a retry answers 409 in progress within the lease, then 409 IDEMPOTENCY_ANSWER_LOST with the Location, and runs nothing', async () => {
     const key = newKey()
     const payload = newProduct()
-    expect((await postProduct(key, payload)).statusCode).toBe(201)
-    await t.database.db
-      .update(idempotencyKeys)
-      .set({ statusCode: null, responseHeaders: null, responseBody: null, completedAt: null })
-      .where(and(eq(idempotencyKeys.scope, adminScope()), eq(idempotencyKeys.key, key)))
+    const first = await postProduct(key, payload)
+    expect(first.statusCode).toBe(201)
+    await setRecord(adminScope(), key, answerLost)
 
+    const within = await postProduct(key, payload)
+    expect(within.statusCode).toBe(409)
+    expect(within.json()).toMatchObject({ code: 'IDEMPOTENCY_KEY_IN_PROGRESS' })
+    expect(within.headers['retry-after']).toBe('1')
+
+    await setRecord(adminScope(), key, leaseOver())
     const retry = await postProduct(key, payload)
     expect(retry.statusCode).toBe(409)
-    expect(retry.json()).toMatchObject({ code: 'IDEMPOTENCY_KEY_IN_PROGRESS' })
-    expect(retry.headers['retry-after']).toBe('1')
+    expect(retry.json()).toMatchObject({ code: 'IDEMPOTENCY_ANSWER_LOST' })
+    expect(retry.headers.location).toBe(first.headers.location)
     expect(await productAuditEvents(payload.sku)).toHaveLength(1)
   })
 
@@ -297,6 +330,100 @@ describe('POST /v1/products with an Idempotency-Key', () => {
   })
 })
 
+describe('POST /v1/orders and /v1/customers after a crash or an outage', () => {
+  let customerId: string
+
+  beforeAll(async () => {
+    const key = newKey()
+    const created = await asAdmin({
+      method: 'POST',
+      url: '/v1/customers',
+      payload: { name: 'Idempotent Buyer', email: `buyer-${unique().toLowerCase()}@example.com` },
+      headers: { 'idempotency-key': key },
+    })
+    expect(created.statusCode).toBe(201)
+    customerId = created.json().id
+    // The customer route marks its commit too.
+    expect(await recordOf(adminScope(), key)).toMatchObject({
+      committedAt: expect.any(Date),
+      resourceLocation: created.headers.location,
+    })
+  })
+
+  function placeOrder(key: string, productId: string, notes = `order ${key}`) {
+    return asAdmin({
+      method: 'POST',
+      url: '/v1/orders',
+      payload: { customer_id: customerId, items: [{ product_id: productId, quantity: 2 }], notes },
+      headers: { 'idempotency-key': key },
+    })
+  }
+
+  async function ordersNoted(notes: string) {
+    return t.database.db.select().from(orders).where(eq(orders.notes, notes))
+  }
+
+  it("when an order committed but its answer was lost, then a retry after the lease answers 409 IDEMPOTENCY_ANSWER_LOST with the order's Location and never places a second order", async () => {
+    const product = await insertProduct(t, { stock: 10 })
+    const key = newKey()
+    const first = await placeOrder(key, product.id)
+    expect(first.statusCode).toBe(201)
+    await setRecord(adminScope(), key, { ...answerLost, ...leaseOver() })
+
+    const retry = await placeOrder(key, product.id)
+    expect(retry.statusCode).toBe(409)
+    expect(retry.headers['content-type']).toBe('application/problem+json; charset=utf-8')
+    expect(retry.json()).toMatchObject({ code: 'IDEMPOTENCY_ANSWER_LOST' })
+    expect(retry.headers.location).toBe(`/v1/orders/${first.json().id}`)
+    expect(await ordersNoted(`order ${key}`)).toHaveLength(1)
+    expect(await stockOf(t, product.id)).toBe(8)
+    const read = await asAdmin({ url: retry.headers.location as string })
+    expect(read.json()).toMatchObject({ id: first.json().id, total: first.json().total })
+  })
+
+  it('when an order rolled back and its claim was left behind, then a retry within the lease answers 409 IN_PROGRESS and one after the lease places the order once', async () => {
+    const product = await insertProduct(t, { stock: 1 })
+    const key = newKey()
+    // Out of stock: the transaction rolls back. Clearing the stored answer leaves the claim
+    // as an outage would (the answer or the release never reached the database).
+    const refused = await placeOrder(key, product.id)
+    expect(refused.json().code).toBe('OUT_OF_STOCK')
+    await setRecord(adminScope(), key, answerLost)
+    expect(await recordOf(adminScope(), key)).toMatchObject({ committedAt: null })
+    await t.database.db.update(products).set({ stock: 5 }).where(eq(products.id, product.id))
+
+    const within = await placeOrder(key, product.id)
+    expect(within.statusCode).toBe(409)
+    expect(within.json().code).toBe('IDEMPOTENCY_KEY_IN_PROGRESS')
+    expect(within.headers['retry-after']).toBe('1')
+    expect(await ordersNoted(`order ${key}`)).toHaveLength(0)
+
+    await setRecord(adminScope(), key, leaseOver())
+    const after = await placeOrder(key, product.id)
+    expect(after.statusCode).toBe(201)
+    expect(after.headers['idempotent-replayed']).toBeUndefined()
+    const replay = await placeOrder(key, product.id)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(await ordersNoted(`order ${key}`)).toHaveLength(1)
+    expect(await stockOf(t, product.id)).toBe(3)
+    expect(await recordOf(adminScope(), key)).toMatchObject({
+      statusCode: 201,
+      resourceLocation: after.headers.location,
+    })
+  })
+
+  it("when a claim's lease ran out, then a retry with another body still answers 422 IDEMPOTENCY_KEY_REUSED", async () => {
+    const product = await insertProduct(t, { stock: 0 })
+    const key = newKey()
+    expect((await placeOrder(key, product.id)).json().code).toBe('OUT_OF_STOCK')
+    await setRecord(adminScope(), key, { ...answerLost, ...leaseOver() })
+
+    const other = await placeOrder(key, product.id, 'another body')
+    expect(other.statusCode).toBe(422)
+    expect(other.json().code).toBe('IDEMPOTENCY_KEY_REUSED')
+  })
+})
+
 /** Stands in for platform/auth: the X-API-Key value is the caller's user id. */
 const fakeAuth = fp(
   async (app: FastifyInstance) => {
@@ -315,13 +442,18 @@ const fakeAuth = fp(
  */
 async function buildGuardedApp(
   handler: RouteHandlerMethod,
-  options: { cleanupIntervalMs?: number } = {},
+  options: { cleanupIntervalMs?: number; leaseMs?: number } = {},
 ): Promise<FastifyInstance> {
   const app = Fastify()
   app.setValidatorCompiler(validatorCompiler)
   await app.register(problemHandler)
   await app.register(fakeAuth)
-  await app.register(idempotency, { db: t.database.db, ttlSeconds: 3600, ...options })
+  await app.register(idempotency, {
+    db: t.database.db,
+    ttlSeconds: 3600,
+    leaseMs: 60_000,
+    ...options,
+  })
   const route = {
     config: { idempotent: true },
     schema: {
@@ -351,6 +483,24 @@ function caller() {
         headers: { 'x-api-key': userId, 'idempotency-key': key },
       }),
   }
+}
+
+/**
+ * A guarded job's work: one audit row named after the job, committed with the key's mark,
+ * as a service does with the hook its route hands it.
+ */
+async function doJob(request: FastifyRequest, job: string) {
+  const hook = idempotentCommit(request, ({ id }: { id: string }) => `/v1/jobs/${id}`)
+  await t.database.db.transaction(async (tx: Transaction) => {
+    await tx
+      .insert(auditEvents)
+      .values({ action: 'create', resourceType: 'job', resourceId: job, changes: {} })
+    await hook?.(tx, { id: job })
+  })
+}
+
+async function jobsDone(job: string) {
+  return t.database.db.select().from(auditEvents).where(eq(auditEvents.resourceId, job))
 }
 
 describe('the idempotency guard on any route', () => {
@@ -450,13 +600,73 @@ describe('the idempotency guard on any route', () => {
     await app.close()
   })
 
+  it('when a 5xx comes after the work committed, then the key is kept and a retry answers 409 IDEMPOTENCY_ANSWER_LOST instead of running again', async () => {
+    const job = `job-${randomUUID()}`
+    let runs = 0
+    const app = await buildGuardedApp(async (request) => {
+      runs++
+      await doJob(request, job)
+      throw new Error('failed after the commit')
+    })
+    const { scope, post } = caller()
+    const key = newKey()
+
+    expect((await post(app, key)).statusCode).toBe(500)
+    expect(await recordOf(scope, key)).toMatchObject({
+      statusCode: null,
+      committedAt: expect.any(Date),
+      resourceLocation: `/v1/jobs/${job}`,
+    })
+    const retry = await post(app, key)
+    expect(retry.statusCode).toBe(409)
+    expect(retry.json().code).toBe('IDEMPOTENCY_ANSWER_LOST')
+    expect(retry.headers.location).toBe(`/v1/jobs/${job}`)
+    expect(runs).toBe(1)
+    expect(await jobsDone(job)).toHaveLength(1)
+    await app.close()
+  })
+
+  it("when a request outlives its lease and a retry takes the key over, then the late request rolls back with 409 and only the retry's work commits", async () => {
+    let release = () => {}
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const jobs: string[] = []
+    const app = await buildGuardedApp(async (request, reply) => {
+      const job = `job-${randomUUID()}`
+      jobs.push(job)
+      if (jobs.length === 1) await gate
+      await doJob(request, job)
+      return reply.code(201).send({ job })
+    })
+    const { scope, post } = caller()
+    const key = newKey()
+
+    const late = post(app, key)
+    await vi.waitFor(() => expect(jobs).toHaveLength(1))
+    await setRecord(scope, key, leaseOver())
+    const retry = await post(app, key)
+    expect(retry.statusCode).toBe(201)
+    release()
+    const lateAnswer = await late
+
+    expect(lateAnswer.statusCode).toBe(409)
+    expect(lateAnswer.json().code).toBe('IDEMPOTENCY_KEY_IN_PROGRESS')
+    expect(await jobsDone(jobs[0] as string)).toHaveLength(0)
+    expect(await jobsDone(jobs[1] as string)).toHaveLength(1)
+    const replay = await post(app, key)
+    expect(replay.headers['idempotent-replayed']).toBe('true')
+    expect(replay.json()).toEqual({ job: jobs[1] })
+    await app.close()
+  })
+
   it.each([
     ['a read', 'GET', {}],
     ['a public route', 'POST', { auth: { public: true } }],
   ] as const)('refuses to start when %s is marked idempotent', async (_case, method, config) => {
     const app = Fastify()
     await app.register(fakeAuth)
-    await app.register(idempotency, { db: t.database.db, ttlSeconds: 60 })
+    await app.register(idempotency, { db: t.database.db, ttlSeconds: 60, leaseMs: 30_000 })
     expect(() =>
       app.route({
         method,

@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { isDatabaseUnavailable } from '../db/connection-errors.js'
 import { AppError } from '../shared/errors.js'
 import { toFieldErrors } from './validation.js'
 
@@ -11,7 +12,12 @@ export interface ProblemInit {
   code: string
   detail: string
   extensions?: Record<string, unknown>
+  /** Sent as `Retry-After`: when the client may expect a retry to succeed. */
+  retryAfterSeconds?: number
 }
+
+/** A database outage is usually a restart or a failover: seconds, not minutes. */
+const DATABASE_RETRY_AFTER_S = 2
 
 /** Writes an RFC 9457 problem document; the one way any error leaves the service. */
 export function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: ProblemInit) {
@@ -27,6 +33,8 @@ export function sendProblem(request: FastifyRequest, reply: FastifyReply, proble
   }
   // RFC 6750 §3: every 401 names the scheme the client should use.
   if (problem.status === 401) reply.header('www-authenticate', 'Bearer realm="orderflow"')
+  if (problem.retryAfterSeconds !== undefined)
+    reply.header('retry-after', String(problem.retryAfterSeconds))
   // Bypass the route's response serializer: a problem is never shaped like a success body.
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).serializer(JSON.stringify).send(body)
 }
@@ -67,6 +75,15 @@ export function toProblem(error: FastifyError | Error): ProblemInit {
   if (error instanceof SyntaxError || fastifyError.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
     // JSON.parse and secure-json-parse (prototype pollution) both end up here.
     return { status: 400, code: 'MALFORMED_JSON', detail: 'The body is not valid JSON.' }
+  }
+  if (isDatabaseUnavailable(error)) {
+    // The driver's message names hosts, SQL and parameters: it goes to the log, never here.
+    return {
+      status: 503,
+      code: 'DATABASE_UNAVAILABLE',
+      detail: 'The database is unavailable for a moment; retry shortly.',
+      retryAfterSeconds: DATABASE_RETRY_AFTER_S,
+    }
   }
   const status = fastifyError.statusCode ?? 500
   if (status >= 400 && status < 500) {

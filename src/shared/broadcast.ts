@@ -20,8 +20,13 @@ export function createBroadcast(
 ): Broadcast {
   if (!redis) return { publish: () => {}, close: async () => {} }
   // A subscribed connection can do nothing else: it gets its own. Unlike the main client it
-  // queues the subscription until connected, and ioredis re-subscribes after reconnects.
-  const subscriber = redis.duplicate({ lazyConnect: false, enableOfflineQueue: true })
+  // queues the subscription until connected, and ioredis re-subscribes after reconnects. No
+  // request waits on it, so a frozen Redis only delays the subscription: no command timeout.
+  const subscriber = redis.duplicate({
+    lazyConnect: false,
+    enableOfflineQueue: true,
+    commandTimeout: undefined,
+  })
   subscriber.on('error', () => {}) // reconnects by itself
   subscriber.on('message', (received: string, message: string) => {
     if (received === channel) onMessage(message)

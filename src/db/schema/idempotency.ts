@@ -1,6 +1,6 @@
 import { integer, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core'
 
-/** Mirrors migrations/005.do.idempotency.sql. */
+/** Mirrors migrations/005.do.idempotency.sql and 008.do.idempotency-outcome.sql. */
 export const idempotencyKeys = pgTable(
   'idempotency_keys',
   {
@@ -15,6 +15,9 @@ export const idempotencyKeys = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
     expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
+    committedAt: timestamp('committed_at', { withTimezone: true, mode: 'date' }),
+    resourceLocation: text('resource_location'),
   },
   (table) => [primaryKey({ columns: [table.scope, table.key] })],
 )

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { idempotentCommit } from '../../platform/idempotency.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import {
@@ -16,6 +17,7 @@ export interface CustomerRoutesOptions {
 }
 
 const tags = ['customers']
+const locationOf = ({ id }: { id: string }) => `/v1/customers/${id}`
 // Customers are shared business records: every role reads them (the default for reads),
 // users and admins change them. Said explicitly so a change of the default cannot widen it.
 const writers = { auth: { roles: ['admin', 'user'] as const } }
@@ -40,8 +42,12 @@ export const customerRoutes: FastifyPluginAsyncTypebox<CustomerRoutesOptions> = 
       },
     },
     async (request, reply) => {
-      const customer = await customers.create(request.body, actorOf(request))
-      return reply.code(201).header('location', `/v1/customers/${customer.id}`).send(customer)
+      const customer = await customers.create(
+        request.body,
+        actorOf(request),
+        idempotentCommit(request, locationOf),
+      )
+      return reply.code(201).header('location', locationOf(customer)).send(customer)
     },
   )
 

@@ -1,4 +1,4 @@
-import type { InTransaction } from '../../db/client.js'
+import type { InTransaction, TransactionHook } from '../../db/client.js'
 import type { CustomerRow } from '../../db/schema/index.js'
 import { isForeignKeyViolation, isUniqueViolation } from '../../shared/errors.js'
 import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
@@ -50,7 +50,11 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
   }
 
   return {
-    async create(input: CustomerCreate, actor: Actor): Promise<Customer> {
+    async create(
+      input: CustomerCreate,
+      actor: Actor,
+      alsoInTransaction?: TransactionHook<Customer>,
+    ): Promise<Customer> {
       const email = input.email.toLowerCase()
       return withEmailConflict(email, () =>
         inTransaction(async (tx) => {
@@ -71,6 +75,7 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
             resourceId: customer.id,
             changes: createdChanges(customer, AUDITED_FIELDS),
           })
+          await alsoInTransaction?.(tx, customer)
           return customer
         }),
       )

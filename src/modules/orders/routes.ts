@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { callerOf } from '../../platform/auth.js'
+import { idempotentCommit } from '../../platform/idempotency.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import {
@@ -18,6 +19,7 @@ export interface OrderRoutesOptions {
 }
 
 const tags = ['orders']
+const locationOf = ({ id }: { id: string }) => `/v1/orders/${id}`
 // Reads are open to every role and writes to users and admins (the auth default); the
 // service limits a user to their own orders. Deleting erases history, so it is admin-only.
 const admins = { auth: { roles: ['admin'] as const } }
@@ -52,8 +54,13 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
       },
     },
     async (request, reply) => {
-      const order = await orders.create(callerOf(request), request.body, actorOf(request))
-      return reply.code(201).header('location', `/v1/orders/${order.id}`).send(order)
+      const order = await orders.create(
+        callerOf(request),
+        request.body,
+        actorOf(request),
+        idempotentCommit(request, locationOf),
+      )
+      return reply.code(201).header('location', locationOf(order)).send(order)
     },
   )
 

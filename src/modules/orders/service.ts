@@ -1,4 +1,4 @@
-import type { InTransaction, Transaction } from '../../db/client.js'
+import type { InTransaction, Transaction, TransactionHook } from '../../db/client.js'
 import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
@@ -157,7 +157,12 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
   }
 
   return {
-    async create(caller: Caller, input: OrderCreate, actor: Actor): Promise<Order> {
+    async create(
+      caller: Caller,
+      input: OrderCreate,
+      actor: Actor,
+      alsoInTransaction?: TransactionHook<Order>,
+    ): Promise<Order> {
       // UUIDs may arrive in capitals; the database answers in lower case.
       const lines = input.items.map((item) => ({
         productId: item.product_id.toLowerCase(),
@@ -226,6 +231,7 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
           resourceId: created.id,
           changes: createdChanges(created, AUDITED_FIELDS),
         })
+        await alsoInTransaction?.(tx, created)
         return created
       })
     },

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { idempotentCommit } from '../../platform/idempotency.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import {
@@ -16,6 +17,7 @@ export interface ProductRoutesOptions {
 }
 
 const tags = ['products']
+const locationOf = ({ id }: { id: string }) => `/v1/products/${id}`
 // The catalogue is shared: every role reads it, only admins change it.
 const admins = { auth: { roles: ['admin'] as const } }
 
@@ -38,8 +40,12 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
       },
     },
     async (request, reply) => {
-      const product = await products.create(request.body, actorOf(request))
-      return reply.code(201).header('location', `/v1/products/${product.id}`).send(product)
+      const product = await products.create(
+        request.body,
+        actorOf(request),
+        idempotentCommit(request, locationOf),
+      )
+      return reply.code(201).header('location', locationOf(product)).send(product)
     },
   )
 

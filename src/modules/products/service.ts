@@ -1,4 +1,4 @@
-import type { InTransaction } from '../../db/client.js'
+import type { InTransaction, TransactionHook } from '../../db/client.js'
 import type { ProductRow } from '../../db/schema/index.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
 import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
@@ -53,7 +53,11 @@ export function createProductService({ products, inTransaction }: ProductService
   }
 
   return {
-    async create(input: ProductCreate, actor: Actor): Promise<Product> {
+    async create(
+      input: ProductCreate,
+      actor: Actor,
+      alsoInTransaction?: TransactionHook<Product>,
+    ): Promise<Product> {
       assertPositivePrice(input.price)
       return withSkuConflict(input.sku, () =>
         inTransaction(async (tx) => {
@@ -76,6 +80,7 @@ export function createProductService({ products, inTransaction }: ProductService
             resourceId: product.id,
             changes: createdChanges(product, AUDITED_FIELDS),
           })
+          await alsoInTransaction?.(tx, product)
           return product
         }),
       )

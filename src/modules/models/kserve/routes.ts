@@ -163,8 +163,8 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
       schema: {
         summary: 'Server readiness',
         description:
-          'Ready as `/ready` is: every dependency answers and every active model is loaded. ' +
-          'Otherwise 503 with `ready: false`.',
+          'Ready when the database answers, every active model is loaded and the server is ' +
+          'not shutting down. Otherwise 503 with `ready: false`.',
         tags,
         response: {
           200: Type.Object({ ready: Type.Literal(true) }),

@@ -1,0 +1,153 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { pino } from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type PrivateRedis, startPrivateRedis } from '../../test/faults/servers.js'
+import { buildTestApp, createTestUser, type TestApp } from '../../test/helpers.js'
+import { connectRedis, type GuardedRedis } from './redis.js'
+
+// A Redis of this file's own: the tests freeze and stop it.
+const COMMAND_TIMEOUT_MS = 200
+const BREAKER_RESET_MS = 600
+let redis: PrivateRedis
+
+beforeAll(async () => {
+  redis = await startPrivateRedis()
+})
+afterAll(async () => {
+  await redis.close()
+})
+
+function connect(): GuardedRedis {
+  return connectRedis(
+    {
+      url: redis.url,
+      commandTimeoutMs: COMMAND_TIMEOUT_MS,
+      breakerResetMs: BREAKER_RESET_MS,
+      connectTimeoutMs: 1000,
+    },
+    pino({ level: 'silent' }),
+  )
+}
+
+async function ready(client: GuardedRedis) {
+  while (client.status !== 'ready') await sleep(10)
+}
+
+/** How long `work` took to settle, and whether it failed. */
+async function timed(work: () => Promise<unknown>) {
+  const started = performance.now()
+  const failed = await work().then(
+    () => false,
+    () => true,
+  )
+  return { ms: performance.now() - started, failed }
+}
+
+describe('the guarded Redis client', () => {
+  it('when Redis is frozen, then a command fails after the command timeout instead of waiting for the socket', async () => {
+    const client = connect()
+    await ready(client)
+    redis.freeze()
+    try {
+      const { ms, failed } = await timed(() => client.get('orderflow:test:frozen'))
+      expect(failed).toBe(true)
+      expect(ms).toBeGreaterThanOrEqual(COMMAND_TIMEOUT_MS - 20)
+      expect(ms).toBeLessThan(COMMAND_TIMEOUT_MS + 500)
+    } finally {
+      redis.thaw()
+      client.disconnect()
+    }
+  })
+
+  it('when most commands fail, then the breaker opens and fails commands at once; after the reset time one goes through and closes it', async () => {
+    const client = connect()
+    await ready(client)
+    redis.freeze()
+    try {
+      await Promise.allSettled(Array.from({ length: 6 }, (_, i) => client.get(`k${i}`)))
+      expect(client.breakerState()).toBe('open')
+      const { ms, failed } = await timed(() => client.get('orderflow:test:open'))
+      expect(failed).toBe(true)
+      expect(ms).toBeLessThan(50)
+    } finally {
+      redis.thaw()
+    }
+    await sleep(BREAKER_RESET_MS + 50)
+    await client.set('orderflow:test:back', '1')
+    expect(client.breakerState()).toBe('closed')
+    expect(await client.get('orderflow:test:back')).toBe('1')
+    client.disconnect()
+  })
+
+  it('when Redis answers with a reply error, then it counts as an answer and never opens the breaker', async () => {
+    const client = connect()
+    await ready(client)
+    await client.set('orderflow:test:string', 'x')
+    const failures = await Promise.allSettled(
+      Array.from({ length: 10 }, () => client.lpush('orderflow:test:string', 'y')),
+    )
+    expect(failures.every((outcome) => outcome.status === 'rejected')).toBe(true)
+    expect(client.breakerState()).toBe('closed')
+    client.disconnect()
+  })
+})
+
+describe('the API over a frozen Redis', () => {
+  let t: TestApp
+  let user: Awaited<ReturnType<typeof createTestUser>>
+
+  beforeAll(async () => {
+    t = await buildTestApp({
+      REDIS_URL: redis.url,
+      REDIS_COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
+      REDIS_BREAKER_RESET_MS: String(BREAKER_RESET_MS),
+    })
+    user = await createTestUser(t)
+  })
+  afterAll(async () => {
+    redis.thaw()
+    await t.close()
+  })
+
+  it('when Redis is frozen, then /v1 requests are served unthrottled (fail open), logins answer 503 (fail closed) and /ready names Redis, each within the command timeout', async () => {
+    redis.freeze()
+    try {
+      for (let round = 0; round < 3; round++) {
+        const started = performance.now()
+        const [products, anonymous, token, ready] = await Promise.all([
+          t.app.inject({ url: '/v1/products', headers: user.headers }),
+          t.app.inject({ url: '/v1/products' }),
+          t.app.inject({
+            method: 'POST',
+            url: '/v1/auth/token',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            payload: `grant_type=password&username=${encodeURIComponent(user.email)}&password=${encodeURIComponent(user.password)}`,
+          }),
+          t.app.inject({ url: '/ready' }),
+        ])
+        const ms = performance.now() - started
+        expect(products.statusCode).toBe(200)
+        expect(anonymous.statusCode).toBe(401)
+        expect(token.statusCode).toBe(503)
+        expect(token.headers['content-type']).toContain('application/problem+json')
+        expect(ready.statusCode).toBe(503)
+        expect(ready.json().checks.redis).toBe('failing')
+        // Each request may wait on at most two Redis commands one after the other.
+        expect(ms).toBeLessThan(2 * COMMAND_TIMEOUT_MS + 500)
+      }
+    } finally {
+      redis.thaw()
+    }
+    await sleep(BREAKER_RESET_MS + 50)
+    await t.app.inject({ url: '/ready' })
+    const ready = await t.app.inject({ url: '/ready' })
+    expect(ready.statusCode).toBe(200)
+    const token = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `grant_type=password&username=${encodeURIComponent(user.email)}&password=${encodeURIComponent(user.password)}`,
+    })
+    expect(token.statusCode).toBe(200)
+  })
+})
