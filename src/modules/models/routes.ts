@@ -6,7 +6,12 @@ import { ValidationFailed } from '../../shared/errors.js'
 import { problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import type { ModelRegistry } from './registry.js'
-import { ModelSchema, ModelSummarySchema } from './schemas.js'
+import {
+  ModelParamsSchema,
+  ModelSchema,
+  ModelSummarySchema,
+  ModelVersionParamsSchema,
+} from './schemas.js'
 
 export interface ModelRoutesOptions {
   registry: ModelRegistry
@@ -18,12 +23,6 @@ const tags = ['models']
 // Every role sees what is served; only admins change it.
 const admins = { auth: { roles: ['admin'] as const } }
 const PARTS = ['card', 'onnx'] as const
-
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionParamsSchema = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 100 }),
-  version: Type.String({ minLength: 1, maxLength: 50 }),
-})
 
 /** Reads the `card` (JSON text or file) and `onnx` (file) parts; every missing one is named. */
 async function readUpload(request: FastifyRequest): Promise<{ card: unknown; onnx: Uint8Array }> {
@@ -110,7 +109,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         summary: 'Get a model',
         description: "The active version's card and metrics, and every version, newest first.",
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         response: { 200: ModelSchema, ...problemResponses(404, 422) },
       },
     },
@@ -125,7 +124,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         summary: 'Activate a model version',
         description: 'Predictions are served by this version from now on.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: { 200: ModelSchema, ...problemResponses(404, 422) },
       },
     },
@@ -142,7 +141,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         description:
           'The active version cannot be deleted (409 MODEL_VERSION_ACTIVE): activate another first.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: {
           204: Type.Null({ description: 'Deleted.' }),
           ...problemResponses(404, 409, 422),

@@ -174,6 +174,23 @@ describe('GET /v2/models/{name}[/versions/{version}]', () => {
     expect(response.statusCode).toBe(404)
     expect(response.json().code).toBe('MODEL_VERSION_NOT_FOUND')
   })
+
+  it('when the name or the version breaks its pattern, then 422 names the path parameter', async () => {
+    const cases = [
+      { url: `/v2/models/${model}/versions/latest`, path: 'params.version' },
+      { url: `/v2/models/${model}/versions/1.0.0%00`, path: 'params.version' },
+      { url: `/v2/models/${model}/versions/${'1'.repeat(40)}.0.0`, path: 'params.version' },
+      { url: '/v2/models/Iris', path: 'params.name' },
+      { url: `/v2/models/${model}/versions/latest/ready`, path: 'params.version' },
+      { url: `/v1/models/${model}%20x`, path: 'params.name' },
+    ]
+    for (const { url, path } of cases) {
+      const response = await injectAs(t, viewer)({ url })
+      expect(response.statusCode, url).toBe(422)
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(response.json().errors.map((error: { path: string }) => error.path)).toContain(path)
+    }
+  })
 })
 
 describe('GET /v2/models/{name}[/versions/{version}]/ready', () => {

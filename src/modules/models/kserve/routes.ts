@@ -4,6 +4,7 @@ import { ROLES } from '../../../shared/caller.js'
 import { defineError } from '../../../shared/errors.js'
 import { type ProblemSchema, problemResponses } from '../../../shared/schemas.js'
 import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
+import { ModelParamsSchema, ModelVersionParamsSchema } from '../schemas.js'
 import type { ModelServer } from '../serving/types.js'
 import { decodeInferRequest, encodeInferResponse, modelMetadata } from './codec.js'
 import {
@@ -37,12 +38,6 @@ const tags = ['kserve']
 const open = { auth: { public: true } } as const
 // Inference reads; every role may, within the per-caller prediction budget.
 const inference = { auth: { roles: ROLES }, rateLimitGroup: 'predict' } as const
-
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionParamsSchema = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 100 }),
-  version: Type.String({ minLength: 1, maxLength: 50 }),
-})
 
 const ModelReadySchema = Type.Object({ name: Type.String(), ready: Type.Literal(true) })
 
@@ -186,7 +181,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description:
           "The active version's inputs and outputs (dynamic dims as -1) and every version.",
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         response: { 200: ModelMetadataSchema, ...failures(404, 422, 503) },
       },
     },
@@ -200,7 +195,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Model version metadata',
         description: "A version's inputs and outputs; the version is loaded if it is not yet.",
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: { 200: ModelMetadataSchema, ...failures(404, 422, 503) },
       },
     },
@@ -214,7 +209,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Model readiness',
         description: 'Ready when its active version is loaded; 400 MODEL_NOT_READY when not.',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
       },
     },
@@ -229,7 +224,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description:
           'Ready when the version is loaded; 400 MODEL_NOT_READY when not. Never loads it.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
       },
     },
@@ -247,7 +242,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
           'datatype and shape (`GET /v2/models/{name}`); `data` flat or nested, row-major. ' +
           '422 lists every problem by path (`body.inputs[0].data[3]`).',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         body: InferRequestSchema,
         response: {
           200: InferResponseSchema,
@@ -266,7 +261,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Inference on a version',
         description: 'As `/v2/models/{name}/infer`, on this version; it is loaded if not yet.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         body: InferRequestSchema,
         response: {
           200: InferResponseSchema,

@@ -76,6 +76,9 @@ export interface ManagedModelServer extends ModelServer {
 
 const keyOf = (name: string, version: string) => `${name}@${version}`
 
+/** Failed loads of inactive versions remembered at once; older ones are forgotten. */
+export const MAX_REMEMBERED_FAILURES = 16
+
 /**
  * The models this process serves. Each loaded version has its own micro-batcher, so
  * concurrent predictions of one version share inference calls. Loading happens once per
@@ -103,9 +106,17 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       ready: Promise.resolve(),
     }
     entry.ready = (async () => {
-      const servable = bytes ?? (await source.findServable(name, version))
+      let servable: ActiveModelVersion | undefined
+      try {
+        servable = bytes ?? (await source.findServable(name, version))
+      } finally {
+        // Until the version is known to exist, the key is only what a caller asked for:
+        // nothing may stay behind under it, or distinct made-up versions would grow the map.
+        if (!servable && entries.get(entry.key) === entry) entries.delete(entry.key)
+      }
       if (!servable) {
-        entries.delete(entry.key)
+        entry.state = 'unloaded'
+        log.info({ model: name, version }, 'model version not found')
         throw new ModelVersionNotFound(`Model ${name} has no version ${version}.`)
       }
       const model = await backend.load(servable.onnx, {
@@ -130,11 +141,12 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       if (closed || entries.get(entry.key) !== entry) await retire(entry)
       else evictBeyondLimit(entry)
     })().catch((error: unknown) => {
-      if (entry.state === 'loading') {
+      if (entry.state === 'loading' && entries.get(entry.key) === entry) {
         entry.state = 'failed'
         entry.error = error instanceof Error ? error.message : String(error)
         entry.failedAt = performance.now()
         log.error({ err: error, model: name, version }, 'model version failed to load')
+        forgetOldFailures()
       }
       throw error
     })
@@ -150,6 +162,21 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     entry.state = 'unloaded'
     await entry.batcher?.close()
     await entry.model?.release()
+  }
+
+  /**
+   * Failed loads are remembered so that a broken version is not loaded again on every request
+   * (and so that /ready can name an active one), but only the newest few: pinned versions are
+   * chosen by callers, and each failure holds its message.
+   */
+  function forgetOldFailures(): void {
+    const failed = [...entries.values()].filter(
+      (entry) => entry.state === 'failed' && active.get(entry.name) !== entry.version,
+    )
+    const excess = failed.length - MAX_REMEMBERED_FAILURES
+    if (excess <= 0) return
+    failed.sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0))
+    for (const entry of failed.slice(0, excess)) entries.delete(entry.key)
   }
 
   /** Unloads least recently used versions beyond the limit, inactive ones first. */
@@ -196,7 +223,8 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     try {
       await entry.ready
     } catch (error) {
-      if (error instanceof ModelVersionNotFound || error instanceof ModelNotFound) throw error
+      // Not found, or the lookup itself failed (the database): not a load failure.
+      if (entry.state !== 'failed') throw error
       throw new ModelUnavailable(
         `Model ${name} version ${version} cannot be loaded: ${entry.error}`,
       )

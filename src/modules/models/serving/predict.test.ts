@@ -321,10 +321,40 @@ describe('POST /v1/models/{name}/predict', () => {
     expect(active.json().prediction).not.toBe(pinned.json().prediction)
   })
 
-  it('when ?version= names no version of the model, then 404 MODEL_VERSION_NOT_FOUND', async () => {
+  it('when ?version= names no version of the model, then 404 MODEL_VERSION_NOT_FOUND, logged below error level without a stack', async () => {
     const response = await predict(s, model, sample(), { version: '9.9.9' })
     expect(response.statusCode).toBe(404)
     expect(response.json().code).toBe('MODEL_VERSION_NOT_FOUND')
+    const lines = s.t.logs.filter((line) => line.version === '9.9.9' && line.model === model)
+    expect(lines.length).toBeGreaterThan(0)
+    for (const line of lines) {
+      expect(line.level as number).toBeLessThan(50)
+      expect(JSON.stringify(line)).not.toContain('    at ')
+    }
+  })
+
+  it('when ?version= is not MAJOR.MINOR.PATCH, then 422 says what a version looks like and nothing runs', async () => {
+    const before = s.backend.runs.length
+    const response = await predict(s, model, sample(), { version: 'latest' })
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      {
+        path: 'query.version',
+        message:
+          'must be a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one',
+      },
+    ])
+    expect(s.backend.runs.length).toBe(before)
+  })
+
+  it('when the model name is not kebab-case, then 422 on params.name and nothing runs', async () => {
+    const before = s.backend.runs.length
+    const response = await predict(s, 'Not_A_Model', sample())
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      { path: 'params.name', message: 'must be a model name in kebab-case, e.g. car-price' },
+    ])
+    expect(s.backend.runs.length).toBe(before)
   })
 
   it('when the request carries no credentials, then 401 and nothing runs', async () => {

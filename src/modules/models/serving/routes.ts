@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
 import { problemResponses } from '../../../shared/schemas.js'
+import { PinnedVersionSchema } from '../card.js'
+import { ModelParamsSchema } from '../schemas.js'
 import type { PredictionService } from './prediction-service.js'
 
 export interface PredictionRoutesOptions {
@@ -13,15 +15,7 @@ const tags = ['predictions']
 // Predicting reads; every role may. Predictions have their own per-caller budget.
 const config = { auth: { roles: ROLES }, rateLimitGroup: 'predict' as const }
 
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionQuerySchema = Type.Object({
-  version: Type.Optional(
-    Type.String({
-      pattern: '^\\d+\\.\\d+\\.\\d+$',
-      description: 'Pins a version; the active version answers when omitted.',
-    }),
-  ),
-})
+const VersionQuerySchema = Type.Object({ version: Type.Optional(PinnedVersionSchema) })
 
 const InputsSchema = Type.Record(Type.String(), Type.Unknown(), {
   description:
@@ -85,7 +79,7 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
           "Validates the inputs against the serving version's card (every problem is listed by path), " +
           'then answers from the cache or from one micro-batched inference call.',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         querystring: VersionQuerySchema,
         body: Type.Object({ inputs: InputsSchema }),
         response: { 200: PredictionSchema, ...failures },
@@ -105,7 +99,7 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
           'by index in `errors` (their `predictions` entry is null) while the valid ones are ' +
           'predicted; a batch with no valid instance is refused with 422.',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         querystring: VersionQuerySchema,
         body: Type.Object({
           instances: Type.Array(InputsSchema, { minItems: 1, maxItems: batchMax }),
