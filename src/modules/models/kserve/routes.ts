@@ -5,6 +5,7 @@ import { defineError } from '../../../shared/errors.js'
 import { type ProblemSchema, problemResponses } from '../../../shared/schemas.js'
 import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
 import { ModelParamsSchema, ModelVersionParamsSchema } from '../schemas.js'
+import { retryAfterWhenQueueFull } from '../serving/retry-after.js'
 import type { ModelServer } from '../serving/types.js'
 import { decodeInferRequest, encodeInferResponse, modelMetadata } from './codec.js'
 import {
@@ -71,6 +72,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
   app,
   { server, version: serverVersion, ready, versionsOf },
 ) => {
+  app.addHook('onError', retryAfterWhenQueueFull)
   // The protocol's clients read failures from an `error` string; the problem keeps all else.
   app.addHook('onSend', async (_request, reply, payload) => {
     if (typeof payload !== 'string' || !isProblem(reply.getHeader('content-type'))) return payload
@@ -210,7 +212,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description: 'Ready when its active version is loaded; 400 MODEL_NOT_READY when not.',
         tags,
         params: ModelParamsSchema,
-        response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
+        response: { 200: ModelReadySchema, ...failures(400, 404, 422, 503) },
       },
     },
     async (request) => modelReady(request.params.name),
@@ -225,7 +227,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
           'Ready when the version is loaded; 400 MODEL_NOT_READY when not. Never loads it.',
         tags,
         params: ModelVersionParamsSchema,
-        response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
+        response: { 200: ModelReadySchema, ...failures(400, 404, 422, 503) },
       },
     },
     async (request) => modelReady(request.params.name, request.params.version),

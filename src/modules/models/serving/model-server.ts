@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { BatchingSettings } from '../../../config.js'
 import { defineError } from '../../../shared/errors.js'
-import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
+import { ModelNotFound, ModelVersionNotFound, PredictionQueueFull } from '../errors.js'
 import type { ActiveModelVersion } from '../repository.js'
 import type { Feeds, InferenceBackend, LoadedModel, LoadOptions } from '../runtime/backend.js'
 import { type BatchInfo, createModelBatcher, type MicroBatcher } from '../runtime/batcher.js'
@@ -30,6 +30,10 @@ export interface ModelServerOptions {
   loadOptions?: LoadOptions
   /** Called after each inference call, e.g. for the batch-size histogram. */
   onBatch?: (served: ServedVersion, info: BatchInfo) => void
+  /** Rows one version's queue holds; beyond, requests get PREDICTION_QUEUE_FULL at once. */
+  maxQueuedRows?: number
+  /** Called for each request refused without running, e.g. for a counter. */
+  onRejected?: (served: ServedVersion, reason: 'queue_full') => void
   log: FastifyBaseLogger
   /** How long a failed load is remembered before a request may try again. */
   retryAfterMs?: number
@@ -135,6 +139,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       entry.batcher = createModelBatcher(model, {
         maxBatchSize: settings.maxBatchSize,
         maxWaitMs: settings.maxWaitMs,
+        maxQueued: options.maxQueuedRows,
         onBatch: options.onBatch ? (info) => options.onBatch?.(served, info) : undefined,
       })
       entry.state = 'loaded'
@@ -256,7 +261,12 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       entry.lastUsed = performance.now()
       const served = entry.served
       const pending = entry.batcher.submit(typeof feeds === 'function' ? feeds(served) : feeds)
-      return { served, outputs: await pending } satisfies InferResult
+      try {
+        return { served, outputs: await pending } satisfies InferResult
+      } catch (error) {
+        if (error instanceof PredictionQueueFull) options.onRejected?.(served, 'queue_full')
+        throw error
+      }
     }
   }
 

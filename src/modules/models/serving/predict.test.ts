@@ -689,6 +689,53 @@ describe('micro-batching', () => {
   })
 })
 
+describe('the prediction queue', () => {
+  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a slow model', () => {
+    const s = useServing(
+      {
+        PREDICT_QUEUE_MAX: '4',
+        INFERENCE_MAX_BATCH_SIZE: '1',
+        PREDICTION_CACHE_TTL_MS: '0',
+        RATE_LIMIT_MAX: '1000',
+      },
+      { latencyMs: 100 },
+    )
+
+    it('when 20 predictions arrive at once, then one runs, four wait, and the rest get 503 PREDICTION_QUEUE_FULL with Retry-After without running, counted by model and reason', async () => {
+      const name = await register(s)
+      const before = s.backend.runs.length
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => predict(s, name, sample(i + 1))),
+      )
+      const ok = responses.filter((response) => response.statusCode === 200)
+      const refused = responses.filter((response) => response.statusCode === 503)
+      expect(ok).toHaveLength(5)
+      expect(refused).toHaveLength(15)
+      for (const response of refused) {
+        expect(response.headers['retry-after']).toBe('1')
+        expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+        expect(response.json().code).toBe('PREDICTION_QUEUE_FULL')
+      }
+      expect(s.backend.runs.length - before).toBe(5)
+      const metrics = (await s.t.app.inject({ url: '/metrics' })).body
+      expect(
+        metricValue(metrics, 'model_predictions_rejected_total', {
+          model: name,
+          reason: 'queue_full',
+        }),
+      ).toBe(15)
+    })
+
+    it('when a batch larger than the bound reaches an idle model, then it runs', async () => {
+      const name = await register(s)
+      const instances = Array.from({ length: 6 }, (_, i) => sample(i + 1))
+      const response = await predictBatch(s, name, instances)
+      expect(response.statusCode, response.body).toBe(200)
+      expect(response.json().predictions.every((p: unknown) => p !== null)).toBe(true)
+    })
+  })
+})
+
 describe('the prediction rate limit', () => {
   const s = useServing({ PREDICT_RATE_LIMIT_MAX: '3', RATE_LIMIT_MAX: '1000' })
 

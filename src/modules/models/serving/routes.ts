@@ -5,6 +5,7 @@ import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
 import { ModelParamsSchema } from '../schemas.js'
 import type { PredictionService } from './prediction-service.js'
+import { retryAfterWhenQueueFull } from './retry-after.js'
 
 export interface PredictionRoutesOptions {
   predictions: PredictionService
@@ -63,12 +64,15 @@ const IrisPredictionSchema = Type.Object({
   cached: Type.Boolean(),
 })
 
-const failures = problemResponses(404, 422, 503)
+// 400 malformed JSON, 413 too large, 415 not JSON, 503 not loadable or queue full.
+const failures = problemResponses(400, 404, 413, 415, 422, 503)
 
 export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions> = async (
   app,
   { predictions, batchMax },
 ) => {
+  app.addHook('onError', retryAfterWhenQueueFull)
+
   app.post(
     '/models/:name/predict',
     {
