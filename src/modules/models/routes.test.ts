@@ -182,6 +182,21 @@ describe('POST /v1/models', () => {
     expect(response.json().code).toBe('UNSUPPORTED_MEDIA_TYPE')
   })
 
+  it.each([
+    ['no body and no Content-Type', {}],
+    ['a body and no Content-Type', { payload: 'card=x', headers: { 'content-type': undefined } }],
+    ['text/plain', { payload: 'card=x', headers: { 'content-type': 'text/plain' } }],
+  ] as const)(
+    'when the request has %s, then 415 naming multipart/form-data',
+    async (_, request) => {
+      const response = await injectAs(t, admin)({ method: 'POST', url: '/v1/models', ...request })
+      expect(response.statusCode, response.body).toBe(415)
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(response.json().code).toBe('UNSUPPORTED_MEDIA_TYPE')
+      expect(response.json().detail).toContain('multipart/form-data')
+    },
+  )
+
   it('when the graph is larger than MODEL_MAX_BYTES, then 413 before the graph is read, and nothing is stored', async () => {
     const small = await buildTestApp({ MODEL_MAX_BYTES: '1024' }, { privateDatabase: true })
     try {

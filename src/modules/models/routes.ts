@@ -2,7 +2,7 @@ import multipart from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { ValidationFailed } from '../../shared/errors.js'
+import { defineError, ValidationFailed } from '../../shared/errors.js'
 import { problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import type { ModelRegistry } from './registry.js'
@@ -23,6 +23,14 @@ const tags = ['models']
 // Every role sees what is served; only admins change it.
 const admins = { auth: { roles: ['admin'] as const } }
 const PARTS = ['card', 'onnx'] as const
+
+const UnsupportedMediaType = defineError('UNSUPPORTED_MEDIA_TYPE', 415)
+
+const notMultipart = (contentType: string | undefined) =>
+  new UnsupportedMediaType(
+    `A model upload is multipart/form-data (a card part and an onnx part), not ${contentType ? contentType.split(';')[0]?.slice(0, 100) : 'a body without a Content-Type'}.`,
+    { accepted: ['multipart/form-data'] },
+  )
 
 /** Reads the `card` (JSON text or file) and `onnx` (file) parts; every missing one is named. */
 async function readUpload(request: FastifyRequest): Promise<{ card: unknown; onnx: Uint8Array }> {
@@ -62,6 +70,14 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
     upload.removeAllContentTypeParsers()
     await upload.register(multipart, {
       limits: { fileSize: maxModelBytes, files: 2, fields: 2, parts: 4 },
+    })
+    // Any other body, or none at all, is the wrong media type: 415 saying which one is right
+    // (the multipart plugin would answer a request without a body 406).
+    upload.addContentTypeParser('*', (request, _payload, done) =>
+      done(notMultipart(request.headers['content-type']), undefined),
+    )
+    upload.addHook('preValidation', async (request) => {
+      if (!request.isMultipart()) throw notMultipart(request.headers['content-type'])
     })
     upload.post(
       '',
