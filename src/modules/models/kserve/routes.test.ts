@@ -388,3 +388,43 @@ describe('the plugin alone', () => {
     await app.close()
   })
 })
+
+describe('a full prediction queue', () => {
+  let slow: TestApp
+  let caller: TestUser
+  const name = `iris-${unique().toLowerCase()}`
+
+  beforeAll(async () => {
+    slow = await buildTestApp(
+      { PREDICT_QUEUE_MAX: '2', INFERENCE_MAX_BATCH_SIZE: '2', RATE_LIMIT_MAX: '1000' },
+      {
+        inference: createTestBackend({ models: { iris: linearClassifierSpec() }, latencyMs: 100 }),
+        privateDatabase: true,
+      },
+    )
+    const owner = await createTestUser(slow, 'admin')
+    caller = await createTestUser(slow, 'viewer')
+    await registerVersion(slow, owner, cardFor(name, '1.0.0'), testModelBytes('iris'))
+  })
+  afterAll(() => slow?.close())
+
+  it('when more inferences arrive than the queue holds, then the surplus gets 503 PREDICTION_QUEUE_FULL with Retry-After and an error member', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        injectAs(
+          slow,
+          caller,
+        )({ method: 'POST', url: `/v2/models/${name}/infer`, payload: irisRequest() }),
+      ),
+    )
+    const refused = responses.filter((response) => response.statusCode === 503)
+    expect(responses.filter((response) => response.statusCode === 200)).toHaveLength(2)
+    expect(refused).toHaveLength(8)
+    for (const response of refused) {
+      expect(response.headers['retry-after']).toBe('1')
+      const problem = response.json()
+      expect(problem.code).toBe('PREDICTION_QUEUE_FULL')
+      expect(problem.error).toBe(problem.detail)
+    }
+  })
+})
