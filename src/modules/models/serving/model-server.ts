@@ -48,6 +48,8 @@ interface Entry {
   /** Settles when the version is loaded; rejects with the load failure. */
   ready: Promise<void>
   state: ModelState['state']
+  /** The version exists: its bytes were found. Until then a failure is not a load failure. */
+  found?: boolean
   error?: string
   failedAt?: number
   served?: ServedVersion
@@ -118,6 +120,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
         // nothing may stay behind under it, or distinct made-up versions would grow the map.
         if (!servable && entries.get(entry.key) === entry) entries.delete(entry.key)
       }
+      entry.found = servable !== undefined
       if (!servable) {
         entry.state = 'unloaded'
         log.info({ model: name, version }, 'model version not found')
@@ -229,7 +232,7 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       await entry.ready
     } catch (error) {
       // Not found, or the lookup itself failed (the database): not a load failure.
-      if (entry.state !== 'failed') throw error
+      if (!entry.found) throw error
       throw new ModelUnavailable(
         `Model ${name} version ${version} cannot be loaded: ${entry.error}`,
       )
