@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { BatchingSettings } from '../../../config.js'
-import { defineError } from '../../../shared/errors.js'
+import { AppError, defineError } from '../../../shared/errors.js'
 import { ModelNotFound, ModelVersionNotFound, PredictionQueueFull } from '../errors.js'
 import type { ActiveModelVersion } from '../repository.js'
 import type { Feeds, InferenceBackend, LoadedModel, LoadOptions } from '../runtime/backend.js'
@@ -151,7 +151,9 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     })().catch((error: unknown) => {
       if (entry.state === 'loading' && entries.get(entry.key) === entry) {
         entry.state = 'failed'
-        entry.error = error instanceof Error ? error.message : String(error)
+        // Shown to callers: a domain reason (a bad graph) is theirs to read; anything else
+        // stays in the log below.
+        entry.error = error instanceof AppError ? error.message : 'an internal error occurred'
         entry.failedAt = performance.now()
         log.error({ err: error, model: name, version }, 'model version failed to load')
         forgetOldFailures()
