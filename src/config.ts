@@ -216,6 +216,12 @@ const EnvSchema = Type.Object({
     default: 1000,
     description: 'instances in one batch prediction request',
   }),
+  PREDICT_QUEUE_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 256,
+    description: 'rows waiting for inference per model version; beyond, 503 with Retry-After',
+  }),
   PREDICTION_CACHE_TTL_MS: Type.Integer({
     minimum: 0,
     default: 60_000,

@@ -8,8 +8,27 @@ import { StringEnum, TimestampSchema } from '../../shared/schemas.js'
  * tensors.
  */
 
-/** Model names are URL segments (kebab-case); input names are JSON fields (snake_case). */
-const ModelNameSchema = Type.String({ pattern: '^[a-z0-9]+(-[a-z0-9]+)*$', maxLength: 64 })
+/**
+ * Model names are URL segments (kebab-case); input names are JSON fields (snake_case). The
+ * descriptions are noun phrases: a pattern error reads "must be <description>".
+ */
+export const ModelNameSchema = Type.String({
+  pattern: '^[a-z0-9]+(-[a-z0-9]+)*$',
+  maxLength: 64,
+  description: 'a model name in kebab-case, e.g. car-price',
+})
+const VERSION_PATTERN = '^\\d+\\.\\d+\\.\\d+$'
+export const VersionNameSchema = Type.String({
+  pattern: VERSION_PATTERN,
+  maxLength: 32,
+  description: 'a version as MAJOR.MINOR.PATCH, e.g. 1.0.0',
+})
+/** `?version=`: pins the version that answers instead of the active one. */
+export const PinnedVersionSchema = Type.String({
+  pattern: VERSION_PATTERN,
+  maxLength: 32,
+  description: 'a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one',
+})
 const InputNameSchema = Type.String({ pattern: '^[a-z][a-z0-9]*(_[a-z0-9]+)*$', maxLength: 64 })
 const FloatsSchema = Type.Array(Type.Number())
 
@@ -97,7 +116,7 @@ export const ModelOutputSchema = Type.Object(
 export const ModelCardSchema = Type.Object(
   {
     name: ModelNameSchema,
-    version: Type.String({ pattern: '^\\d+\\.\\d+\\.\\d+$' }),
+    version: VersionNameSchema,
     task: StringEnum(['classification', 'regression'] as const),
     description: Type.String(),
     inputs: Type.Array(ModelInputSchema, { minItems: 1 }),

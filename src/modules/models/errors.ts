@@ -7,3 +7,5 @@ export const ModelVersionExists = defineError('MODEL_VERSION_EXISTS', 409)
 export const ModelVersionActive = defineError('MODEL_VERSION_ACTIVE', 409)
 /** The card does not describe the graph; `errors` lists every mismatch. */
 export const ModelSignatureMismatch = defineError('MODEL_SIGNATURE_MISMATCH', 422)
+/** A model version's prediction queue is full; answered at once, with `Retry-After`. */
+export const PredictionQueueFull = defineError('PREDICTION_QUEUE_FULL', 503)

@@ -205,9 +205,11 @@ describe('register', () => {
     const [tensor] = upload.card.preprocessing.tensors
     const card = {
       ...upload.card,
+      // Without its column, petal_width would never reach the graph: the card would contradict itself.
+      inputs: upload.card.inputs.slice(0, 3),
       preprocessing: {
-        ...upload.card.preprocessing,
         tensors: [{ ...tensor, shape: ['N', 3], columns: tensor?.columns.slice(0, 3) }],
+        steps: [],
       },
     }
     const error = await failure(registry.register({ ...upload, card }))

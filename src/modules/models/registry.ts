@@ -9,6 +9,7 @@ import { type Actor, SYSTEM_ACTOR } from '../audit/actor.js'
 import { createdChanges, deletedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
 import { type ModelCard, ModelCardSchema } from './card.js'
+import { cardInconsistencies } from './card-consistency.js'
 import {
   ModelNotFound,
   ModelSignatureMismatch,
@@ -133,6 +134,13 @@ export function createModelRegistry({
 
   async function register({ card: input, onnx, actor }: ModelRegistration): Promise<Model> {
     const card = assertValid<ModelCard>(ModelCardSchema, input, 'card')
+    const contradictions = cardInconsistencies(card)
+    if (contradictions.length > 0) {
+      throw new ValidationFailed(
+        contradictions,
+        `The card contradicts itself: ${contradictions.length} problem(s).`,
+      )
+    }
     const taken = `Model ${card.name} already has a version ${card.version}.`
     // Checked before loading, which costs a worker thread; the insert below settles races.
     const existing = await models.findByName(card.name)

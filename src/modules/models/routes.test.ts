@@ -107,6 +107,36 @@ describe('POST /v1/models', () => {
     expect(problem.errors.length).toBeGreaterThan(0)
   })
 
+  it('when the card contradicts itself, then 422 VALIDATION_FAILED naming every problem by path, and nothing is stored', async () => {
+    const card = structuredClone({ ...carPriceCard, name: `car-${unique().toLowerCase()}` })
+    const [impute, , standardize] = card.preprocessing.steps as [
+      { values: number[] },
+      unknown,
+      { mean: number[]; scale: number[]; columns: string[] },
+    ]
+    standardize.mean.pop()
+    standardize.scale[2] = 0
+    standardize.columns[7] = 'door_count'
+    impute.values.pop()
+    Object.assign(card.inputs[1] as object, { minimum: 10, maximum: 1 })
+    ;(card.inputs[4] as { default: number }).default = 200
+    const response = await upload({ card, onnx: shippedBytes('car-price') })
+    expect(response.statusCode, response.body).toBe(422)
+    expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+    const problem = response.json()
+    expect(problem.code).toBe('VALIDATION_FAILED')
+    expect(problem.errors.map((error: { path: string }) => error.path)).toEqual([
+      'card.inputs[1].minimum',
+      'card.preprocessing.steps[0].values',
+      'card.preprocessing.steps[2].columns[7]',
+      'card.preprocessing.steps[2].mean',
+      'card.preprocessing.steps[2].scale[2]',
+      'card.inputs[4].default',
+    ])
+    const lookup = await injectAs(t, admin)({ url: `/v1/models/${card.name}` })
+    expect(lookup.statusCode).toBe(404)
+  })
+
   it('when the card breaks its schema, then 422 VALIDATION_FAILED naming the field', async () => {
     const response = await upload({ card: irisUnder({ version: 'one' }), onnx: irisBytes })
     expect(response.statusCode).toBe(422)
@@ -151,6 +181,21 @@ describe('POST /v1/models', () => {
     expect(response.statusCode).toBe(415)
     expect(response.json().code).toBe('UNSUPPORTED_MEDIA_TYPE')
   })
+
+  it.each([
+    ['no body and no Content-Type', {}],
+    ['a body and no Content-Type', { payload: 'card=x', headers: { 'content-type': undefined } }],
+    ['text/plain', { payload: 'card=x', headers: { 'content-type': 'text/plain' } }],
+  ] as const)(
+    'when the request has %s, then 415 naming multipart/form-data',
+    async (_, request) => {
+      const response = await injectAs(t, admin)({ method: 'POST', url: '/v1/models', ...request })
+      expect(response.statusCode, response.body).toBe(415)
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(response.json().code).toBe('UNSUPPORTED_MEDIA_TYPE')
+      expect(response.json().detail).toContain('multipart/form-data')
+    },
+  )
 
   it('when the graph is larger than MODEL_MAX_BYTES, then 413 before the graph is read, and nothing is stored', async () => {
     const small = await buildTestApp({ MODEL_MAX_BYTES: '1024' }, { privateDatabase: true })

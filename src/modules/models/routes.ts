@@ -2,11 +2,16 @@ import multipart from '@fastify/multipart'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
-import { ValidationFailed } from '../../shared/errors.js'
+import { defineError, ValidationFailed } from '../../shared/errors.js'
 import { problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import type { ModelRegistry } from './registry.js'
-import { ModelSchema, ModelSummarySchema } from './schemas.js'
+import {
+  ModelParamsSchema,
+  ModelSchema,
+  ModelSummarySchema,
+  ModelVersionParamsSchema,
+} from './schemas.js'
 
 export interface ModelRoutesOptions {
   registry: ModelRegistry
@@ -19,11 +24,13 @@ const tags = ['models']
 const admins = { auth: { roles: ['admin'] as const } }
 const PARTS = ['card', 'onnx'] as const
 
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionParamsSchema = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 100 }),
-  version: Type.String({ minLength: 1, maxLength: 50 }),
-})
+const UnsupportedMediaType = defineError('UNSUPPORTED_MEDIA_TYPE', 415)
+
+const notMultipart = (contentType: string | undefined) =>
+  new UnsupportedMediaType(
+    `A model upload is multipart/form-data (a card part and an onnx part), not ${contentType ? contentType.split(';')[0]?.slice(0, 100) : 'a body without a Content-Type'}.`,
+    { accepted: ['multipart/form-data'] },
+  )
 
 /** Reads the `card` (JSON text or file) and `onnx` (file) parts; every missing one is named. */
 async function readUpload(request: FastifyRequest): Promise<{ card: unknown; onnx: Uint8Array }> {
@@ -63,6 +70,14 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
     upload.removeAllContentTypeParsers()
     await upload.register(multipart, {
       limits: { fileSize: maxModelBytes, files: 2, fields: 2, parts: 4 },
+    })
+    // Any other body, or none at all, is the wrong media type: 415 saying which one is right
+    // (the multipart plugin would answer a request without a body 406).
+    upload.addContentTypeParser('*', (request, _payload, done) =>
+      done(notMultipart(request.headers['content-type']), undefined),
+    )
+    upload.addHook('preValidation', async (request) => {
+      if (!request.isMultipart()) throw notMultipart(request.headers['content-type'])
     })
     upload.post(
       '',
@@ -110,7 +125,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         summary: 'Get a model',
         description: "The active version's card and metrics, and every version, newest first.",
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         response: { 200: ModelSchema, ...problemResponses(404, 422) },
       },
     },
@@ -125,7 +140,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         summary: 'Activate a model version',
         description: 'Predictions are served by this version from now on.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: { 200: ModelSchema, ...problemResponses(404, 422) },
       },
     },
@@ -142,7 +157,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
         description:
           'The active version cannot be deleted (409 MODEL_VERSION_ACTIVE): activate another first.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: {
           204: Type.Null({ description: 'Deleted.' }),
           ...problemResponses(404, 409, 422),

@@ -1,6 +1,16 @@
 import { type Static, Type } from 'typebox'
 import { StringEnum, TimestampSchema } from '../../shared/schemas.js'
-import { ModelCardSchema } from './card.js'
+import { ModelCardSchema, ModelNameSchema, VersionNameSchema } from './card.js'
+
+/**
+ * Path parameters of every model route (/v1 and /v2): checked against the card's patterns
+ * before any lookup, so no caller-chosen text reaches the database or the model server.
+ */
+export const ModelParamsSchema = Type.Object({ name: ModelNameSchema })
+export const ModelVersionParamsSchema = Type.Object({
+  name: ModelNameSchema,
+  version: VersionNameSchema,
+})
 
 const MetricsSchema = Type.Record(Type.String(), Type.Number())
 const TaskSchema = StringEnum(['classification', 'regression'] as const)

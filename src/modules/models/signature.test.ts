@@ -56,6 +56,7 @@ describe('signatureMismatches', () => {
     })
     const mismatches = signatureMismatches(card, signatures.iris)
     expect(mismatches).toEqual([
+      { path: 'card.inputs[3].name', message: expect.stringMatching(/never reach the graph/) },
       {
         path: 'card.preprocessing.tensors[0].columns',
         message: expect.stringMatching(/has 3 columns, but the graph's input .* takes 4/),
@@ -71,6 +72,8 @@ describe('signatureMismatches', () => {
       categorical.columns = categorical.columns.slice(0, 7)
     })
     expect(paths(card, signatures['car-price'])).toEqual([
+      ...Array.from({ length: 7 }, (_, k) => `card.preprocessing.tensors[1].columns[${k}]`),
+      'card.inputs[15].name',
       'card.preprocessing.tensors[1].columns',
       'card.preprocessing.tensors[1].dtype',
       'card.preprocessing.tensors[1].shape[1]',
@@ -81,7 +84,10 @@ describe('signatureMismatches', () => {
     const card = cardOf('iris', (c) => {
       ;(c.preprocessing.tensors[0] as { columns: string[] }).columns[2] = 'petal_area'
     })
-    expect(paths(card, signatures.iris)).toEqual(['card.preprocessing.tensors[0].columns[2]'])
+    expect(paths(card, signatures.iris)).toEqual([
+      'card.preprocessing.tensors[0].columns[2]',
+      'card.inputs[2].name',
+    ])
   })
 
   it('when outputs differ in dtype, rank and label count, then each is listed', () => {
@@ -131,6 +137,7 @@ describe('signatureMismatches', () => {
   it('when an optional input without default feeds an int64 tensor, then the card is refused', () => {
     const card = cardOf('iris', (edited) => {
       ;(edited.preprocessing.tensors[0] as { dtype: string }).dtype = 'int64'
+      for (const input of edited.inputs) input.type = 'integer'
       ;(edited.inputs[1] as { required: boolean }).required = false
     })
     const int64 = { ...signatures.iris, inputs: [{ ...signatures.iris.inputs[0], type: 'int64' }] }

@@ -1,5 +1,6 @@
 import type { FieldError } from '../../shared/errors.js'
 import type { ModelCard } from './card.js'
+import { cardInconsistencies } from './card-consistency.js'
 import type { Dim, ModelSignature, ValueSignature } from './runtime/backend.js'
 
 type CardDim = number | string
@@ -56,55 +57,20 @@ function shapeMismatches(
 }
 
 /**
- * Every way the card's tensors and outputs disagree with a loaded graph's signature: a
- * declared tensor or output the graph lacks, a graph input the card does not fill, element
- * types, ranks, fixed sizes, column counts and label counts. Empty when the card describes
- * the graph. Graph outputs the card leaves out are not a mismatch: the server ignores them.
+ * Every way the card contradicts itself (see cardInconsistencies) or disagrees with a loaded
+ * graph's signature: a declared tensor or output the graph lacks, a graph input the card does
+ * not fill, element types, ranks, fixed sizes, column counts and label counts. Empty when the
+ * card describes the graph. Graph outputs the card leaves out are not a mismatch: the server
+ * ignores them.
  */
-/**
- * What in a card, though valid, could not be served: requests that pass validation would
- * fail at inference. Refused at registration rather than found by the first caller.
- */
-function unservable(card: ModelCard): FieldError[] {
-  const problems: FieldError[] = []
-  const inputs = new Map(card.inputs.map((input) => [input.name, input]))
-  card.preprocessing.tensors.forEach((tensor, index) => {
-    if (tensor.dtype !== 'int64') return
-    tensor.columns.forEach((column, j) => {
-      const input = inputs.get(column)
-      if (input && !input.required && input.default === undefined) {
-        problems.push({
-          path: `card.preprocessing.tensors[${index}].columns[${j}]`,
-          message: `optional input '${column}' feeds an int64 tensor, which has no missing marker: give it a default`,
-        })
-      }
-    })
-  })
-  card.preprocessing.steps.forEach((step, index) => {
-    if (step.step === 'one_hot' && !step.in_graph) {
-      problems.push({
-        path: `card.preprocessing.steps[${index}].in_graph`,
-        message: 'a one_hot step must be in the graph: the server sends one column per input',
-      })
-    }
-  })
-  return problems
-}
-
 export function signatureMismatches(card: ModelCard, signature: ModelSignature): FieldError[] {
-  const problems: FieldError[] = unservable(card)
+  const problems: FieldError[] = cardInconsistencies(card)
   const graphInputs = new Map(signature.inputs.map((input) => [input.name, input]))
   const graphOutputs = new Map(signature.outputs.map((output) => [output.name, output]))
-  const inputNames = new Set(card.inputs.map((input) => input.name))
   const tensors = card.preprocessing.tensors
 
   tensors.forEach((tensor, index) => {
     const path = `card.preprocessing.tensors[${index}]`
-    tensor.columns.forEach((column, j) => {
-      if (!inputNames.has(column)) {
-        problems.push({ path: `${path}.columns[${j}]`, message: `'${column}' is not an input` })
-      }
-    })
     const graph = graphInputs.get(tensor.name)
     const graphLast = graph && graph.shape.length > 0 ? graph.shape.at(-1) : undefined
     const width = typeof graphLast === 'number' && graphLast >= 0 ? graphLast : tensor.shape.at(-1)

@@ -174,6 +174,23 @@ describe('GET /v2/models/{name}[/versions/{version}]', () => {
     expect(response.statusCode).toBe(404)
     expect(response.json().code).toBe('MODEL_VERSION_NOT_FOUND')
   })
+
+  it('when the name or the version breaks its pattern, then 422 names the path parameter', async () => {
+    const cases = [
+      { url: `/v2/models/${model}/versions/latest`, path: 'params.version' },
+      { url: `/v2/models/${model}/versions/1.0.0%00`, path: 'params.version' },
+      { url: `/v2/models/${model}/versions/${'1'.repeat(40)}.0.0`, path: 'params.version' },
+      { url: '/v2/models/Iris', path: 'params.name' },
+      { url: `/v2/models/${model}/versions/latest/ready`, path: 'params.version' },
+      { url: `/v1/models/${model}%20x`, path: 'params.name' },
+    ]
+    for (const { url, path } of cases) {
+      const response = await injectAs(t, viewer)({ url })
+      expect(response.statusCode, url).toBe(422)
+      expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+      expect(response.json().errors.map((error: { path: string }) => error.path)).toContain(path)
+    }
+  })
 })
 
 describe('GET /v2/models/{name}[/versions/{version}]/ready', () => {
@@ -369,5 +386,45 @@ describe('the plugin alone', () => {
     expect(response.statusCode).toBe(500)
     expect(response.json()).not.toHaveProperty('error')
     await app.close()
+  })
+})
+
+describe('a full prediction queue', () => {
+  let slow: TestApp
+  let caller: TestUser
+  const name = `iris-${unique().toLowerCase()}`
+
+  beforeAll(async () => {
+    slow = await buildTestApp(
+      { PREDICT_QUEUE_MAX: '2', INFERENCE_MAX_BATCH_SIZE: '2', RATE_LIMIT_MAX: '1000' },
+      {
+        inference: createTestBackend({ models: { iris: linearClassifierSpec() }, latencyMs: 100 }),
+        privateDatabase: true,
+      },
+    )
+    const owner = await createTestUser(slow, 'admin')
+    caller = await createTestUser(slow, 'viewer')
+    await registerVersion(slow, owner, cardFor(name, '1.0.0'), testModelBytes('iris'))
+  })
+  afterAll(() => slow?.close())
+
+  it('when more inferences arrive than the queue holds, then the surplus gets 503 PREDICTION_QUEUE_FULL with Retry-After and an error member', async () => {
+    const responses = await Promise.all(
+      Array.from({ length: 10 }, () =>
+        injectAs(
+          slow,
+          caller,
+        )({ method: 'POST', url: `/v2/models/${name}/infer`, payload: irisRequest() }),
+      ),
+    )
+    const refused = responses.filter((response) => response.statusCode === 503)
+    expect(responses.filter((response) => response.statusCode === 200)).toHaveLength(2)
+    expect(refused).toHaveLength(8)
+    for (const response of refused) {
+      expect(response.headers['retry-after']).toBe('1')
+      const problem = response.json()
+      expect(problem.code).toBe('PREDICTION_QUEUE_FULL')
+      expect(problem.error).toBe(problem.detail)
+    }
   })
 })

@@ -4,6 +4,8 @@ import { ROLES } from '../../../shared/caller.js'
 import { defineError } from '../../../shared/errors.js'
 import { type ProblemSchema, problemResponses } from '../../../shared/schemas.js'
 import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
+import { ModelParamsSchema, ModelVersionParamsSchema } from '../schemas.js'
+import { retryAfterWhenQueueFull } from '../serving/retry-after.js'
 import type { ModelServer } from '../serving/types.js'
 import { decodeInferRequest, encodeInferResponse, modelMetadata } from './codec.js'
 import {
@@ -38,12 +40,6 @@ const open = { auth: { public: true } } as const
 // Inference reads; every role may, within the per-caller prediction budget.
 const inference = { auth: { roles: ROLES }, rateLimitGroup: 'predict' } as const
 
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionParamsSchema = Type.Object({
-  name: Type.String({ minLength: 1, maxLength: 100 }),
-  version: Type.String({ minLength: 1, maxLength: 50 }),
-})
-
 const ModelReadySchema = Type.Object({ name: Type.String(), ready: Type.Literal(true) })
 
 const ErrorMemberSchema = Type.String({
@@ -76,6 +72,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
   app,
   { server, version: serverVersion, ready, versionsOf },
 ) => {
+  app.addHook('onError', retryAfterWhenQueueFull)
   // The protocol's clients read failures from an `error` string; the problem keeps all else.
   app.addHook('onSend', async (_request, reply, payload) => {
     if (typeof payload !== 'string' || !isProblem(reply.getHeader('content-type'))) return payload
@@ -186,7 +183,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description:
           "The active version's inputs and outputs (dynamic dims as -1) and every version.",
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         response: { 200: ModelMetadataSchema, ...failures(404, 422, 503) },
       },
     },
@@ -200,7 +197,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Model version metadata',
         description: "A version's inputs and outputs; the version is loaded if it is not yet.",
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         response: { 200: ModelMetadataSchema, ...failures(404, 422, 503) },
       },
     },
@@ -214,8 +211,8 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Model readiness',
         description: 'Ready when its active version is loaded; 400 MODEL_NOT_READY when not.',
         tags,
-        params: NameParamsSchema,
-        response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
+        params: ModelParamsSchema,
+        response: { 200: ModelReadySchema, ...failures(400, 404, 422, 503) },
       },
     },
     async (request) => modelReady(request.params.name),
@@ -229,8 +226,8 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         description:
           'Ready when the version is loaded; 400 MODEL_NOT_READY when not. Never loads it.',
         tags,
-        params: VersionParamsSchema,
-        response: { 200: ModelReadySchema, ...failures(400, 404, 422) },
+        params: ModelVersionParamsSchema,
+        response: { 200: ModelReadySchema, ...failures(400, 404, 422, 503) },
       },
     },
     async (request) => modelReady(request.params.name, request.params.version),
@@ -247,7 +244,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
           'datatype and shape (`GET /v2/models/{name}`); `data` flat or nested, row-major. ' +
           '422 lists every problem by path (`body.inputs[0].data[3]`).',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         body: InferRequestSchema,
         response: {
           200: InferResponseSchema,
@@ -266,7 +263,7 @@ export const kserveRoutes: FastifyPluginAsyncTypebox<KServeRoutesOptions> = asyn
         summary: 'Inference on a version',
         description: 'As `/v2/models/{name}/infer`, on this version; it is loaded if not yet.',
         tags,
-        params: VersionParamsSchema,
+        params: ModelVersionParamsSchema,
         body: InferRequestSchema,
         response: {
           200: InferResponseSchema,

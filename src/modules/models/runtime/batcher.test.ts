@@ -5,7 +5,12 @@ import { type TensorData, tensor } from './backend.js'
 import { type BatchInfo, createMicroBatcher, splitRows, stackRows } from './batcher.js'
 
 /** A batcher whose run doubles each row, recording the rows of every call. */
-function doubling(options: { maxBatchSize: number; maxWaitMs: number; runMs?: number }) {
+function doubling(options: {
+  maxBatchSize: number
+  maxWaitMs: number
+  runMs?: number
+  maxQueued?: number
+}) {
   const calls: number[][] = []
   const batches: BatchInfo[] = []
   const batcher = createMicroBatcher<number, number>({
@@ -36,6 +41,19 @@ describe('createMicroBatcher', () => {
     expect(results).toEqual(rows.map((row) => row * 2))
     expect(calls.map((call) => call.length)).toEqual([4, 4, 2])
     expect(calls.flat()).toEqual(rows)
+  })
+
+  it('when the queue holds maxQueued rows, then a further submit is refused at once with PREDICTION_QUEUE_FULL and never runs', async () => {
+    const { batcher, calls } = doubling({ maxBatchSize: 1, maxWaitMs: 0, runMs: 20, maxQueued: 2 })
+    const accepted = [1, 2, 3].map((row) => batcher.submit(row))
+    expect(batcher.queued).toBe(2)
+    await expect(batcher.submit(4)).rejects.toMatchObject({
+      code: 'PREDICTION_QUEUE_FULL',
+      status: 503,
+    })
+    expect(await Promise.all(accepted)).toEqual([2, 4, 6])
+    expect(calls.flat()).toEqual([1, 2, 3])
+    await expect(batcher.submit(5)).resolves.toBe(10)
   })
 
   it('when a batch fills up, then it starts at once without waiting for the window', () => {

@@ -1,4 +1,5 @@
 import { ServiceUnavailable } from '../../../shared/errors.js'
+import { PredictionQueueFull } from '../errors.js'
 import {
   allocateData,
   type Feeds,
@@ -39,6 +40,12 @@ export interface MicroBatcherOptions<Row, Result> {
   maxConcurrentBatches?: number
   /** Called after each batch, e.g. to feed a batch-size histogram. Must not throw. */
   onBatch?: (info: BatchInfo) => void
+  /**
+   * Most sizes (rows) waiting at once; a submit beyond it is refused at once with
+   * PREDICTION_QUEUE_FULL, so overload costs callers a retry instead of memory and latency.
+   * A submit larger than the bound is still taken when nothing waits. Unbounded when omitted.
+   */
+  maxQueued?: number
 }
 
 export interface MicroBatcher<Row, Result> {
@@ -69,6 +76,9 @@ function checkOptions(options: MicroBatcherOptions<unknown, unknown>): void {
   if (!Number.isFinite(maxWaitMs) || maxWaitMs < 0) {
     throw new RangeError(`maxWaitMs must be a finite number >= 0, got ${maxWaitMs}`)
   }
+  if (options.maxQueued !== undefined && !(options.maxQueued >= 1)) {
+    throw new RangeError(`maxQueued must be at least 1, got ${options.maxQueued}`)
+  }
   if (!Number.isInteger(maxConcurrentBatches) || maxConcurrentBatches < 1) {
     throw new RangeError(
       `maxConcurrentBatches must be a positive integer, got ${maxConcurrentBatches}`,
@@ -88,6 +98,7 @@ export function createMicroBatcher<Row, Result>(
   const { maxBatchSize, maxWaitMs, run, onBatch } = options
   const sizeOf = options.sizeOf ?? (() => 1)
   const maxConcurrent = options.maxConcurrentBatches ?? 1
+  const maxQueued = options.maxQueued ?? Number.POSITIVE_INFINITY
 
   const queue: Queued<Row, Result>[] = []
   let queuedSize = 0
@@ -196,8 +207,15 @@ export function createMicroBatcher<Row, Result>(
   return {
     submit(row) {
       if (closing) return Promise.reject(new ServiceUnavailable('The model is shutting down.'))
+      const size = sizeOf(row)
+      if (queuedSize > 0 && queuedSize + size > maxQueued) {
+        return Promise.reject(
+          new PredictionQueueFull(
+            `The model is busy: ${queuedSize} rows wait already; try again in a moment.`,
+          ),
+        )
+      }
       return new Promise<Result>((resolve, reject) => {
-        const size = sizeOf(row)
         queue.push({ row, size, enqueuedAt: performance.now(), resolve, reject })
         queuedSize += size
         pump('submit')
@@ -289,7 +307,7 @@ export function splitRows(tensor: TensorData, counts: readonly number[]): Tensor
 export interface ModelBatcherOptions
   extends Pick<
     MicroBatcherOptions<Feeds, Feeds>,
-    'maxBatchSize' | 'maxWaitMs' | 'maxConcurrentBatches' | 'onBatch'
+    'maxBatchSize' | 'maxWaitMs' | 'maxConcurrentBatches' | 'onBatch' | 'maxQueued'
   > {}
 
 /** Rows in one submit: the shared dim 0 of its tensors. */

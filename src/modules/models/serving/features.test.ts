@@ -1,7 +1,7 @@
 import { Ajv } from 'ajv'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { shippedBytes, shippedCard, shippedGolden } from '../../../../test/models.js'
-import type { ModelCard } from '../card.js'
+import type { ModelCard, PreprocessingStep } from '../card.js'
 import {
   type Feeds,
   InferenceError,
@@ -269,6 +269,29 @@ describe('encodeRows', () => {
     ]
     const feeds = encodeRows(card, [{ x: 3 }, { x: null }])
     expect(feeds.xs).toEqual(tensor('float32', [2, 1], Float32Array.of(2, 4)))
+  })
+
+  it.each([
+    ['a standardize step without a mean', { step: 'standardize', mean: [], scale: [1] }, 1],
+    ['a standardize step without a scale', { step: 'standardize', mean: [0], scale: [] }, 1],
+    ['an impute step without a value', { step: 'impute', strategy: 'median', values: [] }, null],
+  ] as const)(
+    'when a stored card has %s for a column, then refuses rather than guess',
+    (_, step, x) => {
+      const card = tinyCard({})
+      card.preprocessing.steps = [
+        { ...step, in_graph: false, columns: ['x'] } as unknown as PreprocessingStep,
+      ]
+      expect(() => encodeRows(card, [{ x }])).toThrow(/contradicts itself/)
+    },
+  )
+
+  it('when a caller step names a column no tensor carries, then refuses rather than skip it', () => {
+    const card = tinyCard({})
+    card.preprocessing.steps = [
+      { step: 'standardize', in_graph: false, columns: ['x', 'y'], mean: [0, 0], scale: [1, 2] },
+    ]
+    expect(() => encodeRows(card, [{ x: 1 }])).toThrow(/'y' is in no tensor/)
   })
 
   it('refuses a one_hot step outside the graph, which the tensor layout cannot hold', () => {

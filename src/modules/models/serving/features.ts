@@ -100,14 +100,26 @@ function applyCallerSteps(card: ModelCard, row: Map<string, Cell>): void {
       )
     }
     step.columns.forEach((column, k) => {
-      const value = row.get(column) ?? null
+      if (!row.has(column)) throw contradiction(card, `step column '${column}' is in no tensor`)
+      const value = row.get(column)
       if (step.step === 'impute') {
-        if (value === null) row.set(column, step.values[k] ?? null)
+        if (value === null) row.set(column, entryOf(card, step.values, k, 'impute value'))
       } else if (typeof value === 'number') {
-        row.set(column, (value - (step.mean[k] ?? 0)) / (step.scale[k] ?? 1))
+        const mean = entryOf(card, step.mean, k, 'mean')
+        row.set(column, (value - mean) / entryOf(card, step.scale, k, 'scale'))
       }
     })
   }
+}
+
+/** Registration refuses such a card (cardInconsistencies); one stored before is not guessed at. */
+const contradiction = (card: ModelCard, what: string) =>
+  new InferenceError(`Model ${card.name} ${card.version}: its card contradicts itself: ${what}.`)
+
+function entryOf<T>(card: ModelCard, values: readonly T[], k: number, what: string): T {
+  const value = values[k]
+  if (value === undefined) throw contradiction(card, `no ${what} for column ${k}`)
+  return value
 }
 
 /**

@@ -9,6 +9,8 @@ export interface ServingMetrics {
   batch(served: ServedVersion, info: BatchInfo): void
   predictions(served: ServedVersion, outcome: PredictionOutcome, count?: number): void
   cache(model: string, result: 'hit' | 'miss'): void
+  /** A request refused before it ran, e.g. because the model's queue was full. */
+  rejected(served: ServedVersion, reason: 'queue_full'): void
 }
 
 /**
@@ -42,6 +44,12 @@ export function createServingMetrics(registry: Registry, loaded: () => number): 
     labelNames: ['model', 'result'],
     registers: [registry],
   })
+  const rejected = new Counter({
+    name: 'model_predictions_rejected_total',
+    help: 'Prediction requests refused without running, by model and reason (queue_full).',
+    labelNames: ['model', 'reason'],
+    registers: [registry],
+  })
   new Gauge({
     name: 'models_loaded',
     help: 'Model versions loaded in this process.',
@@ -61,6 +69,9 @@ export function createServingMetrics(registry: Registry, loaded: () => number): 
     },
     cache(model, result) {
       cacheRequests.inc({ model, result })
+    },
+    rejected(served, reason) {
+      rejected.inc({ model: served.name, reason })
     },
   }
 }

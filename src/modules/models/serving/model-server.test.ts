@@ -14,7 +14,7 @@ import { irisClassifierSpec, registerVersion, shippedCard } from '../../../../te
 import { buildApp } from '../../../app.js'
 import type { ActiveModelVersion } from '../repository.js'
 import { createTestBackend, type TestBackend, testModelBytes } from '../runtime/test-backend.js'
-import { createModelServer, type ModelSource } from './model-server.js'
+import { createModelServer, MAX_REMEMBERED_FAILURES, type ModelSource } from './model-server.js'
 
 const irisCard = shippedCard('iris')
 const SETOSA = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
@@ -291,6 +291,82 @@ describe('catching up with the database', () => {
       expect((await server.resolve('m')).version).toBe('2.0.0')
       expect(count(backend.releases, SPEC.a)).toBe(1)
       expect(server.states().map((state) => state.name)).toEqual(['m'])
+    } finally {
+      await server.close()
+    }
+  })
+})
+
+describe('versions that do not exist', () => {
+  const source = (findServable: ModelSource['findServable']): ModelSource => ({
+    activeVersions: async () => [servable('1.0.0')],
+    findServable,
+    activeVersionOf: async () => '1.0.0',
+    activeVersionNames: async () => [{ name: 'm', version: '1.0.0' }],
+  })
+
+  it('when many distinct unknown versions are asked for, then the model server keeps no state for them', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    const server = serverOver(
+      backend,
+      source(async (_name, version) => (version === '1.0.0' ? servable(version) : undefined)),
+    )
+    try {
+      await server.start()
+      const before = server.states()
+      for (let i = 0; i < 200; i++) {
+        await expect(server.resolve('m', { version: `9.9.${i}` })).rejects.toMatchObject({
+          code: 'MODEL_VERSION_NOT_FOUND',
+        })
+      }
+      expect(server.states()).toEqual(before)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('when the lookup of many distinct versions fails, then the model server keeps no state for them', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    const server = serverOver(
+      backend,
+      source(async (_name, version) => {
+        if (version === '1.0.0') return servable(version)
+        throw new Error('the database is away')
+      }),
+    )
+    try {
+      await server.start()
+      const before = server.states()
+      for (let i = 0; i < 200; i++) {
+        await expect(server.resolve('m', { version: `9.9.${i}` })).rejects.toThrow()
+      }
+      expect(server.states()).toEqual(before)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('when many registered versions fail to load, then at most a bounded number of failures is remembered', async () => {
+    const backend = createTestBackend({ models: everySpec() })
+    const server = serverOver(
+      backend,
+      source(async (name, version) =>
+        version === '1.0.0'
+          ? servable(version)
+          : { ...servable(version, name), onnx: new Uint8Array([1, 2, 3]) },
+      ),
+    )
+    try {
+      await server.start()
+      for (let i = 0; i < 200; i++) {
+        await expect(server.resolve('m', { version: `2.0.${i}` })).rejects.toMatchObject({
+          code: 'MODEL_UNAVAILABLE',
+        })
+      }
+      const failed = server.states().filter((state) => state.state === 'failed')
+      expect(failed.length).toBeLessThanOrEqual(MAX_REMEMBERED_FAILURES)
+      expect(failed.map((state) => state.version)).toContain('2.0.199')
+      expect(server.isReady('m')).toBe(true)
     } finally {
       await server.close()
     }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { BatchingSettings } from '../../../config.js'
 import { AppError, defineError } from '../../../shared/errors.js'
-import { ModelNotFound, ModelVersionNotFound } from '../errors.js'
+import { ModelNotFound, ModelVersionNotFound, PredictionQueueFull } from '../errors.js'
 import type { ActiveModelVersion } from '../repository.js'
 import type { Feeds, InferenceBackend, LoadedModel, LoadOptions } from '../runtime/backend.js'
 import { type BatchInfo, createModelBatcher, type MicroBatcher } from '../runtime/batcher.js'
@@ -30,6 +30,10 @@ export interface ModelServerOptions {
   loadOptions?: LoadOptions
   /** Called after each inference call, e.g. for the batch-size histogram. */
   onBatch?: (served: ServedVersion, info: BatchInfo) => void
+  /** Rows one version's queue holds; beyond, requests get PREDICTION_QUEUE_FULL at once. */
+  maxQueuedRows?: number
+  /** Called for each request refused without running, e.g. for a counter. */
+  onRejected?: (served: ServedVersion, reason: 'queue_full') => void
   log: FastifyBaseLogger
   /** How long a failed load is remembered before a request may try again. */
   retryAfterMs?: number
@@ -44,6 +48,8 @@ interface Entry {
   /** Settles when the version is loaded; rejects with the load failure. */
   ready: Promise<void>
   state: ModelState['state']
+  /** The version exists: its bytes were found. Until then a failure is not a load failure. */
+  found?: boolean
   error?: string
   failedAt?: number
   served?: ServedVersion
@@ -76,6 +82,9 @@ export interface ManagedModelServer extends ModelServer {
 
 const keyOf = (name: string, version: string) => `${name}@${version}`
 
+/** Failed loads of inactive versions remembered at once; older ones are forgotten. */
+export const MAX_REMEMBERED_FAILURES = 16
+
 /**
  * The models this process serves. Each loaded version has its own micro-batcher, so
  * concurrent predictions of one version share inference calls. Loading happens once per
@@ -103,9 +112,18 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       ready: Promise.resolve(),
     }
     entry.ready = (async () => {
-      const servable = bytes ?? (await source.findServable(name, version))
+      let servable: ActiveModelVersion | undefined
+      try {
+        servable = bytes ?? (await source.findServable(name, version))
+      } finally {
+        // Until the version is known to exist, the key is only what a caller asked for:
+        // nothing may stay behind under it, or distinct made-up versions would grow the map.
+        if (!servable && entries.get(entry.key) === entry) entries.delete(entry.key)
+      }
+      entry.found = servable !== undefined
       if (!servable) {
-        entries.delete(entry.key)
+        entry.state = 'unloaded'
+        log.info({ model: name, version }, 'model version not found')
         throw new ModelVersionNotFound(`Model ${name} has no version ${version}.`)
       }
       const model = await backend.load(servable.onnx, {
@@ -124,19 +142,21 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       entry.batcher = createModelBatcher(model, {
         maxBatchSize: settings.maxBatchSize,
         maxWaitMs: settings.maxWaitMs,
+        maxQueued: options.maxQueuedRows,
         onBatch: options.onBatch ? (info) => options.onBatch?.(served, info) : undefined,
       })
       entry.state = 'loaded'
       if (closed || entries.get(entry.key) !== entry) await retire(entry)
       else evictBeyondLimit(entry)
     })().catch((error: unknown) => {
-      if (entry.state === 'loading') {
+      if (entry.state === 'loading' && entries.get(entry.key) === entry) {
         entry.state = 'failed'
         // Shown to callers: a domain reason (a bad graph) is theirs to read; anything else
         // (a database error carries its SQL and parameters) stays in the log below.
         entry.error = error instanceof AppError ? error.message : 'an internal error occurred'
         entry.failedAt = performance.now()
         log.error({ err: error, model: name, version }, 'model version failed to load')
+        forgetOldFailures()
       }
       throw error
     })
@@ -152,6 +172,21 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     entry.state = 'unloaded'
     await entry.batcher?.close()
     await entry.model?.release()
+  }
+
+  /**
+   * Failed loads are remembered so that a broken version is not loaded again on every request
+   * (and so that /ready can name an active one), but only the newest few: pinned versions are
+   * chosen by callers, and each failure holds its message.
+   */
+  function forgetOldFailures(): void {
+    const failed = [...entries.values()].filter(
+      (entry) => entry.state === 'failed' && active.get(entry.name) !== entry.version,
+    )
+    const excess = failed.length - MAX_REMEMBERED_FAILURES
+    if (excess <= 0) return
+    failed.sort((a, b) => (a.failedAt ?? 0) - (b.failedAt ?? 0))
+    for (const entry of failed.slice(0, excess)) entries.delete(entry.key)
   }
 
   /** Unloads least recently used versions beyond the limit, inactive ones first. */
@@ -198,7 +233,8 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
     try {
       await entry.ready
     } catch (error) {
-      if (error instanceof ModelVersionNotFound || error instanceof ModelNotFound) throw error
+      // Not found, or the lookup itself failed (the database): not a load failure.
+      if (!entry.found) throw error
       throw new ModelUnavailable(
         `Model ${name} version ${version} cannot be loaded: ${entry.error}`,
       )
@@ -230,7 +266,12 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       entry.lastUsed = performance.now()
       const served = entry.served
       const pending = entry.batcher.submit(typeof feeds === 'function' ? feeds(served) : feeds)
-      return { served, outputs: await pending } satisfies InferResult
+      try {
+        return { served, outputs: await pending } satisfies InferResult
+      } catch (error) {
+        if (error instanceof PredictionQueueFull) options.onRejected?.(served, 'queue_full')
+        throw error
+      }
     }
   }
 

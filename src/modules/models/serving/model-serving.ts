@@ -52,6 +52,8 @@ export function createModelServing({
         maxWaitMs: config.INFERENCE_MAX_WAIT_MS,
       },
     onBatch: servingMetrics.batch,
+    maxQueuedRows: config.PREDICT_QUEUE_MAX,
+    onRejected: servingMetrics.rejected,
     log,
   })
   // Activations reach every instance; each loads the new version before switching to it.

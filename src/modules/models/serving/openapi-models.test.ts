@@ -6,6 +6,7 @@ interface Operation {
   summary: string
   description: string
   parameters?: { in: string; name: string }[]
+  responses: Record<string, unknown>
   requestBody: { content: { 'application/json': { schema: unknown; example: unknown } } }
 }
 interface Document {
@@ -73,6 +74,38 @@ describe('the OpenAPI document of served models', () => {
         payload: operation?.requestBody.content['application/json'].example as object,
       })
       expect(response.statusCode, response.body).toBe(200)
+    }
+  })
+
+  it('when a prediction or KServe route refuses a request, then the status it answers is one its operation documents', async () => {
+    const user = await createTestUser(t, 'viewer')
+    const routes = [
+      ['/v1/models/iris/predict', '/v1/models/{name}/predict'],
+      ['/v1/models/car-price/predict/batch', '/v1/models/{name}/predict/batch'],
+      ['/v1/predict', '/v1/predict'],
+      ['/v2/models/iris/infer', '/v2/models/{name}/infer'],
+      ['/v2/models/iris/versions/1.0.0/infer', '/v2/models/{name}/versions/{version}/infer'],
+    ]
+    const requests = [
+      { headers: { 'content-type': 'application/json' }, payload: '{"inputs": ' }, // 400
+      { headers: { 'content-type': 'text/plain' }, payload: 'inputs' }, // 415
+      { headers: { 'content-type': 'application/json' }, payload: '{}' }, // 422
+    ]
+    for (const [url, documented] of routes) {
+      const operation = document.paths[documented as string]?.post
+      for (const request of requests) {
+        const response = await t.app.inject({
+          method: 'POST',
+          url: url as string,
+          headers: { ...user.headers, ...request.headers },
+          payload: request.payload,
+        })
+        expect(response.statusCode).toBeGreaterThanOrEqual(400)
+        expect(
+          Object.keys(operation?.responses ?? {}),
+          `${url} answered ${response.statusCode}`,
+        ).toContain(String(response.statusCode))
+      }
     }
   })
 

@@ -321,10 +321,40 @@ describe('POST /v1/models/{name}/predict', () => {
     expect(active.json().prediction).not.toBe(pinned.json().prediction)
   })
 
-  it('when ?version= names no version of the model, then 404 MODEL_VERSION_NOT_FOUND', async () => {
+  it('when ?version= names no version of the model, then 404 MODEL_VERSION_NOT_FOUND, logged below error level without a stack', async () => {
     const response = await predict(s, model, sample(), { version: '9.9.9' })
     expect(response.statusCode).toBe(404)
     expect(response.json().code).toBe('MODEL_VERSION_NOT_FOUND')
+    const lines = s.t.logs.filter((line) => line.version === '9.9.9' && line.model === model)
+    expect(lines.length).toBeGreaterThan(0)
+    for (const line of lines) {
+      expect(line.level as number).toBeLessThan(50)
+      expect(JSON.stringify(line)).not.toContain('    at ')
+    }
+  })
+
+  it('when ?version= is not MAJOR.MINOR.PATCH, then 422 says what a version looks like and nothing runs', async () => {
+    const before = s.backend.runs.length
+    const response = await predict(s, model, sample(), { version: 'latest' })
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      {
+        path: 'query.version',
+        message:
+          'must be a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one',
+      },
+    ])
+    expect(s.backend.runs.length).toBe(before)
+  })
+
+  it('when the model name is not kebab-case, then 422 on params.name and nothing runs', async () => {
+    const before = s.backend.runs.length
+    const response = await predict(s, 'Not_A_Model', sample())
+    expect(response.statusCode).toBe(422)
+    expect(response.json().errors).toEqual([
+      { path: 'params.name', message: 'must be a model name in kebab-case, e.g. car-price' },
+    ])
+    expect(s.backend.runs.length).toBe(before)
   })
 
   it('when the request carries no credentials, then 401 and nothing runs', async () => {
@@ -655,6 +685,53 @@ describe('micro-batching', () => {
       const runs = s.backend.runs.slice(before)
       expect(runs).toHaveLength(16)
       expect(runs.every((run) => run.batchSize === 1)).toBe(true)
+    })
+  })
+})
+
+describe('the prediction queue', () => {
+  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a slow model', () => {
+    const s = useServing(
+      {
+        PREDICT_QUEUE_MAX: '4',
+        INFERENCE_MAX_BATCH_SIZE: '1',
+        PREDICTION_CACHE_TTL_MS: '0',
+        RATE_LIMIT_MAX: '1000',
+      },
+      { latencyMs: 100 },
+    )
+
+    it('when 20 predictions arrive at once, then one runs, four wait, and the rest get 503 PREDICTION_QUEUE_FULL with Retry-After without running, counted by model and reason', async () => {
+      const name = await register(s)
+      const before = s.backend.runs.length
+      const responses = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => predict(s, name, sample(i + 1))),
+      )
+      const ok = responses.filter((response) => response.statusCode === 200)
+      const refused = responses.filter((response) => response.statusCode === 503)
+      expect(ok).toHaveLength(5)
+      expect(refused).toHaveLength(15)
+      for (const response of refused) {
+        expect(response.headers['retry-after']).toBe('1')
+        expect(response.headers['content-type']).toMatch(/^application\/problem\+json/)
+        expect(response.json().code).toBe('PREDICTION_QUEUE_FULL')
+      }
+      expect(s.backend.runs.length - before).toBe(5)
+      const metrics = (await s.t.app.inject({ url: '/metrics' })).body
+      expect(
+        metricValue(metrics, 'model_predictions_rejected_total', {
+          model: name,
+          reason: 'queue_full',
+        }),
+      ).toBe(15)
+    })
+
+    it('when a batch larger than the bound reaches an idle model, then it runs', async () => {
+      const name = await register(s)
+      const instances = Array.from({ length: 6 }, (_, i) => sample(i + 1))
+      const response = await predictBatch(s, name, instances)
+      expect(response.statusCode, response.body).toBe(200)
+      expect(response.json().predictions.every((p: unknown) => p !== null)).toBe(true)
     })
   })
 })

@@ -2,7 +2,10 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
 import { problemResponses } from '../../../shared/schemas.js'
+import { PinnedVersionSchema } from '../card.js'
+import { ModelParamsSchema } from '../schemas.js'
 import type { PredictionService } from './prediction-service.js'
+import { retryAfterWhenQueueFull } from './retry-after.js'
 
 export interface PredictionRoutesOptions {
   predictions: PredictionService
@@ -13,15 +16,7 @@ const tags = ['predictions']
 // Predicting reads; every role may. Predictions have their own per-caller budget.
 const config = { auth: { roles: ROLES }, rateLimitGroup: 'predict' as const }
 
-const NameParamsSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) })
-const VersionQuerySchema = Type.Object({
-  version: Type.Optional(
-    Type.String({
-      pattern: '^\\d+\\.\\d+\\.\\d+$',
-      description: 'Pins a version; the active version answers when omitted.',
-    }),
-  ),
-})
+const VersionQuerySchema = Type.Object({ version: Type.Optional(PinnedVersionSchema) })
 
 const InputsSchema = Type.Record(Type.String(), Type.Unknown(), {
   description:
@@ -69,12 +64,15 @@ const IrisPredictionSchema = Type.Object({
   cached: Type.Boolean(),
 })
 
-const failures = problemResponses(404, 422, 503)
+// 400 malformed JSON, 413 too large, 415 not JSON, 503 not loadable or queue full.
+const failures = problemResponses(400, 404, 413, 415, 422, 503)
 
 export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions> = async (
   app,
   { predictions, batchMax },
 ) => {
+  app.addHook('onError', retryAfterWhenQueueFull)
+
   app.post(
     '/models/:name/predict',
     {
@@ -85,7 +83,7 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
           "Validates the inputs against the serving version's card (every problem is listed by path), " +
           'then answers from the cache or from one micro-batched inference call.',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         querystring: VersionQuerySchema,
         body: Type.Object({ inputs: InputsSchema }),
         response: { 200: PredictionSchema, ...failures },
@@ -105,7 +103,7 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
           'by index in `errors` (their `predictions` entry is null) while the valid ones are ' +
           'predicted; a batch with no valid instance is refused with 422.',
         tags,
-        params: NameParamsSchema,
+        params: ModelParamsSchema,
         querystring: VersionQuerySchema,
         body: Type.Object({
           instances: Type.Array(InputsSchema, { minItems: 1, maxItems: batchMax }),
