@@ -4,10 +4,11 @@ import { databaseSettings } from './app.js'
 import { createAdmin } from './cli/create-admin.js'
 import { promptSecret } from './cli/prompt.js'
 import { seed } from './cli/seed.js'
-import { ConfigError, loadConfig } from './config.js'
+import { loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
 import { migrate, rollback } from './db/migrate.js'
 import { AppError, ValidationFailed } from './shared/errors.js'
+import { OperatorError } from './shared/operator-error.js'
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
@@ -153,7 +154,7 @@ main().catch((error) => {
 
 /** Operator-facing text for expected failures; anything else keeps its stack trace. */
 function describe(error: unknown): unknown {
-  if (error instanceof ConfigError) return error.message
+  if (error instanceof OperatorError) return error.message
   if (error instanceof ValidationFailed) {
     const lines = error.errors.map(
       ({ path, message }) => `  ${path.replace(/^\w+\./, '')}: ${message}`,

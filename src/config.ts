@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { parse as parseDotenv } from 'dotenv'
 import { type Static, Type } from 'typebox'
+import { OperatorError } from './shared/operator-error.js'
 
 /** Usable for local development only; production refuses to start with it. */
 export const DEVELOPMENT_JWT_SECRET = 'orderflow-development-secret-do-not-use-in-production'
@@ -238,7 +239,7 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   REGISTRATION_ENABLED: boolean
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends OperatorError {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
     this.name = 'ConfigError'
