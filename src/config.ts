@@ -271,7 +271,7 @@ export function loadConfig(
     const problems = (validateEnv.errors ?? []).map((error) => {
       const key = error.instancePath.slice(1)
       const schema = (EnvSchema.properties as Record<string, { description?: string }>)[key]
-      return `${key}=${JSON.stringify(raw[key])} is invalid: expected ${schema?.description ?? error.message}`
+      return `${shown(key, raw[key])} is invalid: expected ${schema?.description ?? error.message}`
     })
     throw new ConfigError([...new Set(problems)])
   }
@@ -297,6 +297,32 @@ export function loadConfig(
   if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
   if (problems.length > 0) throw new ConfigError(problems)
   return config
+}
+
+/** Never echoed, even when invalid: a mistyped secret is still most of the secret. */
+const SECRET_KEYS = new Set(['JWT_SECRET', 'ADMIN_PASSWORD'])
+/** Echoed without their password: the rest is what an operator needs to spot the mistake. */
+const URL_KEYS = new Set(['DATABASE_URL', 'REDIS_URL'])
+
+function shown(key: string, value: unknown): string {
+  if (SECRET_KEYS.has(key)) return `${key} (value not shown)`
+  if (URL_KEYS.has(key)) return `${key}=${JSON.stringify(withoutPassword(String(value)))}`
+  return `${key}=${JSON.stringify(value)}`
+}
+
+/** A URL with its password (in the user part or the query) replaced by `***`. */
+export function withoutPassword(value: string): string {
+  let url: URL
+  try {
+    // Without `scheme://`, "user:secret@host" would parse as scheme "user" and path "secret@host".
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new Error('no scheme')
+    url = new URL(value)
+  } catch {
+    return '(not a URL; value not shown)'
+  }
+  if (url.password) url.password = '***'
+  if (url.searchParams.has('password')) url.searchParams.set('password', '***')
+  return url.toString()
 }
 
 function parseTrustProxy(value: string, problems: string[]): TrustProxy {
