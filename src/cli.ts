@@ -6,6 +6,7 @@ import { promptSecret } from './cli/prompt.js'
 import { seed } from './cli/seed.js'
 import { loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
+import { explainConnectionError } from './db/connection-errors.js'
 import { migrate, rollback } from './db/migrate.js'
 import { AppError, ValidationFailed } from './shared/errors.js'
 import { OperatorError } from './shared/operator-error.js'
@@ -125,9 +126,12 @@ async function withDatabase(
 ) {
   // ADMIN_* are start-up settings of the server; here ADMIN_PASSWORD is only an input.
   const { ADMIN_EMAIL: _email, ADMIN_PASSWORD: _password, ...env } = process.env
-  const database = await openDatabase(databaseSettings(loadConfig(env)))
+  const config = loadConfig(env)
+  const database = await openDatabase(databaseSettings(config))
   try {
     await work(database)
+  } catch (error) {
+    throw (config.DATABASE_URL && explainConnectionError(error, config.DATABASE_URL)) || error
   } finally {
     await database.close()
   }
