@@ -14,6 +14,7 @@ import { OperatorError } from './shared/operator-error.js'
 const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
+  help, --help, -h                      print this text
   migrate                               apply every pending migration
   rollback                              undo the most recent migration
   create-admin --email <email> [--name <full name>]
@@ -137,8 +138,15 @@ async function withDatabase(
   }
 }
 
+const HELP = new Set(['help', '--help', '-h'])
+
 async function main() {
-  const [name, ...args] = process.argv.slice(2)
+  const argv = process.argv.slice(2)
+  if (argv.some((arg) => HELP.has(arg))) {
+    process.stdout.write(USAGE)
+    return
+  }
+  const [name, ...args] = argv
   const command = name ? commands[name] : undefined
   if (!command) throw new UsageError(name ? `unknown command: ${name}` : 'no command given')
   await command(args)
