@@ -175,6 +175,20 @@ describe.skipIf(SERVICES_MODE)('first run with npm start', () => {
     expect(cli.stderr).toContain(`in use by process ${holder}`)
   })
 
+  it("when the README's token one-liner meets a failed login, then it fails loudly with the problem's detail", async () => {
+    const readme = readFileSync('README.md', 'utf8')
+    const snippet = /TOKEN=\$\(curl[\s\S]*?'\)\n/.exec(readme)?.[0] as string
+    expect(snippet).toBeDefined()
+    const login = await run(
+      'bash',
+      ['-c', snippet.replaceAll('127.0.0.1:8000', `127.0.0.1:${port}`)],
+      {},
+    )
+    expect(login.code).not.toBe(0)
+    expect(login.stderr.trim()).toMatch(/^login failed: \S/)
+    expect(login.stderr).not.toContain('undefined')
+  })
+
   it('when npm start gets SIGTERM, then it shuts down gracefully and every process it started is gone', async () => {
     const started = descendants(npm.pid as number)
     expect(started.length).toBeGreaterThan(0)
