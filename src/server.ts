@@ -41,10 +41,10 @@ async function main() {
     }
     throw error
   }
+  // A database hiccup here must not stop a server that is up; the hint is then left out.
+  const hasAdmin = await app.hasActiveAdmin().catch(() => true)
   // On stderr, so that stdout stays one JSON log line per line for log shippers.
-  process.stderr.write(
-    startBanner(config, app.server.address() as AddressInfo, await app.hasActiveAdmin()),
-  )
+  process.stderr.write(startBanner(config, app.server.address() as AddressInfo, hasAdmin))
 }
 
 main().catch((error) => {
