@@ -71,6 +71,14 @@ describe('embedded data directory lock', () => {
     lock.release()
   })
 
+  it('when the lock file holds no pid (not one of ours), then it is stale and taken over', () => {
+    const dir = freshDir()
+    writeFileSync(`${dir}.lock`, '')
+    const lock = lockDataDir(dir)
+    expect(readFileSync(lock.path, 'utf8').trim()).toBe(String(process.pid))
+    lock.release()
+  })
+
   it('when the lock file names this process but it holds no lock, then the lock is stale (a reused pid)', () => {
     const dir = freshDir()
     writeFileSync(`${dir}.lock`, `${process.pid}\n`)

@@ -1,12 +1,4 @@
-import {
-  closeSync,
-  linkSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  unlinkSync,
-  writeSync,
-} from 'node:fs'
+import { linkSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs'
 import { OperatorError } from '../shared/operator-error.js'
 
 /** Another live process holds the data directory; its message names the process and the way out. */
@@ -33,8 +25,9 @@ export interface DataDirLock {
 const heldHere = new Set<string>()
 
 /**
- * Takes `<dir>.lock`, a file created with O_EXCL that holds this process's pid, for as long
- * as the directory is open. Written here rather than with proper-lockfile or lockfile: those
+ * Takes `<dir>.lock`, a file that holds this process's pid, for as long as the directory is
+ * open. It is written beside and then hard-linked into place: the link fails if the lock
+ * exists, so taking it is atomic, and nobody ever reads a half-written lock. Written here rather than with proper-lockfile or lockfile: those
  * judge a lock stale by its age (and need a timer refreshing it), while a dead holder is
  * exactly what a pid tells at once, and the pid is what the operator needs to read.
  */
@@ -43,28 +36,27 @@ export function lockDataDir(dir: string): DataDirLock {
   if (heldHere.has(path)) throw new DataDirLockedError(path, process.pid)
   for (let attempt = 0; attempt < 3; attempt++) {
     if (tryCreate(path)) return held(path)
-    const holder = readPid(path)
-    if (holder === undefined) continue // removed (or half-written) in between: try again
-    if (isAlive(holder)) throw new DataDirLockedError(path, holder)
-    removeStale(path, holder)
+    const content = readContent(path)
+    if (content === undefined) continue // released in between: try again
+    const holder = pidIn(content)
+    if (holder !== undefined && isAlive(holder)) throw new DataDirLockedError(path, holder)
+    removeStale(path, content)
   }
-  throw new DataDirLockedError(path, readPid(path) ?? 0)
+  throw new DataDirLockedError(path, pidIn(readContent(path) ?? '') ?? 0)
 }
 
 function tryCreate(path: string): boolean {
-  let fd: number
+  const draft = `${path}.${process.pid}.draft`
+  writeFileSync(draft, `${process.pid}\n`)
   try {
-    fd = openSync(path, 'wx')
+    linkSync(draft, path)
+    return true
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
     throw error
-  }
-  try {
-    writeSync(fd, `${process.pid}\n`)
   } finally {
-    closeSync(fd)
+    unlinkQuietly(draft)
   }
-  return true
 }
 
 function held(path: string): DataDirLock {
@@ -75,18 +67,23 @@ function held(path: string): DataDirLock {
   function release() {
     if (!heldHere.delete(path)) return
     process.off('exit', onExit)
-    if (readPid(path) === process.pid) unlinkQuietly(path)
+    if (pidIn(readContent(path) ?? '') === process.pid) unlinkQuietly(path)
   }
   return { path, release }
 }
 
-function readPid(path: string): number | undefined {
+function readContent(path: string): string | undefined {
   try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
-    return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
+    return readFileSync(path, 'utf8')
   } catch {
     return undefined
   }
+}
+
+/** The holder's pid; none for a file that is not one of our locks, which counts as stale. */
+function pidIn(content: string): number | undefined {
+  const pid = Number(content.trim())
+  return Number.isSafeInteger(pid) && pid > 0 ? pid : undefined
 }
 
 function isAlive(pid: number): boolean {
@@ -106,14 +103,14 @@ function isAlive(pid: number): boolean {
  * Moves the stale lock aside atomically before deleting it. If another process replaced it
  * with a fresh lock between our read and the rename, that lock is put back.
  */
-function removeStale(path: string, stalePid: number) {
+function removeStale(path: string, staleContent: string) {
   const aside = `${path}.${process.pid}.stale`
   try {
     renameSync(path, aside)
   } catch {
     return
   }
-  if (readPid(aside) !== stalePid) {
+  if (readContent(aside) !== staleContent) {
     try {
       linkSync(aside, path)
     } catch {}
