@@ -27,9 +27,10 @@ const heldHere = new Set<string>()
 /**
  * Takes `<dir>.lock`, a file that holds this process's pid, for as long as the directory is
  * open. It is written beside and then hard-linked into place: the link fails if the lock
- * exists, so taking it is atomic, and nobody ever reads a half-written lock. Written here rather than with proper-lockfile or lockfile: those
- * judge a lock stale by its age (and need a timer refreshing it), while a dead holder is
- * exactly what a pid tells at once, and the pid is what the operator needs to read.
+ * exists, so taking it is atomic, and nobody ever reads a half-written lock.
+ * Written here rather than with proper-lockfile or lockfile: those judge a lock stale by
+ * its age (and need a timer refreshing it), while a dead holder is exactly what a pid tells
+ * at once, and the pid is what the operator needs to read.
  */
 export function lockDataDir(dir: string): DataDirLock {
   const path = `${dir}.lock`
