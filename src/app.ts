@@ -84,6 +84,13 @@ export interface AppOverrides {
   inference?: InferenceBackend
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** For the start-up message: whether an active admin exists. */
+    hasActiveAdmin(): Promise<boolean>
+  }
+}
+
 export type App = FastifyInstance<
   RawServerDefault,
   IncomingMessage,
@@ -184,6 +191,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     })
     if (created) app.log.info({ email: config.ADMIN_EMAIL }, 'first admin created')
   }
+  app.decorate('hasActiveAdmin', modules.users.hasActiveAdmin)
   if (config.MODELS_REGISTER_SHIPPED) {
     const { registered } = await modules.models.registerShippedModels(SHIPPED_MODELS_DIR)
     if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')

@@ -4,14 +4,17 @@ import { databaseSettings } from './app.js'
 import { createAdmin } from './cli/create-admin.js'
 import { promptSecret } from './cli/prompt.js'
 import { seed } from './cli/seed.js'
-import { ConfigError, loadConfig } from './config.js'
+import { loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
+import { explainConnectionError } from './db/startup-errors.js'
 import { migrate, rollback } from './db/migrate.js'
 import { AppError, ValidationFailed } from './shared/errors.js'
+import { OperatorError } from './shared/operator-error.js'
 
 const USAGE = `Usage: npm run cli -- <command> [options]
 
 Commands:
+  help, --help, -h                      print this text
   migrate                               apply every pending migration
   rollback                              undo the most recent migration
   create-admin --email <email> [--name <full name>]
@@ -124,16 +127,26 @@ async function withDatabase(
 ) {
   // ADMIN_* are start-up settings of the server; here ADMIN_PASSWORD is only an input.
   const { ADMIN_EMAIL: _email, ADMIN_PASSWORD: _password, ...env } = process.env
-  const database = await openDatabase(databaseSettings(loadConfig(env)))
+  const config = loadConfig(env)
+  const database = await openDatabase(databaseSettings(config))
   try {
     await work(database)
+  } catch (error) {
+    throw (config.DATABASE_URL && explainConnectionError(error, config.DATABASE_URL)) || error
   } finally {
     await database.close()
   }
 }
 
+const HELP = new Set(['help', '--help', '-h'])
+
 async function main() {
-  const [name, ...args] = process.argv.slice(2)
+  const argv = process.argv.slice(2)
+  if (argv.some((arg) => HELP.has(arg))) {
+    process.stdout.write(USAGE)
+    return
+  }
+  const [name, ...args] = argv
   const command = name ? commands[name] : undefined
   if (!command) throw new UsageError(name ? `unknown command: ${name}` : 'no command given')
   await command(args)
@@ -153,7 +166,7 @@ main().catch((error) => {
 
 /** Operator-facing text for expected failures; anything else keeps its stack trace. */
 function describe(error: unknown): unknown {
-  if (error instanceof ConfigError) return error.message
+  if (error instanceof OperatorError) return error.message
   if (error instanceof ValidationFailed) {
     const lines = error.errors.map(
       ({ path, message }) => `  ${path.replace(/^\w+\./, '')}: ${message}`,

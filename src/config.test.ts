@@ -53,6 +53,28 @@ describe('loadConfig', () => {
     )
   })
 
+  it('when a secret is invalid, then the error names the variable but never its value', () => {
+    const problems = problemsOf({ ADMIN_EMAIL: 'a@example.com', ADMIN_PASSWORD: 'admin' })
+    expect(problems).toEqual([
+      'ADMIN_PASSWORD (value not shown) is invalid: expected 12-128 characters',
+    ])
+    const jwt = problemsOf({ NODE_ENV: 'production', JWT_SECRET: 'hunter2' }).join('\n')
+    expect(jwt).toContain('JWT_SECRET')
+    expect(jwt).not.toContain('hunter2')
+  })
+
+  it('when a connection URL is invalid, then the error shows it without its password', () => {
+    const problems = problemsOf({
+      DATABASE_URL: 'mysql://u:hunter2@db/x',
+      REDIS_URL: 'http://:s3cret@cache:6379?password=s3cret',
+    })
+    expect(problems).toEqual([
+      'DATABASE_URL="mysql://u:***@db/x" is invalid: expected a postgres:// connection URL',
+      'REDIS_URL="http://:***@cache:6379/?password=***" is invalid: expected a redis:// connection URL',
+    ])
+    expect(problemsOf({ DATABASE_URL: 'u:hunter2@db' }).join()).not.toContain('hunter2')
+  })
+
   it('rejects a port out of range', () => {
     expect(problemsOf({ PORT: '70000' })).toHaveLength(1)
   })

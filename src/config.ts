@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { parse as parseDotenv } from 'dotenv'
 import { type Static, Type } from 'typebox'
+import { OperatorError } from './shared/operator-error.js'
 
 /** Usable for local development only; production refuses to start with it. */
 export const DEVELOPMENT_JWT_SECRET = 'orderflow-development-secret-do-not-use-in-production'
@@ -267,7 +268,7 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   REGISTRATION_ENABLED: boolean
 }
 
-export class ConfigError extends Error {
+export class ConfigError extends OperatorError {
   constructor(readonly problems: string[]) {
     super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`)
     this.name = 'ConfigError'
@@ -299,7 +300,7 @@ export function loadConfig(
     const problems = (validateEnv.errors ?? []).map((error) => {
       const key = error.instancePath.slice(1)
       const schema = (EnvSchema.properties as Record<string, { description?: string }>)[key]
-      return `${key}=${JSON.stringify(raw[key])} is invalid: expected ${schema?.description ?? error.message}`
+      return `${shown(key, raw[key])} is invalid: expected ${schema?.description ?? error.message}`
     })
     throw new ConfigError([...new Set(problems)])
   }
@@ -331,6 +332,32 @@ export function loadConfig(
   if (config.NODE_ENV === 'production') problems.push(...insecureForProduction(config))
   if (problems.length > 0) throw new ConfigError(problems)
   return config
+}
+
+/** Never echoed, even when invalid: a mistyped secret is still most of the secret. */
+const SECRET_KEYS = new Set(['JWT_SECRET', 'ADMIN_PASSWORD'])
+/** Echoed without their password: the rest is what an operator needs to spot the mistake. */
+const URL_KEYS = new Set(['DATABASE_URL', 'REDIS_URL'])
+
+function shown(key: string, value: unknown): string {
+  if (SECRET_KEYS.has(key)) return `${key} (value not shown)`
+  if (URL_KEYS.has(key)) return `${key}=${JSON.stringify(withoutPassword(String(value)))}`
+  return `${key}=${JSON.stringify(value)}`
+}
+
+/** A URL with its password (in the user part or the query) replaced by `***`. */
+export function withoutPassword(value: string): string {
+  let url: URL
+  try {
+    // Without `scheme://`, "user:secret@host" would parse as scheme "user" and path "secret@host".
+    if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) throw new Error('no scheme')
+    url = new URL(value)
+  } catch {
+    return '(not a URL; value not shown)'
+  }
+  if (url.password) url.password = '***'
+  if (url.searchParams.has('password')) url.searchParams.set('password', '***')
+  return url.toString()
 }
 
 function parseTrustProxy(value: string, problems: string[]): TrustProxy {

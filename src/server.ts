@@ -1,20 +1,20 @@
+import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './config.js'
+import { loadConfig } from './config.js'
+import { explainConnectionError } from './db/startup-errors.js'
+import { assertPortFree, PortInUseError, startBanner } from './server-start.js'
+import { OperatorError } from './shared/operator-error.js'
 
 /** Process entry: configuration, the app, the listening socket, and a graceful exit. */
 async function main() {
-  let config: ReturnType<typeof loadConfig>
-  try {
-    config = loadConfig()
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error
-    console.error(error.message)
-    process.exit(1)
-  }
+  const config = loadConfig()
+  await assertPortFree(config.HOST, config.PORT)
 
-  const app = await buildApp(config)
+  const app = await buildApp(config).catch((error) => {
+    throw (config.DATABASE_URL && explainConnectionError(error, config.DATABASE_URL)) || error
+  })
 
   closeWithGrace(
     {
@@ -32,10 +32,23 @@ async function main() {
     },
   )
 
-  await app.listen({ host: config.HOST, port: config.PORT })
+  try {
+    await app.listen({ host: config.HOST, port: config.PORT })
+  } catch (error) {
+    await app.close()
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new PortInUseError(config.HOST, config.PORT)
+    }
+    throw error
+  }
+  // A database hiccup here must not stop a server that is up; the hint is then left out.
+  const hasAdmin = await app.hasActiveAdmin().catch(() => true)
+  // On stderr, so that stdout stays one JSON log line per line for log shippers.
+  process.stderr.write(startBanner(config, app.server.address() as AddressInfo, hasAdmin))
 }
 
 main().catch((error) => {
-  console.error(error)
+  // What the operator must fix is said in one line; anything else keeps its stack trace.
+  console.error(error instanceof OperatorError ? error.message : error)
   process.exit(1)
 })

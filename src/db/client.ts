@@ -7,6 +7,7 @@ import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import pg from 'pg'
+import { lockDataDir } from './data-dir-lock.js'
 import * as schema from './schema/index.js'
 
 export type Schema = typeof schema
@@ -112,12 +113,22 @@ export interface EmbeddedDatabaseHandle extends DatabaseHandle {
 export async function createEmbeddedDatabase(
   options: EmbeddedOptions = {},
 ): Promise<EmbeddedDatabaseHandle> {
-  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true })
-  const client = await PGlite.create({
-    dataDir: options.dataDir ? resolve(options.dataDir) : undefined,
-    loadDataDir: options.loadDataDir,
-    extensions: { pg_trgm },
-  })
+  const dataDir = options.dataDir ? resolve(options.dataDir) : undefined
+  if (dataDir) mkdirSync(dataDir, { recursive: true })
+  // PGlite is one process's private copy of Postgres: a second process writing the same
+  // files would corrupt them or lose its writes, so the directory is locked before opening.
+  const lock = dataDir ? lockDataDir(dataDir) : undefined
+  let client: PGlite
+  try {
+    client = await PGlite.create({
+      dataDir,
+      loadDataDir: options.loadDataDir,
+      extensions: { pg_trgm },
+    })
+  } catch (error) {
+    lock?.release()
+    throw error
+  }
   const db = drizzlePglite({ client, schema }) as unknown as Database
 
   return {
@@ -135,7 +146,13 @@ export async function createEmbeddedDatabase(
     },
     // PGlite is one in-process connection: it is always there and never waits on a pool.
     poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
-    close: () => client.close(),
+    async close() {
+      try {
+        await client.close()
+      } finally {
+        lock?.release()
+      }
+    },
     dumpDataDir: () => client.dumpDataDir('none'),
   }
 }

@@ -125,6 +125,9 @@ export function createUserService({
       return true
     },
 
+    /** Whether anyone can administer the service yet; the start-up message says how if not. */
+    hasActiveAdmin: () => users.anyActiveAdmin(),
+
     get: async (id: string) => toUser(await existing(id)),
 
     async list(query: UserListQuery): Promise<Page<User>> {

@@ -1,0 +1,118 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { createEmbeddedDatabase } from './client.js'
+import { DataDirLockedError, lockDataDir } from './data-dir-lock.js'
+
+const root = mkdtempSync(join(tmpdir(), 'orderflow-lock-'))
+afterAll(() => rmSync(root, { recursive: true, force: true }))
+let dirs = 0
+function freshDir() {
+  const parent = join(root, `data-${++dirs}`)
+  mkdirSync(parent)
+  return join(parent, 'pgdata')
+}
+
+/** The pid of a process that has already exited. */
+function deadPid(): number {
+  const child = spawnSync(process.execPath, ['-e', ''])
+  return child.pid as number
+}
+
+function runCli(args: string[], dataDir: string) {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    env: { ...process.env, NODE_ENV: 'test', DATA_DIR: dataDir, DATABASE_URL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout, stderr })),
+  )
+}
+
+describe('embedded data directory lock', () => {
+  it('when a data directory is open, then a second open is refused naming the holder pid, and the first keeps working', async () => {
+    const dir = freshDir()
+    const first = await createEmbeddedDatabase({ dataDir: dir })
+    try {
+      const second = createEmbeddedDatabase({ dataDir: dir })
+      await expect(second).rejects.toBeInstanceOf(DataDirLockedError)
+      await expect(second).rejects.toThrow(`in use by process ${process.pid}`)
+      await expect(first.ping()).resolves.toBeUndefined()
+    } finally {
+      await first.close()
+    }
+  })
+
+  it('when the holder closes the database, then the lock file is gone and the directory opens again', async () => {
+    const dir = freshDir()
+    const first = await createEmbeddedDatabase({ dataDir: dir })
+    expect(readFileSync(`${dir}.lock`, 'utf8').trim()).toBe(String(process.pid))
+    await first.close()
+    expect(existsSync(`${dir}.lock`)).toBe(false)
+    const again = await createEmbeddedDatabase({ dataDir: dir })
+    await again.close()
+  })
+
+  it('when the lock file names a process that no longer runs, then the lock is taken over', () => {
+    const dir = freshDir()
+    writeFileSync(`${dir}.lock`, `${deadPid()}\n`)
+    const lock = lockDataDir(dir)
+    expect(readFileSync(lock.path, 'utf8').trim()).toBe(String(process.pid))
+    lock.release()
+  })
+
+  it('when the lock file holds no pid (not one of ours), then it is stale and taken over', () => {
+    const dir = freshDir()
+    writeFileSync(`${dir}.lock`, '')
+    const lock = lockDataDir(dir)
+    expect(readFileSync(lock.path, 'utf8').trim()).toBe(String(process.pid))
+    lock.release()
+  })
+
+  it('when the lock file names this process but it holds no lock, then the lock is stale (a reused pid)', () => {
+    const dir = freshDir()
+    writeFileSync(`${dir}.lock`, `${process.pid}\n`)
+    const lock = lockDataDir(dir)
+    expect(() => lockDataDir(dir)).toThrow(DataDirLockedError)
+    lock.release()
+  })
+
+  it('when the lock file names a live process, then the lock stays with it and is not removed', () => {
+    const dir = freshDir()
+    writeFileSync(`${dir}.lock`, `${process.ppid}\n`)
+    expect(() => lockDataDir(dir)).toThrow(`in use by process ${process.ppid}`)
+    expect(readFileSync(`${dir}.lock`, 'utf8').trim()).toBe(String(process.ppid))
+  })
+
+  it('when a server process holds the directory, then a CLI command in another process refuses with exit 1, names the pid and changes nothing', async () => {
+    const dataDir = join(root, 'shared')
+    const server = await createEmbeddedDatabase({ dataDir: join(dataDir, 'pgdata') })
+    try {
+      const run = await runCli(['migrate'], dataDir)
+      expect(run.code).toBe(1)
+      expect(run.stderr).toContain(`in use by process ${process.pid}`)
+      expect(run.stderr).toContain('Stop that process')
+      expect(run.stderr).not.toMatch(/\n\s+at /) // no stack trace
+      expect(run.stdout).toBe('')
+      // The CLI would have migrated a fresh directory; the server's database has no tables.
+      const tables = await server.db.execute(
+        "select count(*)::int as n from information_schema.tables where table_schema = 'public'",
+      )
+      expect((tables as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0)
+    } finally {
+      await server.close()
+    }
+    const after = await runCli(['migrate'], dataDir)
+    expect(after.code).toBe(0)
+  })
+})
