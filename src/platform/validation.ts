@@ -1,4 +1,4 @@
-import { Ajv, type ErrorObject, type Options } from 'ajv'
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
 import { type FieldError, ValidationFailed } from '../shared/errors.js'
@@ -9,6 +9,7 @@ const common: Options = {
   removeAdditional: false, // unknown properties are an error, never silently dropped
   verbose: true, // keeps parentSchema, used to phrase pattern errors
   strict: false, // OpenAPI keywords such as `examples` are not ajv's business
+  strictNumbers: true, // JSON.parse reads 1e400 as Infinity; no number field accepts it
 }
 
 function createAjv(options: Options): Ajv {
@@ -25,14 +26,14 @@ const bodyAjv = createAjv({ coerceTypes: false })
 const textAjv = createAjv({ coerceTypes: 'array' })
 
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object)
+  withTextSafety((httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object))
 
 /**
  * Validates input that does not arrive over HTTP (the CLI, start-up settings) by the same
  * rules as a request body, so both paths report problems alike.
  */
 export function assertValid<T>(schema: object, value: unknown, part = 'input'): T {
-  const validate = bodyAjv.compile(schema)
+  const validate = withTextSafety(bodyAjv.compile(schema))
   if (!validate(value)) {
     throw new ValidationFailed(
       toFieldErrors(validate.errors ?? [], part),
@@ -40,6 +41,61 @@ export function assertValid<T>(schema: object, value: unknown, part = 'input'): 
     )
   }
   return value as T
+}
+
+// With the `u` flag a well-formed surrogate pair reads as one code point, so only a lone
+// surrogate matches. PostgreSQL's UTF-8 text can store neither it nor NUL.
+const LONE_SURROGATE = /\p{Cs}/u
+const unstorable = (text: string) => text.includes('\u0000') || LONE_SURROGATE.test(text)
+
+/**
+ * Adds, to a compiled schema, the rules no single schema keyword states for every field:
+ * no string (value or key) holds NUL or a lone surrogate, and no number is infinite. The
+ * check runs after ajv, on the coerced data, so a query string `1e400` that coercion turned
+ * into Infinity is caught too. One pass over the input, whatever the schema.
+ */
+function withTextSafety(validate: ValidateFunction): ValidateFunction {
+  const safe = ((data: unknown) => {
+    const valid = validate(data)
+    const flagged = new Set((validate.errors ?? []).map((error) => error.instancePath))
+    const unsafe = findUnsafeValues(data).filter((error) => !flagged.has(error.instancePath))
+    safe.errors = [...(validate.errors ?? []), ...unsafe]
+    return valid && unsafe.length === 0
+  }) as ValidateFunction
+  safe.schema = validate.schema
+  return safe
+}
+
+/** Iterative, so that a body nested thousands of levels deep cannot overflow the stack. */
+function findUnsafeValues(input: unknown): ErrorObject[] {
+  const found: ErrorObject[] = []
+  const pending: Array<[unknown, string]> = [[input, '']]
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [data, pointer] = next
+    if (typeof data === 'string') {
+      if (unstorable(data)) {
+        found.push(unsafe(pointer, 'must not contain NUL characters or lone surrogates'))
+      }
+    } else if (typeof data === 'number') {
+      if (!Number.isFinite(data)) found.push(unsafe(pointer, 'must be a finite number'))
+    } else if (Array.isArray(data)) {
+      for (const [index, item] of data.entries()) pending.push([item, `${pointer}/${index}`])
+    } else if (data !== null && typeof data === 'object') {
+      for (const [key, value] of Object.entries(data)) {
+        const child = `${pointer}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`
+        if (unstorable(key)) {
+          found.push(unsafe(child, 'must be a name without NUL characters or lone surrogates'))
+        } else {
+          pending.push([value, child])
+        }
+      }
+    }
+  }
+  return found
+}
+
+function unsafe(instancePath: string, message: string): ErrorObject {
+  return { keyword: 'unsafeValue', instancePath, schemaPath: '#', params: {}, message }
 }
 
 const PART_NAMES: Record<string, string> = { querystring: 'query' }

@@ -25,10 +25,17 @@ export const MoneySchema = Type.String({
 })
 
 const DEFAULT_PAGE_SIZE = 20
+/** Keeps `(page - 1) * page_size` a safe integer, far inside PostgreSQL's bigint OFFSET. */
+const MAX_PAGE = 1_000_000_000
 
 export const PageQuerySchema = Type.Object({
   page: Type.Optional(
-    Type.Integer({ minimum: 1, default: 1, description: 'Page number, from 1.' }),
+    Type.Integer({
+      minimum: 1,
+      maximum: MAX_PAGE,
+      default: 1,
+      description: `Page number, from 1 (at most ${MAX_PAGE}).`,
+    }),
   ),
   page_size: Type.Optional(
     Type.Integer({
