@@ -55,7 +55,7 @@ import { loggerOptions, RequestLogController } from './platform/logging.js'
 import { metrics } from './platform/metrics.js'
 import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
-import { problemHandler } from './platform/problem.js'
+import { handleClientError, handleFrameworkError, problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
 import { generateRequestId } from './platform/request-id.js'
 import { validatorCompiler } from './platform/validation.js'
@@ -109,6 +109,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Errors raised before routing answer problem+json like every other error.
+    frameworkErrors: handleFrameworkError,
+    clientErrorHandler: handleClientError,
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
   app.setValidatorCompiler(validatorCompiler)
