@@ -4,6 +4,7 @@ import helmet from '@fastify/helmet'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Config } from '../config.js'
+import { sendProblem } from './problem.js'
 
 /** CORS from the configured allowlist, security headers, and response compression. */
 export const httpSecurity = fp(
@@ -34,7 +35,20 @@ export const httpSecurity = fp(
         },
       },
     })
-    await app.register(compress, { threshold: 1024 })
+    // Responses only. Inflating request bodies would be an unbounded, unauthenticated cost
+    // (a small gzip body expands past the body limit) that no client of this API needs.
+    await app.register(compress, { threshold: 1024, globalDecompression: false })
+    app.addHook('onRequest', async (request, reply) => {
+      const encoding = request.headers['content-encoding']?.trim().toLowerCase()
+      if (encoding && encoding !== 'identity') {
+        reply.header('accept-encoding', 'identity') // RFC 9110 §12.5.3: what is accepted
+        return sendProblem(request, reply, {
+          status: 415,
+          code: 'UNSUPPORTED_CONTENT_ENCODING',
+          detail: 'Request bodies are read uncompressed only; send them without Content-Encoding.',
+        })
+      }
+    })
   },
   { name: 'http-security' },
 )
