@@ -58,7 +58,7 @@ import { openapi } from './platform/openapi.js'
 import { handleClientError, handleFrameworkError, problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
 import { generateRequestId } from './platform/request-id.js'
-import { validatorCompiler } from './platform/validation.js'
+import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
 /** The models shipped with the code, registered on a first start. */
@@ -189,6 +189,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await serving.server.start()
 
   await app.register(problemHandler)
+  await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
   // Before auth, which counts failed authentications against the client address.

@@ -145,6 +145,34 @@ describe('error responses', () => {
       expect(Object.keys(error).sort()).toEqual(['message', 'path'])
   })
 
+  it.each([
+    '/v1/api-keys',
+    '/v1/users/me',
+    '/v1/products/3f1c9b8e-6a52-4d7e-9a51-0c3f2b7d9e10',
+    '/v1/models',
+    '/health',
+  ])('when %s gets a query parameter it does not define, then 422 names it', async (url) => {
+    const response = await inject({ url: `${url}?pagesize=5` })
+    const problem = expectProblem(response, 422, 'VALIDATION_FAILED')
+    expect(problem.errors).toEqual([{ path: 'query.pagesize', message: 'is not allowed' }])
+  })
+
+  it('when a route declares query parameters without closing them, then an unknown one is a 422 too', async () => {
+    const response = await inject({
+      method: 'POST',
+      url: '/v1/models/iris/predict?verison=1.0.0',
+      payload: { inputs: {} },
+    })
+    const problem = expectProblem(response, 422, 'VALIDATION_FAILED')
+    expect(problem.errors).toContainEqual({ path: 'query.verison', message: 'is not allowed' })
+  })
+
+  it('documents the 422 of a route whose query string is closed by default', async () => {
+    const document = (await inject({ url: '/openapi.json' })).json()
+    expect(document.paths['/v1/api-keys'].get.responses['422']).toBeDefined()
+    expect(document.paths['/v1/api-keys'].get.parameters ?? []).toEqual([])
+  })
+
   it('coerces query strings by their schema types', async () => {
     const response = await inject({ url: '/v1/products?page=2&page_size=5&is_active=true' })
     expect(response.statusCode).toBe(200)
