@@ -53,7 +53,22 @@ describe('security headers and compression', () => {
     expect(response.headers['x-content-type-options']).toBe('nosniff')
     expect(response.headers['x-frame-options']).toBe('SAMEORIGIN')
     expect(response.headers['content-security-policy']).toContain("default-src 'self'")
-    expect(response.headers['strict-transport-security']).toBeDefined()
+  })
+
+  it('when TLS_TERMINATED is not set, then neither HSTS nor upgrade-insecure-requests is sent', async () => {
+    // Either would send a browser that reached the service over plain HTTP to an https://
+    // that does not answer (a container reached by its name, a LAN address).
+    const response = await t.app.inject({ url: '/docs/', headers: { host: 'orderflow:8000' } })
+    expect(response.headers['strict-transport-security']).toBeUndefined()
+    expect(response.headers['content-security-policy']).not.toContain('upgrade-insecure-requests')
+  })
+
+  it('when TLS_TERMINATED=true, then HSTS and upgrade-insecure-requests are sent', async () => {
+    const https = await buildTestApp({ TLS_TERMINATED: 'true' })
+    const response = await https.app.inject({ url: '/health' })
+    await https.close()
+    expect(response.headers['strict-transport-security']).toMatch(/max-age=\d+/)
+    expect(response.headers['content-security-policy']).toContain('upgrade-insecure-requests')
   })
 
   it('compresses large responses for clients that accept gzip', async () => {

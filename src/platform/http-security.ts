@@ -8,7 +8,11 @@ import { sendProblem } from './problem.js'
 
 /** CORS from the configured allowlist, security headers, and response compression. */
 export const httpSecurity = fp(
-  async (app: FastifyInstance, options: { config: Pick<Config, 'corsOrigins'> }) => {
+  async (
+    app: FastifyInstance,
+    options: { config: Pick<Config, 'corsOrigins' | 'TLS_TERMINATED'> },
+  ) => {
+    const { TLS_TERMINATED: https } = options.config
     await app.register(cors, {
       // An empty allowlist sends no CORS headers at all: browsers on other origins are refused.
       origin: options.config.corsOrigins.length > 0 ? options.config.corsOrigins : false,
@@ -32,8 +36,12 @@ export const httpSecurity = fp(
           imgSrc: ["'self'", 'data:', 'https:'],
           styleSrc: ["'self'", "'unsafe-inline'", 'https:'],
           scriptSrc: ["'self'"],
+          // Over plain HTTP (a container reached by its name) these would send every asset of
+          // the docs pages to an https:// that does not answer: only behind TLS.
+          upgradeInsecureRequests: https ? [] : null,
         },
       },
+      strictTransportSecurity: https,
     })
     // Responses only. Inflating request bodies would be an unbounded, unauthenticated cost
     // (a small gzip body expands past the body limit) that no client of this API needs.

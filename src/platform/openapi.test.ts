@@ -56,6 +56,21 @@ describe('API documentation', () => {
     expect(redoc.body).toContain('spec-url="/openapi.json"')
   })
 
+  it('when Swagger UI is reached by a name other than localhost, then every asset of the page loads from that name over HTTP', async () => {
+    const host = 'orderflow.internal:8000'
+    const page = await t.app.inject({ url: '/docs/', headers: { host } })
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['content-security-policy']).not.toContain('upgrade-insecure-requests')
+    const assets = [...page.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1])
+    expect(assets.length).toBeGreaterThan(2)
+    for (const asset of assets) {
+      const url = new URL(asset as string, `http://${host}/docs/`)
+      expect(url.host, asset).toBe(host)
+      const response = await t.app.inject({ url: url.pathname, headers: { host } })
+      expect(response.statusCode, asset).toBe(200)
+    }
+  })
+
   it('serves no documentation when DOCS_ENABLED=false', async () => {
     const quiet = await buildTestApp({ DOCS_ENABLED: 'false' })
     const answers = await Promise.all(
