@@ -145,6 +145,21 @@ describe('error responses', () => {
       expect(Object.keys(error).sort()).toEqual(['message', 'path'])
   })
 
+  it('when a price is sent as a number, then the 422 says a decimal string is expected, with an example', async () => {
+    const response = await inject({
+      method: 'POST',
+      url: '/v1/products',
+      payload: { sku: `NUM-${unique()}`, name: 'x', price: 19.99 },
+    })
+    const problem = expectProblem(response, 422, 'VALIDATION_FAILED')
+    expect(problem.errors).toEqual([
+      {
+        path: 'body.price',
+        message: 'must be a decimal string with at most 2 decimals, e.g. "19.99"',
+      },
+    ])
+  })
+
   it.each([
     '/v1/api-keys',
     '/v1/users/me',

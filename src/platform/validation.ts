@@ -1,4 +1,10 @@
-import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv'
+import {
+  Ajv,
+  type AnySchemaObject,
+  type ErrorObject,
+  type Options,
+  type ValidateFunction,
+} from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchema, FastifySchemaCompiler } from 'fastify'
 import fp from 'fastify-plugin'
@@ -133,7 +139,7 @@ const PART_NAMES: Record<string, string> = { querystring: 'query' }
 /** Turns ajv errors into `{path, message}` pairs such as `body.items[1].quantity`. */
 export function toFieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
   const root = part ? (PART_NAMES[part] ?? part) : 'body'
-  return errors.map((error) => {
+  const fieldErrors = errors.map((error) => {
     let path = pointerToPath(root, error.instancePath)
     let message = error.message ?? 'is invalid'
     if (error.keyword === 'required') {
@@ -144,11 +150,35 @@ export function toFieldErrors(errors: ErrorObject[], part: string | undefined): 
       message = 'is not allowed'
     } else if (error.keyword === 'pattern' && error.parentSchema?.description) {
       message = `must be ${error.parentSchema.description}`
+    } else if (error.keyword === 'type' && expectation(error.parentSchema)) {
+      // `19.99` where "19.99" is expected says more than "must be string".
+      message = `must be ${expectation(error.parentSchema)}`
     } else if (error.keyword === 'enum') {
       message = `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`
     }
     return { path, message }
   })
+  // A type and an enum error on one field can read the same once phrased; say it once.
+  const seen = new Set<string>()
+  return fieldErrors.filter(({ path, message }) => {
+    const key = `${path}\n${message}`
+    return !seen.has(key) && Boolean(seen.add(key))
+  })
+}
+
+/**
+ * What a string field expects, for a type error: the description of a patterned string (the
+ * phrase its pattern errors use, e.g. `a decimal string …, e.g. "19.99"`), or an enum's values.
+ */
+function expectation(parentSchema: AnySchemaObject | undefined) {
+  const schema = (parentSchema ?? {}) as {
+    pattern?: string
+    description?: string
+    enum?: unknown[]
+  }
+  if (schema.pattern && schema.description) return schema.description
+  if (schema.enum) return `one of: ${schema.enum.join(', ')}`
+  return undefined
 }
 
 // Hyphens included: header names (`headers.idempotency-key`) are named plainly too.
