@@ -202,6 +202,21 @@ describe('errors raised before routing', () => {
     expect(problem.instance).toBe('/v1/orders/%ED%A0%80')
   })
 
+  it('documents the 400 and 414 of every operation with a path parameter', async () => {
+    const document = (await inject({ url: '/openapi.json' })).json()
+    const parametric = Object.entries(
+      document.paths as Record<string, Record<string, { responses: object }>>,
+    ).filter(([path]) => path.includes('{'))
+    expect(parametric.length).toBeGreaterThan(5)
+    for (const [path, operations] of parametric) {
+      for (const [method, operation] of Object.entries(operations)) {
+        expect(Object.keys(operation.responses), `${method} ${path}`).toEqual(
+          expect.arrayContaining(['400', '414']),
+        )
+      }
+    }
+  })
+
   it('when a path parameter is longer than the router allows, then 414 URI_TOO_LONG as problem+json', async () => {
     const response = await inject({ url: `/v1/orders/${'a'.repeat(500)}` })
     expectProblem(response, 414, 'URI_TOO_LONG')

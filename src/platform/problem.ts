@@ -4,6 +4,7 @@ import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { AppError } from '../shared/errors.js'
+import { problemResponses } from '../shared/schemas.js'
 import { toFieldErrors } from './validation.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
@@ -124,6 +125,13 @@ function handleError(error: FastifyError, request: FastifyRequest, reply: Fastif
 export const problemHandler = fp(
   async (app: FastifyInstance) => {
     app.setErrorHandler(handleError)
+    // A path parameter can fail before routing (bad percent-encoding, over-long segment):
+    // routes that have one document those answers too.
+    app.addHook('onRoute', (route) => {
+      const schema = route.schema as { hide?: boolean; response?: object } | undefined
+      if (!schema?.response || schema.hide || !route.url.includes(':')) return
+      schema.response = { ...problemResponses(400, 414), ...schema.response }
+    })
   },
   { name: 'problem-handler' },
 )

@@ -127,6 +127,7 @@ function describeStatus(status: number): string {
     404: 'Not found.',
     409: 'Conflicts with the current state.',
     413: 'Body larger than the limit.',
+    414: 'A path segment longer than any resource name.',
     415: 'Unsupported media type (the detail names those accepted) or a compressed body (`Content-Encoding` other than identity).',
     422: 'Validation failed; `errors` lists every problem by path.',
     429: 'Too many requests; see `Retry-After`.',
