@@ -34,14 +34,14 @@ const bodyAjv = createAjv({ coerceTypes: false })
 const textAjv = createAjv({ coerceTypes: 'array' })
 
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  withTextSafety((httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object))
+  withStorableValues((httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object))
 
 /**
  * Validates input that does not arrive over HTTP (the CLI, start-up settings) by the same
  * rules as a request body, so both paths report problems alike.
  */
 export function assertValid<T>(schema: object, value: unknown, part = 'input'): T {
-  const validate = withTextSafety(bodyAjv.compile(schema))
+  const validate = withStorableValues(bodyAjv.compile(schema))
   if (!validate(value)) {
     throw new ValidationFailed(
       toFieldErrors(validate.errors ?? [], part),
@@ -62,7 +62,7 @@ const unstorable = (text: string) => text.includes('\u0000') || LONE_SURROGATE.t
  * check runs after ajv, on the coerced data, so a query string `1e400` that coercion turned
  * into Infinity is caught too. One pass over the input, whatever the schema.
  */
-function withTextSafety(validate: ValidateFunction): ValidateFunction {
+function withStorableValues(validate: ValidateFunction): ValidateFunction {
   const safe = ((data: unknown) => {
     const valid = validate(data)
     const flagged = new Set((validate.errors ?? []).map((error) => error.instancePath))
