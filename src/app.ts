@@ -55,11 +55,11 @@ import { loggerOptions, RequestLogController } from './platform/logging.js'
 import { metrics } from './platform/metrics.js'
 import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
-import { problemHandler } from './platform/problem.js'
+import { handleClientError, handleFrameworkError, problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
 import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
-import { validatorCompiler } from './platform/validation.js'
+import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
 /** The models shipped with the code, registered on a first start. */
@@ -117,6 +117,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Errors raised before routing answer problem+json like every other error.
+    frameworkErrors: handleFrameworkError,
+    clientErrorHandler: handleClientError,
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
   app.setValidatorCompiler(validatorCompiler)
@@ -200,6 +203,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await serving.server.start()
 
   await app.register(problemHandler)
+  await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
   // Before auth, which counts failed authentications against the client address.

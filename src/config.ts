@@ -69,6 +69,10 @@ const EnvSchema = Type.Object({
     default: '',
     description: 'empty, a hop count, or comma-separated IPs/CIDRs',
   }),
+  TLS_TERMINATED: Type.Boolean({
+    default: false,
+    description: 'true or false (true when clients reach the service over HTTPS only)',
+  }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'bytes' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 30_000, description: 'milliseconds' }),
   CONNECTION_TIMEOUT_MS: Type.Integer({

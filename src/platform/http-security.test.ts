@@ -1,10 +1,20 @@
+import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../../test/helpers.js'
+import {
+  buildTestApp,
+  createTestUser,
+  injectAs,
+  type TestApp,
+  type TestUser,
+  unique,
+} from '../../test/helpers.js'
 
 let t: TestApp
+let admin: TestUser
 
 beforeAll(async () => {
   t = await buildTestApp({ CORS_ORIGINS: 'https://app.example.com, https://admin.example.com' })
+  admin = await createTestUser(t, 'admin')
 })
 afterAll(() => t.close())
 
@@ -43,7 +53,22 @@ describe('security headers and compression', () => {
     expect(response.headers['x-content-type-options']).toBe('nosniff')
     expect(response.headers['x-frame-options']).toBe('SAMEORIGIN')
     expect(response.headers['content-security-policy']).toContain("default-src 'self'")
-    expect(response.headers['strict-transport-security']).toBeDefined()
+  })
+
+  it('when TLS_TERMINATED is not set, then neither HSTS nor upgrade-insecure-requests is sent', async () => {
+    // Either would send a browser that reached the service over plain HTTP to an https://
+    // that does not answer (a container reached by its name, a LAN address).
+    const response = await t.app.inject({ url: '/docs/', headers: { host: 'orderflow:8000' } })
+    expect(response.headers['strict-transport-security']).toBeUndefined()
+    expect(response.headers['content-security-policy']).not.toContain('upgrade-insecure-requests')
+  })
+
+  it('when TLS_TERMINATED=true, then HSTS and upgrade-insecure-requests are sent', async () => {
+    const https = await buildTestApp({ TLS_TERMINATED: 'true' })
+    const response = await https.app.inject({ url: '/health' })
+    await https.close()
+    expect(response.headers['strict-transport-security']).toMatch(/max-age=\d+/)
+    expect(response.headers['content-security-policy']).toContain('upgrade-insecure-requests')
   })
 
   it('compresses large responses for clients that accept gzip', async () => {
@@ -52,5 +77,51 @@ describe('security headers and compression', () => {
       headers: { 'accept-encoding': 'gzip' },
     })
     expect(response.headers['content-encoding']).toBe('gzip')
+  })
+})
+
+describe('compressed request bodies', () => {
+  it.each([
+    [
+      'valid gzip',
+      'gzip',
+      (sku: string) => gzipSync(JSON.stringify({ sku, name: 'x', price: '1.00' })),
+    ],
+    ['bytes that are not gzip', 'gzip', (_sku: string) => Buffer.from('not gzip at all')],
+    ['deflate', 'deflate', (_sku: string) => Buffer.from('x')],
+    ['a list of codings', 'gzip, identity', (_sku: string) => Buffer.from('x')],
+  ])(
+    'when a body arrives as %s, then 415 UNSUPPORTED_CONTENT_ENCODING at once and nothing is stored',
+    async (_name, encoding, body) => {
+      const sku = `GZ-${unique()}`
+      // Unauthenticated too: the refusal comes before credentials are looked at.
+      for (const inject of [injectAs(t, admin), t.app.inject.bind(t.app)]) {
+        const response = await inject({
+          method: 'POST',
+          url: '/v1/products',
+          headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+          payload: body(sku),
+        })
+        expect(response.statusCode).toBe(415)
+        expect(response.headers['content-type']).toBe('application/problem+json; charset=utf-8')
+        expect(response.headers['accept-encoding']).toBe('identity')
+        expect(response.json().code).toBe('UNSUPPORTED_CONTENT_ENCODING')
+      }
+      const list = await injectAs(t, admin)({ url: `/v1/products?q=${sku}` })
+      expect(list.json().total).toBe(0)
+    },
+  )
+
+  it('when a body declares the identity coding, then it is read as usual', async () => {
+    const response = await injectAs(
+      t,
+      admin,
+    )({
+      method: 'POST',
+      url: '/v1/products',
+      headers: { 'content-encoding': 'identity' },
+      payload: { sku: `ID-${unique()}`, name: 'x', price: '1.00' },
+    })
+    expect(response.statusCode, response.body).toBe(201)
   })
 })

@@ -56,6 +56,41 @@ describe('API documentation', () => {
     expect(redoc.body).toContain('spec-url="/openapi.json"')
   })
 
+  it('when ReDoc is opened, then its script comes from the service itself, cached for good', async () => {
+    const host = 'orderflow.internal:8000'
+    const page = await t.app.inject({ url: '/redoc', headers: { host } })
+    expect(page.statusCode).toBe(200)
+    expect(page.body).not.toMatch(/https?:\/\//)
+    const csp = String(page.headers['content-security-policy'])
+    expect(csp).toContain("script-src 'self'")
+    expect(csp).toContain("worker-src 'self' blob:")
+    expect(csp).not.toContain('upgrade-insecure-requests')
+    const sources = [...page.body.matchAll(/<script src="([^"]+)"/g)].map((match) => match[1])
+    expect(sources).toEqual([expect.stringMatching(/^\/redoc\/redoc-2\.5\.\d+\.standalone\.js$/)])
+
+    const script = await t.app.inject({ url: sources[0] as string, headers: { host } })
+    expect(script.statusCode).toBe(200)
+    expect(script.headers['content-type']).toBe('text/javascript; charset=utf-8')
+    expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable')
+    expect(script.rawPayload.length).toBeGreaterThan(500_000)
+    expect(script.body).toContain('Redoc')
+  })
+
+  it('when Swagger UI is reached by a name other than localhost, then every asset of the page loads from that name over HTTP', async () => {
+    const host = 'orderflow.internal:8000'
+    const page = await t.app.inject({ url: '/docs/', headers: { host } })
+    expect(page.statusCode).toBe(200)
+    expect(page.headers['content-security-policy']).not.toContain('upgrade-insecure-requests')
+    const assets = [...page.body.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1])
+    expect(assets.length).toBeGreaterThan(2)
+    for (const asset of assets) {
+      const url = new URL(asset as string, `http://${host}/docs/`)
+      expect(url.host, asset).toBe(host)
+      const response = await t.app.inject({ url: url.pathname, headers: { host } })
+      expect(response.statusCode, asset).toBe(200)
+    }
+  })
+
   it('serves no documentation when DOCS_ENABLED=false', async () => {
     const quiet = await buildTestApp({ DOCS_ENABLED: 'false' })
     const answers = await Promise.all(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ValidationFailed } from '../shared/errors.js'
+import { MoneySchema, StringEnum } from '../shared/schemas.js'
 import { assertValid, childPath } from './validation.js'
 
 function pathsOf(schema: object, value: unknown, part?: string): string[] {
@@ -95,5 +96,48 @@ describe('field error paths', () => {
   it('when the part is the query string, then names it query', () => {
     const query = { type: 'object', properties: { page: { type: 'integer' } } }
     expect(pathsOf(query, { page: 'two' }, 'querystring')).toEqual(['query.page'])
+  })
+})
+
+describe('field error messages', () => {
+  function messagesOf(schema: object, value: unknown): string[] {
+    try {
+      assertValid(schema, value, 'body')
+    } catch (error) {
+      if (error instanceof ValidationFailed) return error.errors.map((problem) => problem.message)
+      throw error
+    }
+    throw new Error('expected the value to be refused')
+  }
+
+  const order = {
+    type: 'object',
+    properties: { price: MoneySchema, status: StringEnum(['pending', 'shipped'] as const) },
+  }
+
+  it('when a number is sent where a money string is expected, then the message says what is expected with an example', () => {
+    expect(messagesOf(order, { price: 19.99 })).toEqual([
+      'must be a decimal string with at most 2 decimals, e.g. "19.99"',
+    ])
+  })
+
+  it('when a number is sent where one of a few strings is expected, then the message lists them once', () => {
+    expect(messagesOf(order, { status: 1 })).toEqual(['must be one of: pending, shipped'])
+  })
+
+  it('when a string holds a NUL, a lone surrogate or a name holds one, then each is named', () => {
+    expect(pathsOf({ type: 'object' }, { a: 'x\u0000', b: ['\ud800'], 'c\u0000': 1 })).toEqual(
+      expect.arrayContaining(['input.a', 'input.b[0]', 'input["c\\u0000"]']),
+    )
+  })
+
+  it('when a number is infinite, then it is refused even where any value is allowed', () => {
+    expect(pathsOf({ type: 'object' }, { a: [Number.POSITIVE_INFINITY] })).toEqual(['input.a[0]'])
+  })
+
+  it('when a body is nested far deeper than any schema, then it is checked without overflowing the stack', () => {
+    let deep: unknown = 'x\u0000'
+    for (let level = 0; level < 100_000; level += 1) deep = [deep]
+    expect(pathsOf({ type: 'array' }, deep)).toHaveLength(1)
   })
 })

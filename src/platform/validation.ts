@@ -1,7 +1,15 @@
-import { Ajv, type ErrorObject, type Options } from 'ajv'
+import {
+  Ajv,
+  type AnySchemaObject,
+  type ErrorObject,
+  type Options,
+  type ValidateFunction,
+} from 'ajv'
 import addFormats from 'ajv-formats'
-import type { FastifySchemaCompiler } from 'fastify'
+import type { FastifyInstance, FastifySchema, FastifySchemaCompiler } from 'fastify'
+import fp from 'fastify-plugin'
 import { type FieldError, ValidationFailed } from '../shared/errors.js'
+import { problemResponses } from '../shared/schemas.js'
 
 const common: Options = {
   allErrors: true, // report every problem in one answer, not the first one only
@@ -9,6 +17,7 @@ const common: Options = {
   removeAdditional: false, // unknown properties are an error, never silently dropped
   verbose: true, // keeps parentSchema, used to phrase pattern errors
   strict: false, // OpenAPI keywords such as `examples` are not ajv's business
+  strictNumbers: true, // JSON.parse reads 1e400 as Infinity; no number field accepts it
 }
 
 function createAjv(options: Options): Ajv {
@@ -25,14 +34,14 @@ const bodyAjv = createAjv({ coerceTypes: false })
 const textAjv = createAjv({ coerceTypes: 'array' })
 
 export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object)
+  withStorableValues((httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object))
 
 /**
  * Validates input that does not arrive over HTTP (the CLI, start-up settings) by the same
  * rules as a request body, so both paths report problems alike.
  */
 export function assertValid<T>(schema: object, value: unknown, part = 'input'): T {
-  const validate = bodyAjv.compile(schema)
+  const validate = withStorableValues(bodyAjv.compile(schema))
   if (!validate(value)) {
     throw new ValidationFailed(
       toFieldErrors(validate.errors ?? [], part),
@@ -42,12 +51,95 @@ export function assertValid<T>(schema: object, value: unknown, part = 'input'): 
   return value as T
 }
 
+// With the `u` flag a well-formed surrogate pair reads as one code point, so only a lone
+// surrogate matches. PostgreSQL's UTF-8 text can store neither it nor NUL.
+const LONE_SURROGATE = /\p{Cs}/u
+const unstorable = (text: string) => text.includes('\u0000') || LONE_SURROGATE.test(text)
+
+/**
+ * Adds, to a compiled schema, the rules no single schema keyword states for every field:
+ * no string (value or key) holds NUL or a lone surrogate, and no number is infinite. The
+ * check runs after ajv, on the coerced data, so a query string `1e400` that coercion turned
+ * into Infinity is caught too. One pass over the input, whatever the schema.
+ */
+function withStorableValues(validate: ValidateFunction): ValidateFunction {
+  const safe = ((data: unknown) => {
+    const valid = validate(data)
+    const flagged = new Set((validate.errors ?? []).map((error) => error.instancePath))
+    const unsafe = findUnsafeValues(data).filter((error) => !flagged.has(error.instancePath))
+    safe.errors = [...(validate.errors ?? []), ...unsafe]
+    return valid && unsafe.length === 0
+  }) as ValidateFunction
+  safe.schema = validate.schema
+  return safe
+}
+
+/** Iterative, so that a body nested thousands of levels deep cannot overflow the stack. */
+function findUnsafeValues(input: unknown): ErrorObject[] {
+  const found: ErrorObject[] = []
+  const pending: Array<[unknown, string]> = [[input, '']]
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [data, pointer] = next
+    if (typeof data === 'string') {
+      if (unstorable(data)) {
+        found.push(unsafe(pointer, 'must not contain NUL characters or lone surrogates'))
+      }
+    } else if (typeof data === 'number') {
+      if (!Number.isFinite(data)) found.push(unsafe(pointer, 'must be a finite number'))
+    } else if (Array.isArray(data)) {
+      for (const [index, item] of data.entries()) pending.push([item, `${pointer}/${index}`])
+    } else if (data !== null && typeof data === 'object') {
+      for (const [key, value] of Object.entries(data)) {
+        const child = `${pointer}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`
+        if (unstorable(key)) {
+          found.push(unsafe(child, 'must be a name without NUL characters or lone surrogates'))
+        } else {
+          pending.push([value, child])
+        }
+      }
+    }
+  }
+  return found
+}
+
+function unsafe(instancePath: string, message: string): ErrorObject {
+  return { keyword: 'unsafeValue', instancePath, schemaPath: '#', params: {}, message }
+}
+
+const NO_QUERY = { type: 'object', properties: {}, additionalProperties: false }
+
+/**
+ * Closes every documented route's query string: one that declares none gets a closed, empty
+ * one (and a documented 422), one that declares some but leaves `additionalProperties` unset
+ * is closed. So `?pagesize=5` is a 422 everywhere, as on a list, never silently ignored.
+ * Registered before the routes.
+ */
+export const closedQueryStrings = fp(
+  async (app: FastifyInstance) => {
+    app.addHook('onRoute', (route) => {
+      const schema = route.schema as (FastifySchema & { hide?: boolean }) | undefined
+      if (!schema || schema.hide) return
+      const query = schema.querystring as { additionalProperties?: unknown } | undefined
+      if (query) {
+        // A declared query string is closed too unless it says otherwise.
+        if (query.additionalProperties === undefined) {
+          schema.querystring = { ...query, additionalProperties: false }
+        }
+        return
+      }
+      schema.querystring = NO_QUERY
+      if (schema.response) schema.response = { ...problemResponses(422), ...schema.response }
+    })
+  },
+  { name: 'closed-query-strings' },
+)
+
 const PART_NAMES: Record<string, string> = { querystring: 'query' }
 
 /** Turns ajv errors into `{path, message}` pairs such as `body.items[1].quantity`. */
 export function toFieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
   const root = part ? (PART_NAMES[part] ?? part) : 'body'
-  return errors.map((error) => {
+  const fieldErrors = errors.map((error) => {
     let path = pointerToPath(root, error.instancePath)
     let message = error.message ?? 'is invalid'
     if (error.keyword === 'required') {
@@ -58,11 +150,35 @@ export function toFieldErrors(errors: ErrorObject[], part: string | undefined): 
       message = 'is not allowed'
     } else if (error.keyword === 'pattern' && error.parentSchema?.description) {
       message = `must be ${error.parentSchema.description}`
+    } else if (error.keyword === 'type' && expectation(error.parentSchema)) {
+      // `19.99` where "19.99" is expected says more than "must be string".
+      message = `must be ${expectation(error.parentSchema)}`
     } else if (error.keyword === 'enum') {
       message = `must be one of: ${(error.params.allowedValues as unknown[]).join(', ')}`
     }
     return { path, message }
   })
+  // A type and an enum error on one field can read the same once phrased; say it once.
+  const seen = new Set<string>()
+  return fieldErrors.filter(({ path, message }) => {
+    const key = `${path}\n${message}`
+    return !seen.has(key) && Boolean(seen.add(key))
+  })
+}
+
+/**
+ * What a string field expects, for a type error: the description of a patterned string (the
+ * phrase its pattern errors use, e.g. `a decimal string …, e.g. "19.99"`), or an enum's values.
+ */
+function expectation(parentSchema: AnySchemaObject | undefined) {
+  const schema = (parentSchema ?? {}) as {
+    pattern?: string
+    description?: string
+    enum?: unknown[]
+  }
+  if (schema.pattern && schema.description) return schema.description
+  if (schema.enum) return `one of: ${schema.enum.join(', ')}`
+  return undefined
 }
 
 // Hyphens included: header names (`headers.idempotency-key`) are named plainly too.

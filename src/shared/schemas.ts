@@ -25,10 +25,17 @@ export const MoneySchema = Type.String({
 })
 
 const DEFAULT_PAGE_SIZE = 20
+/** Keeps `(page - 1) * page_size` a safe integer, far inside PostgreSQL's bigint OFFSET. */
+const MAX_PAGE = 1_000_000_000
 
 export const PageQuerySchema = Type.Object({
   page: Type.Optional(
-    Type.Integer({ minimum: 1, default: 1, description: 'Page number, from 1.' }),
+    Type.Integer({
+      minimum: 1,
+      maximum: MAX_PAGE,
+      default: 1,
+      description: `Page number, from 1 (at most ${MAX_PAGE}).`,
+    }),
   ),
   page_size: Type.Optional(
     Type.Integer({
@@ -120,7 +127,8 @@ function describeStatus(status: number): string {
     404: 'Not found.',
     409: 'Conflicts with the current state.',
     413: 'Body larger than the limit.',
-    415: 'Unsupported media type.',
+    414: 'A path segment longer than any resource name.',
+    415: 'Unsupported media type (the detail names those accepted) or a compressed body (`Content-Encoding` other than identity).',
     422: 'Validation failed; `errors` lists every problem by path.',
     429: 'Too many requests; see `Retry-After`.',
     503: 'Not ready.',
