@@ -32,8 +32,8 @@ it('when every operation is sent generated valid and invalid requests as every r
 
   const run = await runFuzz(t.app, document, operations, callers, pools, judge, {
     seed: SEED,
-    valid: 3,
-    invalid: 6,
+    valid: 4,
+    invalid: 16,
     answerTimeoutMs: 10_000,
   })
 

@@ -42,15 +42,15 @@ export async function createPools(t: TestApp, callers: Callers): Promise<Pools> 
     await order(user, customers[1] as string),
     await order(user, customers[2] as string),
   ]
-  const targetUsers = [
-    await create('/v1/users', admin, {
+  // Not the callers: an admin's valid PATCH or DELETE on them would end their sessions.
+  const targetUser = () =>
+    create('/v1/users', admin, {
       email: `fuzz-target-${unique().toLowerCase()}@example.com`,
       password: 'a long enough secret',
       full_name: 'Fuzz target',
       role: 'viewer',
-    }),
-    viewer.id,
-  ]
+    })
+  const targetUsers = [await targetUser(), await targetUser()]
   const apiKeys = [
     await create('/v1/api-keys', user, { name: 'fuzz target' }),
     await create('/v1/api-keys', viewer, { name: 'fuzz target' }),
@@ -63,6 +63,12 @@ export async function createPools(t: TestApp, callers: Callers): Promise<Pools> 
     customers,
     orders,
   }
+  // Rows that orders are placed with, apart from those the path parameters name, which
+  // fuzzed PATCH and DELETE requests deactivate or remove.
+  const orderable = {
+    products: [await product(), await product()],
+    customers: [await customer(admin), await customer(user)],
+  }
   const ids = (list: string[]) => [...list, ABSENT_ID]
   return {
     pathParameter(operation: Operation, name: string) {
@@ -72,14 +78,15 @@ export async function createPools(t: TestApp, callers: Callers): Promise<Pools> 
       return ids(byCollection[collection] ?? [])
     },
     fields: {
-      customer_id: ids(customers),
-      product_id: ids(products),
+      customer_id: orderable.customers,
+      product_id: orderable.products,
       actor: [admin.id, user.id],
       username: [callers.spare.email, 'nobody@example.com'],
       password: [callers.spare.password, 'a long enough secret'],
       refresh_token: [callers.spare.refreshToken],
       grant_type: ['password', 'refresh_token'],
       token: [callers.spare.refreshToken, 'not-a-token'],
+      version: ['1.0.0'],
       features: [
         [5.1, 3.5, 1.4, 0.2],
         [6.7, 3.0, 5.2, 2.3],

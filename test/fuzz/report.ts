@@ -11,6 +11,15 @@ export interface FailureClass {
   example: Outcome
 }
 
+const SEVERE = new Set(['5xx', 'leaks SQL or a stack', 'no answer'])
+
+/** The mutated part and its value, with array indexes folded (`body.items.0.x` = `items.*.x`). */
+function inputOf({ request }: Outcome): string {
+  if (!request.mutation) return 'a valid request'
+  const at = request.mutation.at.replace(/\.\d+(?=\.|$)/g, '.*')
+  return `${at} = ${excerpt(request.mutation.value, 40)}`
+}
+
 /** Failures grouped by what went wrong (kind, status, detail), not by which request. */
 export function failureClasses(run: FuzzRun): FailureClass[] {
   const classes = new Map<string, FailureClass>()
@@ -30,7 +39,10 @@ export function failureClasses(run: FuzzRun): FailureClass[] {
   }
   for (const outcome of run.outcomes) {
     for (const violation of outcome.violations) {
-      add(`${violation.kind}: ${outcome.answer.statusCode} ${violation.detail}`, outcome)
+      const key = `${violation.kind}: ${outcome.answer.statusCode} ${violation.detail}`.trim()
+      // A crash or a leak is told apart by the input that caused it, other kinds by status.
+      const cause = SEVERE.has(violation.kind) ? ` ← ${inputOf(outcome)}` : ''
+      add(`${key}${cause}`, outcome)
     }
   }
   for (const miss of run.authMatrix.misses) {
@@ -54,6 +66,10 @@ export function summary(run: FuzzRun, operations: Operation[]): string {
       `unanswered ${count('no answer')}`,
     `  valid requests answered 2xx: ${valid.filter((o) => o.answer.statusCode < 300).length} of ` +
       `${valid.length}, reaching ${reached.size} of ${operations.length} operations`,
+    `  no valid request answered 2xx: ${operations
+      .filter((op) => !reached.has(op.id))
+      .map((op) => op.id)
+      .join(', ')}`,
     `Auth matrix: ${auth.operations} operations × ${auth.kinds} bad-credential kinds → ` +
       `${auth.refused}/${auth.total} answered 401 (${percent.toFixed(1)} %)`,
   ].join('\n')
@@ -69,7 +85,7 @@ export function describeFailures(classes: FailureClass[]): string {
       return [
         `✗ ${key} — ${count}× on ${operations.size} operation(s), e.g. ${example.operation.id}`,
         `    as ${example.role}: ${request.method} ${excerpt(request.url, 120)}` +
-          (example.request.mutation ? `  [${excerpt(example.request.mutation, 80)}]` : ''),
+          (example.request.mutation ? `  [${inputOf(example)}]` : ''),
         ...(request.payload !== undefined ? [`    body: ${excerpt(request.payload, 120)}`] : []),
         `    → ${example.answer.statusCode} ${example.answer.headers['content-type'] ?? ''}: ${excerpt(example.answer.body, 200)}`,
       ].join('\n')

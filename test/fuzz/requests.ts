@@ -3,6 +3,8 @@ import type { OpenApiDocument, Operation } from './operations.js'
 import {
   encodeJson,
   type FieldPools,
+  HOSTILE_NUMBERS,
+  HOSTILE_STRINGS,
   hostileJson,
   hostileUrlText,
   RawJson,
@@ -18,8 +20,8 @@ export interface FuzzRequest {
   headers: Record<string, string | undefined>
   /** A JSON value to encode with the operation's media type, or raw text sent as is. */
   body?: { value: unknown } | { raw: string }
-  /** What makes this request invalid, for the report; absent on valid requests. */
-  mutation?: string
+  /** What makes this request invalid, where and with what; absent on valid requests. */
+  mutation?: { at: string; value: string }
 }
 
 /** Existing ids and names for path parameters, and values for body fields by name. */
@@ -88,11 +90,12 @@ export function validRequest(
 /** A change that makes a valid request invalid, described for the report. */
 type Mutation = (request: FuzzRequest, operation: Operation) => FuzzRequest
 
-const describe = (request: FuzzRequest, mutation: string, changes: Partial<FuzzRequest>) => ({
-  ...request,
-  ...changes,
-  mutation,
-})
+const describe = (
+  request: FuzzRequest,
+  at: string,
+  value: string,
+  changes: Partial<FuzzRequest>,
+): FuzzRequest => ({ ...request, ...changes, mutation: { at, value } })
 
 /** Every JSON path (`items.0.quantity`) of a value, the root excluded. */
 function pathsOf(value: unknown, prefix: string[] = [], depth = 0): string[][] {
@@ -119,18 +122,37 @@ function bodyValue(request: FuzzRequest): unknown {
   return request.body && 'value' in request.body ? request.body.value : undefined
 }
 
-const bodyField = fc.tuple(fc.nat(), hostileJson, fc.string({ minLength: 1, maxLength: 12 })).map(
-  ([pick, replacement, unknownField]): Mutation =>
-    (request) => {
-      const value = bodyValue(request)
-      const paths = pathsOf(value)
-      const path = paths.length > 0 ? (paths[pick % paths.length] as string[]) : [unknownField]
-      const target = value !== null && typeof value === 'object' ? value : {}
-      return describe(request, `body.${path.join('.')} = ${show(replacement)}`, {
-        body: { value: setPath(target, path, replacement) },
-      })
-    },
-)
+const hostileNumber = fc.constantFrom(...HOSTILE_NUMBERS).map((text) => new RawJson(text))
+
+const bodyField = fc
+  .record({
+    pick: fc.nat(),
+    dice: fc.nat(3),
+    any: hostileJson,
+    text: fc.constantFrom(...HOSTILE_STRINGS),
+    number: hostileNumber,
+    unknownField: fc.string({ minLength: 1, maxLength: 12 }),
+  })
+  .map(
+    ({ pick, dice, any, text, number, unknownField }): Mutation =>
+      (request) => {
+        const value = bodyValue(request)
+        const paths = pathsOf(value)
+        const path = paths.length > 0 ? (paths[pick % paths.length] as string[]) : [unknownField]
+        const current = path.reduce<unknown>(
+          (node, key) => (node as Record<string, unknown> | undefined)?.[key],
+          value,
+        )
+        // Mostly a hostile value of the field's own type, which passes the type check.
+        const typed =
+          typeof current === 'string' ? text : typeof current === 'number' ? number : any
+        const replacement = dice === 0 ? any : typed
+        const target = value !== null && typeof value === 'object' ? value : {}
+        return describe(request, `body.${path.join('.')}`, show(replacement), {
+          body: { value: setPath(target, path, replacement) },
+        })
+      },
+  )
 
 const bodyShape = fc
   .oneof(
@@ -142,7 +164,7 @@ const bodyShape = fc
       (request) => {
         const replacement = typeof body === 'string' ? { raw: body } : body
         const label = typeof body === 'string' ? JSON.stringify(body) : show(body.value)
-        return describe(request, `body := ${label}`, { body: replacement })
+        return describe(request, 'body', label, { body: replacement })
       },
   )
 
@@ -159,7 +181,7 @@ const unknownOrProto = fc
         const fields = value && typeof value === 'object' && !Array.isArray(value) ? value : {}
         const inner = encodeJson(fields).slice(1, -1)
         const raw = `{${inner}${inner ? ',' : ''}${JSON.stringify(key)}:${json}}`
-        return describe(request, `body gains ${JSON.stringify(key)}`, { body: { raw } })
+        return describe(request, `body.${key}`, json, { body: { raw } })
       },
   )
 
@@ -170,9 +192,9 @@ const dropRequired = fc.nat().map(
       if (!value || typeof value !== 'object' || Array.isArray(value)) return request
       const keys = Object.keys(value)
       const key = keys[pick % Math.max(keys.length, 1)]
-      if (key === undefined) return describe(request, 'body := {}', { body: { value: {} } })
+      if (key === undefined) return describe(request, 'body', '{}', { body: { value: {} } })
       const { [key]: _dropped, ...rest } = value as Record<string, unknown>
-      return describe(request, `body loses ${key}`, { body: { value: rest } })
+      return describe(request, `body.${key}`, '(left out)', { body: { value: rest } })
     },
 )
 
@@ -190,25 +212,31 @@ const contentType = fc
     ([label, headers]): Mutation =>
       (request) => {
         const body = request.body ?? { value: {} }
-        return describe(request, label, { headers: { ...request.headers, ...headers }, body })
+        return describe(request, 'headers', label, {
+          headers: { ...request.headers, ...headers },
+          body,
+        })
       },
   )
 
-const queryParameter = fc.tuple(fc.nat(), hostileUrlText).map(
-  ([pick, text]): Mutation =>
-    (request, operation) => {
-      const names = [
-        ...operation.parameters.filter((p) => p.in === 'query').map((p) => p.name),
-        'zz_unknown',
-      ]
-      const name = names[pick % names.length] as string
-      const query = [...request.query.filter(([key]) => key !== name), [name, text]] as [
-        string,
-        string,
-      ][]
-      return describe(request, `?${name}=${text.slice(0, 40)}`, { query })
-    },
-)
+const queryParameter = fc
+  .tuple(fc.nat(), fc.nat(2), hostileUrlText, fc.constantFrom(...HOSTILE_NUMBERS))
+  .map(
+    ([pick, dice, any, number]): Mutation =>
+      (request, operation) => {
+        const parameters = operation.parameters.filter((p) => p.in === 'query')
+        const names = [...parameters.map((p) => p.name), 'zz_unknown']
+        const name = names[pick % names.length] as string
+        const type = parameters.find((p) => p.name === name)?.schema.type
+        // Mostly numbers at the edges for numeric parameters: that is where they break.
+        const text = (type === 'integer' || type === 'number') && dice > 0 ? number : any
+        const query = [...request.query.filter(([key]) => key !== name), [name, text]] as [
+          string,
+          string,
+        ][]
+        return describe(request, `query ${name}`, text, { query })
+      },
+  )
 
 const pathParameter = fc.tuple(fc.nat(), hostileUrlText).map(
   ([pick, text]): Mutation =>
@@ -219,7 +247,7 @@ const pathParameter = fc.tuple(fc.nat(), hostileUrlText).map(
       const index = operation.path.split('/').indexOf(`{${name}}`)
       const segments = request.path.split('/')
       segments[index] = text
-      return describe(request, `path {${name}} = ${text.slice(0, 40)}`, {
+      return describe(request, `path {${name}}`, text, {
         path: segments.join('/'),
       })
     },
@@ -233,7 +261,7 @@ const header = fc
   .map(
     ([name, value]): Mutation =>
       (request) =>
-        describe(request, `header ${name}: ${JSON.stringify(value.slice(0, 20))}`, {
+        describe(request, `header ${name}`, JSON.stringify(value), {
           headers: { ...request.headers, [name]: value },
         }),
   )

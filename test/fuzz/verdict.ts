@@ -59,37 +59,45 @@ export function createVerdict(documentSchemas: Record<string, Schema>) {
     const violations: Violation[] = []
     const status = answer.statusCode
     const contentType = String(answer.headers['content-type'] ?? '')
-    if (status >= 500) violations.push({ kind: '5xx', detail: `${status}` })
-    if (!operation.responses.has(status)) {
-      violations.push({
-        kind: 'undocumented status',
-        detail: `${status} not in ${[...operation.responses.keys()].join(', ')}`,
-      })
+    if (status >= 500) {
+      const code = (parseJson(answer.body) as { code?: unknown } | undefined)?.code
+      violations.push({ kind: '5xx', detail: String(code ?? '') })
+    } else if (!operation.responses.has(status)) {
+      violations.push({ kind: 'undocumented status', detail: '' })
     }
     for (const [label, pattern] of LEAKS) {
       if (pattern.test(answer.body))
         violations.push({ kind: 'leaks SQL or a stack', detail: label })
     }
-    if (status >= 400) {
-      violations.push(...problemViolations(status, contentType, answer.body))
-    } else if (status >= 200 && status < 300 && status !== 204) {
-      const schema = operation.responses.get(status)
-      if (schema) {
-        const validate = validatorOf(schema)
-        const body = parseJson(answer.body)
-        if (!contentType.startsWith('application/json') || !validate(body)) {
-          const error = validate.errors?.[0]
-          violations.push({
-            kind: 'schema violation',
-            detail: error
+    const schema = operation.responses.get(status)
+    // An error is a problem document unless the operation documents another format for
+    // it, as the token endpoint does with RFC 6749 errors.
+    const problem = status >= 400 && !(schema && !requiresProblemMembers(schema))
+    const wrongFormat = problem ? problemViolations(status, contentType, answer.body) : []
+    violations.push(...wrongFormat)
+    if (schema && status !== 204 && wrongFormat.length === 0) {
+      const validate = validatorOf(schema)
+      const typeOk = contentType.startsWith(
+        problem ? 'application/problem+json' : 'application/json',
+      )
+      if (!typeOk || !validate(parseJson(answer.body))) {
+        const error = validate.errors?.[0]
+        violations.push({
+          kind: 'schema violation',
+          detail:
+            typeOk && error
               ? `${error.instancePath || '/'} ${error.message}`
               : `content-type ${contentType}`,
-          })
-        }
+        })
       }
     }
     return violations
   }
+}
+
+function requiresProblemMembers(schema: Schema): boolean {
+  const required = (schema.required ?? []) as string[]
+  return PROBLEM_MEMBERS.every((member) => required.includes(member))
 }
 
 function problemViolations(status: number, contentType: string, text: string): Violation[] {
