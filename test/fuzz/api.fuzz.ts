@@ -34,7 +34,7 @@ it('when every operation is sent generated valid and invalid requests as every r
     seed: SEED,
     valid: 4,
     invalid: 16,
-    answerTimeoutMs: 10_000,
+    answerTimeoutMs: 5_000,
   })
 
   const classes = failureClasses(run)
