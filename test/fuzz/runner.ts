@@ -1,4 +1,5 @@
 import fc from 'fast-check'
+import type { InjectOptions } from 'fastify'
 import type { App } from '../../src/app.js'
 import { type Callers, ROLES } from './callers.js'
 import type { OpenApiDocument, Operation } from './operations.js'
@@ -67,7 +68,11 @@ export async function runFuzz(
   ) => {
     const options = toInject(request, operation)
     const answer = await answerWithin(
-      app.inject({ ...options, headers: { ...headers, ...options.headers } } as never),
+      app.inject({
+        ...options,
+        method: options.method as InjectOptions['method'],
+        headers: { ...headers, ...options.headers },
+      }),
       settings.answerTimeoutMs,
     )
     const violations = answer
