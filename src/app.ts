@@ -113,6 +113,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     connectionTimeout: config.CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
+    http: {
+      // Node checks these deadlines only every connectionsCheckingInterval (30 s by default),
+      // and a dribbled body runs on headersTimeout (60 s by default), not requestTimeout.
+      headersTimeout: config.REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: Math.min(1000, config.REQUEST_TIMEOUT_MS / 4),
+    },
     trustProxy: trustProxySetting(config.trustProxy),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
