@@ -28,7 +28,7 @@ const UnsupportedMediaType = defineError('UNSUPPORTED_MEDIA_TYPE', 415)
 
 const notMultipart = (contentType: string | undefined) =>
   new UnsupportedMediaType(
-    `A model upload is multipart/form-data (a card part and an onnx part), not ${contentType ? contentType.split(';')[0]?.slice(0, 100) : 'a body without a Content-Type'}.`,
+    `${contentType ? `The media type ${contentType.split(';')[0]?.slice(0, 100)} is` : 'A body without a Content-Type is'} not accepted here: a model upload has a card part and an onnx part; send multipart/form-data.`,
     { accepted: ['multipart/form-data'] },
   )
 
