@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { type ModelCard, ModelCardSchema } from '../../src/modules/models/card.js'
+import { cardInconsistencies } from '../../src/modules/models/card-consistency.js'
 import { assertValid } from '../../src/platform/validation.js'
 
 export type GoldenValue = number | number[]
@@ -29,6 +30,12 @@ const json = (value: unknown) => `${JSON.stringify(value, null, 2)}\n`
 /** The files a model ships as: `<name>.onnx`, `<name>.card.json`, `<name>.golden.json`. */
 export function artifactFiles(artifacts: Artifacts): Record<string, Uint8Array | string> {
   assertValid<ModelCard>(ModelCardSchema, artifacts.card, 'card')
+  // The registry refuses a card that contradicts itself; refuse it here, before it ships.
+  const problems = cardInconsistencies(artifacts.card)
+  if (problems.length > 0) {
+    const lines = problems.map((problem) => `  ${problem.path}: ${problem.message}`)
+    throw new Error(`The ${artifacts.name} card contradicts itself:\n${lines.join('\n')}`)
+  }
   return {
     [`${artifacts.name}.onnx`]: artifacts.onnx,
     [`${artifacts.name}.card.json`]: json(artifacts.card),
