@@ -97,8 +97,14 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
         auth: 'on',
         admin,
         jwtSecret: run.jwtSecret,
-        // The ceilings cache nothing; the service's cache would answer the rotating inputs.
-        env: { MODELS_REGISTER_SHIPPED: 'true', PREDICTION_CACHE_TTL_MS: '0' },
+        env: {
+          MODELS_REGISTER_SHIPPED: 'true',
+          // The ceilings cache nothing; the service's cache would answer the rotating inputs.
+          PREDICTION_CACHE_TTL_MS: '0',
+          // The ceiling queues every row in flight; the default bound (256) would answer
+          // the 32-row batches of 64 connections with 503 instead of work.
+          PREDICT_QUEUE_MAX: String(load.connections * CEILING_BATCH_ROWS),
+        },
       },
     )
     running.push(service)
@@ -111,7 +117,7 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
     const productIds = await seedProducts(
       service.baseUrl,
       auth,
-      `${orderProductSkuPrefix(run.id)}-CEILINGS-${mode}`,
+      `${orderProductSkuPrefix(run.id)}-CEILINGS-${mode.toUpperCase()}`,
       productCount,
       ORDER_PRODUCT_STOCK,
     )
@@ -134,7 +140,7 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
             data: postgresData,
             productIds: await seedPostgresProducts(
               postgresUrl,
-              `${orderProductSkuPrefix(run.id)}-PG-${mode}`,
+              `${orderProductSkuPrefix(run.id)}-PG-${mode.toUpperCase()}`,
               productCount,
             ),
           }
