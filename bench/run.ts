@@ -772,7 +772,10 @@ async function main() {
   if (ceiling.length > 0) console.log(`\n${ceilingTables(ceiling, rows)}`)
   if (ceilingPairs.length > 0) {
     console.log(`\n${ceilingsTable(ceilingPairs)}`)
-    if (ceilingPairs.some((pair) => pair.mode === 'embedded' && pair.ceiling.includes('pg'))) {
+    const embeddedBesidePostgres = ceilingPairs.some(
+      (pair) => pair.mode === 'embedded' && pair.reference && pair.ceiling.includes('pg'),
+    )
+    if (embeddedBesidePostgres) {
       console.log(
         '\nEmbedded rows with a node:http + pg ceiling compare the embedded service (PGlite) ' +
           'with that ceiling on the PostgreSQL server.',
