@@ -29,12 +29,15 @@ export interface CeilingResult {
 
 const WARMUP_SECONDS = 0.5
 
+/** As the server opens a model with INFERENCE_INTRA_OP_THREADS=1; the HTTP ceiling shares it. */
+export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  executionMode: 'sequential',
+}
+
 export async function measureOnnxCeiling(settings: CeilingSettings): Promise<CeilingResult[]> {
-  const session = await ort.InferenceSession.create(settings.modelPath, {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-  })
+  const session = await ort.InferenceSession.create(settings.modelPath, SESSION_OPTIONS)
   try {
     const input = session.inputNames[0]
     if (input === undefined) throw new Error(`${settings.modelPath} declares no input`)

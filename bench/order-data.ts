@@ -18,6 +18,8 @@ const SEED_CUSTOMERS = 1_000
 const SEED_PRODUCTS = 200
 const SEED = 42
 const ORDER_PRODUCT_SKU = 'ORD'
+/** Stock of each product the order scenarios buy: more than any run can take. */
+export const ORDER_PRODUCT_STOCK = 1_000_000_000
 
 /** The sku prefix of the products a run's orders buy, so later runs can find those orders. */
 export function orderProductSkuPrefix(runId: string): string {
@@ -31,6 +33,8 @@ export interface OrderDataTarget {
 }
 
 export interface OrderData {
+  /** The bench admin, who owns the orders and places new ones. */
+  adminId: string
   /** Ids of the admin's orders, up to ORDER_TARGET of them, for the reads to rotate over. */
   orderIds: string[]
   /** An active customer, to place new orders for. */
@@ -112,6 +116,7 @@ export async function prepareOrderData(
       .limit(1)
     if (!customer) throw new Error('no active customer to place orders for')
     return {
+      adminId,
       orderIds: ids.map((row) => row.id),
       customerId: customer.id,
       seeded: shortfall,

@@ -5,9 +5,15 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type autocannon from 'autocannon'
+import { benchCeilings, type CeilingPair, ceilingsTable } from './ceilings/suite.js'
 import { irisRows } from './iris-data.js'
 import { type CeilingResult, measureOnnxCeiling } from './onnx-ceiling.js'
-import { ORDER_TARGET, orderProductSkuPrefix, prepareOrderData } from './order-data.js'
+import {
+  ORDER_PRODUCT_STOCK,
+  ORDER_TARGET,
+  orderProductSkuPrefix,
+  prepareOrderData,
+} from './order-data.js'
 import {
   type AuthHeaders,
   apiKey,
@@ -51,15 +57,19 @@ const MODES = ['embedded', 'services'] as const
 type Mode = (typeof MODES)[number]
 // auth: auth overhead, logins, login flood and products; orders: the order endpoints on
 // ORDER_TARGET seeded orders; predict: model serving, batching and cache on and off, against
-// ONNX Runtime without HTTP.
-const SUITES = ['auth', 'orders', 'predict'] as const
+// ONNX Runtime without HTTP; ceilings: the hot routes beside the reference servers they
+// are built from (bench/ceilings/), service ÷ ceiling.
+const SUITES = ['auth', 'orders', 'predict', 'ceilings'] as const
 type Suite = (typeof SUITES)[number]
 // Connections when --connections is not given. Predict needs enough requests in flight for
 // its batcher to gather them.
-const DEFAULT_CONNECTIONS: Record<Suite, number> = { auth: 10, orders: 10, predict: 64 }
+const DEFAULT_CONNECTIONS: Record<Suite, number> = {
+  auth: 10,
+  orders: 10,
+  predict: 64,
+  ceilings: 64,
+}
 const SEED_COUNT = 200
-// Stock of each product the order scenarios buy: more than any run can take.
-const ORDER_PRODUCT_STOCK = 1_000_000_000
 // Unrecorded load before each measurement, so JIT compilation and cold caches stay out of it.
 const WARMUP_SECONDS = 1
 // Length of one slice when scenarios take turns (see `interleaved`).
@@ -665,7 +675,7 @@ function ceilingTables(ceiling: CeilingResult[], rows: Row[]): string {
 }
 
 /** A scenario that did not get its expected answer every time must not hide in a table. */
-function problems(rows: Row[]): string[] {
+function problems(rows: readonly (ScenarioResult & { mode: string })[]): string[] {
   return rows
     .filter((row) => row.errors > 0 || row.unexpected > 0)
     .map((row) => {
@@ -691,6 +701,7 @@ async function main() {
   const summaries: Summary[] = []
   const predictSummaries: PredictSummary[] = []
   let ceiling: CeilingResult[] = []
+  const ceilingPairs: CeilingPair[] = []
   const startup: Partial<Record<Mode, number>> = {}
   const skipped: Partial<Record<Mode, string>> = {}
   for (const mode of options.modes) {
@@ -725,6 +736,23 @@ async function main() {
       const summary = summarizePredict(mode, outcome.rows, outcome.rowsPerCall)
       if (summary) predictSummaries.push(summary)
     }
+    if (options.suites.includes('ceilings') && !interrupted) {
+      const postgres = mode === 'embedded' ? servicesTarget() : target
+      const load = loadFor(options, 'ceilings')
+      ceilingPairs.push(
+        ...(await benchCeilings({
+          mode,
+          target,
+          postgresUrl: typeof postgres === 'string' ? undefined : postgres.databaseUrl,
+          load,
+          run,
+          admin: { email: BENCH_ADMIN.username, password: BENCH_ADMIN.password },
+          measure: (targets) => interleaved(mode, load, targets),
+          preparedDataDirs,
+          log: (line) => console.error(line),
+        })),
+      )
+    }
   }
   const connections = Object.fromEntries(
     options.suites.map((suite) => [suite, loadFor(options, suite).connections]),
@@ -742,7 +770,23 @@ async function main() {
   if (summaries.length > 0) console.log(`\n${summaryTable(summaries)}`)
   if (predictSummaries.length > 0) console.log(`\n${predictSummaryTable(predictSummaries)}`)
   if (ceiling.length > 0) console.log(`\n${ceilingTables(ceiling, rows)}`)
-  for (const line of problems(rows)) console.log(line)
+  if (ceilingPairs.length > 0) {
+    console.log(`\n${ceilingsTable(ceilingPairs)}`)
+    const embeddedBesidePostgres = ceilingPairs.some(
+      (pair) => pair.mode === 'embedded' && pair.reference && pair.ceiling.includes('pg'),
+    )
+    if (embeddedBesidePostgres) {
+      console.log(
+        '\nEmbedded rows with a node:http + pg ceiling compare the embedded service (PGlite) ' +
+          'with that ceiling on the PostgreSQL server.',
+      )
+    }
+  }
+  const ceilingRows = ceilingPairs.flatMap(({ mode, scenario, ceiling, service, reference }) => [
+    { mode, ...service, scenario: `${scenario}, service` },
+    ...(reference ? [{ mode, ...reference, scenario: `${scenario}, ${ceiling}` }] : []),
+  ])
+  for (const line of problems([...rows, ...ceilingRows])) console.log(line)
   for (const [mode, reason] of Object.entries(skipped)) console.log(`${mode} skipped: ${reason}`)
 
   // Outside the repository, so a run leaves no untracked files behind.
@@ -760,10 +804,11 @@ async function main() {
     summaries,
     predictSummaries,
     ceiling,
+    ceilingPairs,
   }
   await writeFile(resultsPath, `${JSON.stringify(report, null, 2)}\n`)
   console.log(`\nResults written to ${resultsPath}`)
-  if (rows.length === 0) process.exitCode = 1
+  if (rows.length === 0 && ceilingPairs.length === 0) process.exitCode = 1
 }
 
 async function interrupt(signal: NodeJS.Signals) {

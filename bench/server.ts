@@ -97,15 +97,46 @@ export async function startServer(
     // Server logs go to stderr so stdout carries only the results.
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  return supervise(child, port, '/ready', () =>
+    target.dataDir ? undefined : removeDataDir(dataDir),
+  )
+}
+
+/**
+ * A reference server of bench/ceilings/, in the same process tree as the service and
+ * stopped with it. Ready when its GET /health answers 200; `env` is its configuration.
+ */
+export async function startCeiling(
+  script: string,
+  env: Record<string, string> = {},
+): Promise<RunningServer> {
+  const port = await freePort()
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bench', 'ceilings', script)],
+    {
+      cwd: ROOT,
+      env: { ...process.env, HOST, PORT: String(port), NODE_ENV: 'production', ...env },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  return supervise(child, port, '/health')
+}
+
+/** Registers the child for `stopAllServers`, waits until `readyPath` answers 200. */
+async function supervise(
+  child: ChildProcess,
+  port: number,
+  readyPath: string,
+  afterStop: () => Promise<void> | undefined = () => undefined,
+): Promise<RunningServer> {
   child.stdout?.pipe(process.stderr)
   child.stderr?.pipe(process.stderr)
-
   let stopping: Promise<void> | undefined
   const stop = () => {
     running.delete(stop)
-    stopping ??= stopChild(child).finally(() =>
-      target.dataDir ? undefined : removeDataDir(dataDir),
-    )
+    stopping ??= stopChild(child).finally(afterStop)
     return stopping
   }
   running.add(stop)
@@ -113,7 +144,7 @@ export async function startServer(
   const baseUrl = `http://${HOST}:${port}`
   const startedAt = performance.now()
   try {
-    await waitUntilReady(baseUrl, child)
+    await waitUntilReady(`${baseUrl}${readyPath}`, child)
   } catch (error) {
     await stop()
     throw error
@@ -146,7 +177,7 @@ async function freePort(): Promise<number> {
   return address.port
 }
 
-async function waitUntilReady(baseUrl: string, child: ChildProcess): Promise<void> {
+async function waitUntilReady(readyUrl: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + READY_TIMEOUT_MS
   let lastProblem = 'no answer yet'
   while (Date.now() < deadline) {
@@ -154,9 +185,9 @@ async function waitUntilReady(baseUrl: string, child: ChildProcess): Promise<voi
       throw new Error(`server exited during startup (${child.exitCode ?? child.signalCode})`)
     }
     try {
-      const response = await fetch(`${baseUrl}/ready`, { signal: AbortSignal.timeout(2_000) })
+      const response = await fetch(readyUrl, { signal: AbortSignal.timeout(2_000) })
       if (response.status === 200) return
-      lastProblem = `/ready answered ${response.status}: ${await response.text()}`
+      lastProblem = `${readyUrl} answered ${response.status}: ${await response.text()}`
     } catch (error) {
       lastProblem = error instanceof Error ? error.message : String(error)
     }
