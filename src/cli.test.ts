@@ -19,7 +19,8 @@ function cli(args: string[]) {
   )
 }
 
-describe('cli usage', () => {
+// Each test starts Node processes, which take seconds each on a loaded machine.
+describe('cli usage', { timeout: 120_000 }, () => {
   it('when asked for help (--help, -h, help, or --help after a command), then the usage goes to stdout with exit 0', async () => {
     const runs = await Promise.all([
       cli(['--help']),

@@ -126,7 +126,7 @@ afterAll(() => {
   rmSync(root, { recursive: true, force: true })
 })
 
-describe.skipIf(SERVICES_MODE)('first run with npm start', () => {
+describe.skipIf(SERVICES_MODE)('first run with npm start', { timeout: 120_000 }, () => {
   it('when the server is listening, then it prints the API, /docs and /redoc URLs on stderr and keeps stdout JSON', () => {
     const base = `http://127.0.0.1:${port}`
     expect(stderr).toContain(

@@ -72,7 +72,8 @@ function startSlowPost(port: number, path: string, body: string) {
   return { finish: () => socket.write(body.slice(half)), done }
 }
 
-describe('graceful shutdown', () => {
+// Starts real server processes, which take seconds each on a loaded machine.
+describe('graceful shutdown', { timeout: 120_000 }, () => {
   it('on SIGTERM turns readiness red, finishes the request in flight, and exits 0; the account it made survives a restart', async () => {
     const server = await startServer()
     const email = `shutdown-${unique().toLowerCase()}@example.com`

@@ -62,7 +62,8 @@ async function findUser(email: string) {
 
 const email = () => `admin-${unique().toLowerCase()}@example.com`
 
-describe('npm run cli -- create-admin', () => {
+// Starts CLI processes, which take seconds each on a loaded machine.
+describe('npm run cli -- create-admin', { timeout: 120_000 }, () => {
   it('creates an admin with the password from ADMIN_PASSWORD, on a fresh installation', async () => {
     const address = email()
     const run = await cli(['create-admin', '--email', address, '--name', 'Grace Hopper'], {

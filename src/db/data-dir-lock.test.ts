@@ -39,7 +39,7 @@ function runCli(args: string[], dataDir: string) {
   )
 }
 
-describe('embedded data directory lock', () => {
+describe('embedded data directory lock', { timeout: 120_000 }, () => {
   it('when a data directory is open, then a second open is refused naming the holder pid, and the first keeps working', async () => {
     const dir = freshDir()
     const first = await createEmbeddedDatabase({ dataDir: dir })

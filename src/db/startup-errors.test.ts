@@ -32,7 +32,7 @@ async function firstQueryError(url: string): Promise<unknown> {
   throw new Error('the query succeeded')
 }
 
-describe('explainConnectionError', () => {
+describe('explainConnectionError', { timeout: 120_000 }, () => {
   it('when nothing listens on the server address, then it says PostgreSQL cannot be reached there, without the password', async () => {
     const url = `postgres://app:hunter2@127.0.0.1:${await closedPort()}/orders`
     const explained = explainConnectionError(await firstQueryError(url), url)
