@@ -59,6 +59,7 @@ import { handleClientError, handleFrameworkError, problemHandler } from './platf
 import { rateLimits } from './platform/rate-limit.js'
 import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
+import { serverTiming } from './platform/server-timing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
@@ -131,8 +132,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.setValidatorCompiler(validatorCompiler)
   // JSON is the only body this API reads; anything else answers 415.
   app.removeContentTypeParser('text/plain')
-  app.addHook('onRequest', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
 
   const database = overrides.database ?? (await openDatabase(databaseSettings(config)))
@@ -233,6 +235,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     })
   }
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
+  if (config.SERVER_TIMING) await app.register(serverTiming)
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())

@@ -247,6 +247,10 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  SERVER_TIMING: Type.Boolean({
+    default: false,
+    description: 'true or false (true sends a Server-Timing header with the time spent)',
+  }),
 })
 
 type Env = Static<typeof EnvSchema>

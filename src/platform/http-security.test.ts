@@ -1,4 +1,4 @@
-import { gzipSync } from 'node:zlib'
+import { gunzipSync, gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -69,6 +69,59 @@ describe('security headers and compression', () => {
     await https.close()
     expect(response.headers['strict-transport-security']).toMatch(/max-age=\d+/)
     expect(response.headers['content-security-policy']).toContain('upgrade-insecure-requests')
+  })
+
+  it('sends the same full set of security headers on every reply, errors included', async () => {
+    for (const url of ['/health', '/v1/products', '/no-such-route']) {
+      const response = await t.app.inject({ url })
+      expect(response.headers).toMatchObject({
+        'content-security-policy':
+          "default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';img-src 'self' data: https:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' 'unsafe-inline' https:",
+        'cross-origin-opener-policy': 'same-origin',
+        'cross-origin-resource-policy': 'same-origin',
+        'origin-agent-cluster': '?1',
+        'referrer-policy': 'no-referrer',
+        'x-content-type-options': 'nosniff',
+        'x-dns-prefetch-control': 'off',
+        'x-download-options': 'noopen',
+        'x-frame-options': 'SAMEORIGIN',
+        'x-permitted-cross-domain-policies': 'none',
+        'x-xss-protection': '0',
+      })
+    }
+  })
+
+  it('when a body is under the threshold, then it leaves uncompressed even for a client that accepts gzip', async () => {
+    const response = await t.app.inject({ url: '/health', headers: { 'accept-encoding': 'gzip' } })
+    expect(response.headers['content-encoding']).toBeUndefined()
+    expect(response.json()).toEqual({ status: 'ok' })
+  })
+
+  it('when a client sends no Accept-Encoding, then even a large body leaves uncompressed', async () => {
+    const response = await t.app.inject({ url: '/openapi.json' })
+    expect(response.headers['content-encoding']).toBeUndefined()
+    expect(response.json().openapi).toMatch(/^3\./)
+  })
+
+  it('compresses a large list for a client that accepts gzip', async () => {
+    const create = injectAs(t, admin)
+    for (let i = 0; i < 12; i++) {
+      await create({
+        method: 'POST',
+        url: '/v1/products',
+        payload: {
+          sku: `CMP-${unique()}`,
+          name: 'a product with a long enough name',
+          price: '1.00',
+        },
+      })
+    }
+    const response = await create({
+      url: '/v1/products?page_size=100',
+      headers: { 'accept-encoding': 'gzip' },
+    })
+    expect(response.headers['content-encoding']).toBe('gzip')
+    expect(JSON.parse(gunzipSync(response.rawPayload).toString()).items.length).toBeGreaterThan(10)
   })
 
   it('compresses large responses for clients that accept gzip', async () => {

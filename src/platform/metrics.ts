@@ -54,7 +54,7 @@ export const metrics = fp(
 
     app.decorate('metrics', registry)
 
-    app.addHook('onResponse', async (request, reply) => {
+    app.addHook('onResponse', (request, reply, done) => {
       // Unmatched URLs share one label so random paths cannot explode the series count.
       const labels = {
         method: request.method,
@@ -63,6 +63,7 @@ export const metrics = fp(
       }
       requests.inc(labels)
       duration.observe(labels, reply.elapsedTime / 1000)
+      done()
     })
 
     app.get(

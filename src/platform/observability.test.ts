@@ -159,3 +159,22 @@ describe('metrics', () => {
     expect(response.body).toMatch(/db_pool_connections\{state="waiting"\} \d+/)
   })
 })
+
+describe('Server-Timing', () => {
+  it('when SERVER_TIMING is off (the default), then no response carries the header', async () => {
+    const response = await t.app.inject({ url: '/health' })
+    expect(response.headers['server-timing']).toBeUndefined()
+  })
+
+  it('when SERVER_TIMING=true, then every response, errors included, names its total time', async () => {
+    const timed = await buildTestApp({ SERVER_TIMING: 'true' })
+    try {
+      for (const url of ['/health', '/v1/products', '/no-such-route']) {
+        const response = await timed.app.inject({ url })
+        expect(response.headers['server-timing']).toMatch(/^total;dur=\d+\.\d{2}$/)
+      }
+    } finally {
+      await timed.close()
+    }
+  })
+})
