@@ -150,6 +150,7 @@ export class PGliteThread {
       await this.#send({ kind: 'close' })
     } finally {
       await this.#worker.terminate()
+      this.#lose(new Error('the database was closed'))
     }
   }
 
