@@ -79,11 +79,13 @@ describe('PGlite on its worker thread', () => {
     }
   })
 
-  it('when the thread is gone, then every call fails as an unavailable database', async () => {
+  it('when the thread was closed, then a later call fails as a bug would, not as an outage', async () => {
     const db = await open()
     await db.close()
     thread = undefined
     const error = await db.query('select 1').catch((e) => e)
-    expect(isDatabaseUnavailable(error)).toBe(true)
+    expect(error).toBeInstanceOf(Error)
+    expect(error.message).toMatch(/closed/)
+    expect(isDatabaseUnavailable(error)).toBe(false)
   })
 })

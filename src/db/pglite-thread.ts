@@ -149,8 +149,9 @@ export class PGliteThread {
     try {
       await this.#send({ kind: 'close' })
     } finally {
+      // As PGlite's own: after close() a call is a programming error (500), not an outage.
+      this.#gone = new Error('The embedded database is closed.')
       await this.#worker.terminate()
-      this.#lose(new Error('the database was closed'))
     }
   }
 
@@ -170,11 +171,11 @@ export class PGliteThread {
     if (this.#pending.size === 0) this.#worker.unref()
   }
 
+  /** The worker ended: closed by us (`#gone` already set), or died under us. */
   #lose(cause: unknown) {
-    if (this.#gone) return
     // 57P02, crash shutdown: what PostgreSQL answers when its server dies under a query, so
     // callers treat it as the database being unavailable (503), not as a refused query.
-    this.#gone = Object.assign(new Error('The embedded database thread stopped.', { cause }), {
+    this.#gone ??= Object.assign(new Error('The embedded database thread stopped.', { cause }), {
       code: '57P02',
     })
     for (const [id, pending] of this.#pending) {
