@@ -1,13 +1,13 @@
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
-import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
+import type { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import pg from 'pg'
 import { lockDataDir } from './data-dir-lock.js'
+import { PGliteThread } from './pglite-thread.js'
 import * as schema from './schema/index.js'
 
 export type Schema = typeof schema
@@ -118,18 +118,18 @@ export async function createEmbeddedDatabase(
   // PGlite is one process's private copy of Postgres: a second process writing the same
   // files would corrupt them or lose its writes, so the directory is locked before opening.
   const lock = dataDir ? lockDataDir(dataDir) : undefined
-  let client: PGlite
+  let client: PGliteThread
   try {
-    client = await PGlite.create({
+    client = await PGliteThread.open({
       dataDir,
-      loadDataDir: options.loadDataDir,
-      extensions: { pg_trgm },
+      loadDataDir: options.loadDataDir ? await options.loadDataDir.arrayBuffer() : undefined,
     })
   } catch (error) {
     lock?.release()
     throw error
   }
-  const db = drizzlePglite({ client, schema }) as unknown as Database
+  // Drizzle's PGlite driver needs only `query` and `transaction`, which the thread answers.
+  const db = drizzlePglite({ client: client as unknown as PGlite, schema }) as unknown as Database
 
   return {
     kind: 'embedded',
@@ -144,7 +144,7 @@ export async function createEmbeddedDatabase(
     async ping() {
       await client.query('select 1')
     },
-    // PGlite is one in-process connection: it is always there and never waits on a pool.
+    // PGlite is one connection: it is always there, and statements queue on its thread.
     poolStats: () => ({ total: 1, idle: 1, waiting: 0 }),
     async close() {
       try {
@@ -153,7 +153,7 @@ export async function createEmbeddedDatabase(
         lock?.release()
       }
     },
-    dumpDataDir: () => client.dumpDataDir('none'),
+    dumpDataDir: () => client.dumpDataDir(),
   }
 }
 

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto'
-import { PGlite } from '@electric-sql/pglite'
 import { and, eq } from 'drizzle-orm'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -14,6 +13,7 @@ import {
   unique,
 } from '../../../test/helpers.js'
 import { buildApp } from '../../app.js'
+import { PGliteThread } from '../../db/pglite-thread.js'
 import { auditEvents, customers, orders, users } from '../../db/schema/index.js'
 
 let t: TestApp
@@ -625,13 +625,13 @@ describe('GET /v1/orders', () => {
 describe('GET /v1/orders without N+1 queries', () => {
   /**
    * Counts the statements the app sends to the database while `work` runs, at the driver:
-   * PGlite's `query` in embedded mode, node-postgres' `Client#query` in services mode
+   * the PGlite thread's `query` in embedded mode, node-postgres' `Client#query` in services mode
    * (pool queries go through a client too). Test-only: nothing in src/ knows about it.
    */
   async function countQueries(work: () => Promise<unknown>): Promise<number> {
     const spy =
       t.database.kind === 'embedded'
-        ? vi.spyOn(PGlite.prototype, 'query')
+        ? vi.spyOn(PGliteThread.prototype, 'query')
         : vi.spyOn(pg.Client.prototype, 'query')
     try {
       await work()
