@@ -85,6 +85,11 @@ const EnvSchema = Type.Object({
     default: 72_000,
     description: 'milliseconds',
   }),
+  WEB_CONCURRENCY: Type.String({
+    pattern: '^(auto|[1-9][0-9]{0,2})$',
+    default: '1',
+    description: 'server processes sharing the port: a count (1-999) or auto (the CPU count)',
+  }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, default: 10_000, description: 'milliseconds' }),
   SHUTDOWN_DRAIN_MS: Type.Integer({ minimum: 0, default: 0, description: 'milliseconds' }),
   DOCS_ENABLED: Type.Boolean({ default: true, description: 'true or false' }),

@@ -27,19 +27,22 @@ export async function assertPortFree(host: string, port: number): Promise<void> 
 }
 
 /**
- * The lines a person starting the service reads: where it answers, and how to get an
- * admin when there is none. The JSON logs stay as they are, for machines.
+ * The lines a person starting the service reads: where it answers (with how many processes
+ * under WEB_CONCURRENCY), and how to get an admin when there is none. The JSON logs stay as
+ * they are, for machines.
  */
 export function startBanner(
   config: Pick<Config, 'HOST' | 'DOCS_ENABLED' | 'DATABASE_URL'>,
   address: AddressInfo,
   hasActiveAdmin: boolean,
+  processes = 1,
 ): string {
   const base = `http://${displayHost(config.HOST)}:${address.port}`
   const docs = config.DOCS_ENABLED
     ? `docs at ${base}/docs and ${base}/redoc`
     : 'docs off (DOCS_ENABLED=false)'
-  const lines = [`OrderFlow is listening: API at ${base}/v1, ${docs}.`]
+  const where = processes > 1 ? ` (${processes} server processes)` : ''
+  const lines = [`OrderFlow is listening${where}: API at ${base}/v1, ${docs}.`]
   if (!hasActiveAdmin) {
     // Embedded mode locks the data directory, so the CLI can only run while the server is down.
     const cli = 'npm run cli -- create-admin --email you@example.com'
