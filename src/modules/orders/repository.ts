@@ -10,6 +10,7 @@ import {
   inArray,
   lte,
   or,
+  type Placeholder,
   type SQL,
   sql,
 } from 'drizzle-orm'
@@ -85,7 +86,24 @@ const SORT_EXPRESSIONS = {
   status: STATUS_RANK,
 } as const
 
+/**
+ * An order's lines as one JSON array, in position order, so an order and its lines come back
+ * in one round trip. Money leaves as text: a JSON number would drop "19.90" to 19.9.
+ */
+const itemsJson = sql<OrderItemRow[]>`(
+  SELECT coalesce(json_agg(json_build_object(
+    'id', i.id, 'orderId', i.order_id, 'productId', i.product_id,
+    'productName', i.product_name, 'sku', i.sku, 'quantity', i.quantity,
+    'unitPrice', i.unit_price::text, 'lineTotal', i.line_total::text, 'position', i.position
+  ) ORDER BY i.position), '[]'::json)
+  FROM ${orderItems} i WHERE i.order_id = ${orders.id}
+)`.mapWith((value: OrderItemRow[] | string) =>
+  // Both drivers parse json columns; a driver configured not to would hand over the text.
+  typeof value === 'string' ? JSON.parse(value) : value,
+)
+
 const header = { ...getTableColumns(orders), customerName: customers.name }
+const detail = { ...header, items: itemsJson }
 
 function whereClause(filter: OrderFilter): SQL | undefined {
   const pattern = filter.search === undefined ? undefined : containsPattern(filter.search)
@@ -108,6 +126,20 @@ function split(row: OrderRow & { customerName: string }): Omit<OrderDetail, 'ite
   return { order, customerName }
 }
 
+function splitDetail(row: OrderRow & { customerName: string; items: OrderItemRow[] }) {
+  const { customerName, items, ...order } = row
+  return { order, customerName, items }
+}
+
+/** An order with its customer's name and its lines, in one statement. */
+function selectDetail(tx: Executor, id: string | Placeholder) {
+  return tx
+    .select(detail)
+    .from(orders)
+    .innerJoin(customers, eq(customers.id, orders.customerId))
+    .where(eq(orders.id, id))
+}
+
 /**
  * The total for a page. Only a search in `q` reads the customer's name; without one the
  * join is left out, since every order has exactly one customer (non-null foreign key) and
@@ -123,6 +155,9 @@ async function countOrders(filter: OrderFilter, where: SQL | undefined, tx: Exec
 }
 
 export function createOrderRepository(db: Database) {
+  // Built once: each request only binds its id (a named statement on every pool connection).
+  const detailById = selectDetail(db, sql.placeholder('id')).prepare('orders_detail_by_id')
+
   async function itemsOf(orderIds: string[], tx: Executor = db): Promise<OrderItemRow[]> {
     if (orderIds.length === 0) return []
     return tx
@@ -191,14 +226,9 @@ export function createOrderRepository(db: Database) {
       return rows.sort((a, b) => a.position - b.position)
     },
 
-    async findById(id: string, tx: Executor = db): Promise<OrderDetail | undefined> {
-      const [row] = await tx
-        .select(header)
-        .from(orders)
-        .innerJoin(customers, eq(customers.id, orders.customerId))
-        .where(eq(orders.id, id))
-      if (!row) return undefined
-      return { ...split(row), items: await itemsOf([row.id], tx) }
+    async findById(id: string, tx?: Executor): Promise<OrderDetail | undefined> {
+      const [row] = await (tx ? selectDetail(tx, id) : detailById.execute({ id }))
+      return row && splitDetail(row)
     },
 
     /** Locks the order row until the transaction ends, so changes to it apply one at a time. */
