@@ -105,25 +105,75 @@ const itemsJson = sql<OrderItemRow[]>`(
 const header = { ...getTableColumns(orders), customerName: customers.name }
 const detail = { ...header, items: itemsJson }
 
-function whereClause(filter: OrderFilter): SQL | undefined {
+/**
+ * The filters of a page. `bind` hands each set filter's value to the statement: as a
+ * placeholder for a prepared statement (its text then depends only on which filters are
+ * set), or as the value itself for a one-off query.
+ */
+function whereClause(filter: OrderFilter, bind: Bind = asValue): SQL | undefined {
   const pattern = filter.search === undefined ? undefined : containsPattern(filter.search)
   return and(
-    filter.ownerId === null ? undefined : eq(orders.createdBy, filter.ownerId),
-    filter.status === undefined ? undefined : eq(orders.status, filter.status),
-    filter.customerId === undefined ? undefined : eq(orders.customerId, filter.customerId),
-    filter.createdFrom === undefined ? undefined : gte(orders.createdAt, filter.createdFrom),
-    filter.createdTo === undefined ? undefined : lte(orders.createdAt, filter.createdTo),
-    filter.minTotal === undefined ? undefined : gte(orders.total, filter.minTotal),
-    filter.maxTotal === undefined ? undefined : lte(orders.total, filter.maxTotal),
+    filter.ownerId === null ? undefined : eq(orders.createdBy, bind('ownerId', filter.ownerId)),
+    filter.status === undefined ? undefined : eq(orders.status, bind('status', filter.status)),
+    filter.customerId === undefined
+      ? undefined
+      : eq(orders.customerId, bind('customerId', filter.customerId)),
+    filter.createdFrom === undefined
+      ? undefined
+      : gte(orders.createdAt, bind('createdFrom', filter.createdFrom)),
+    filter.createdTo === undefined
+      ? undefined
+      : lte(orders.createdAt, bind('createdTo', filter.createdTo)),
+    filter.minTotal === undefined
+      ? undefined
+      : gte(orders.total, bind('minTotal', filter.minTotal)),
+    filter.maxTotal === undefined
+      ? undefined
+      : lte(orders.total, bind('maxTotal', filter.maxTotal)),
     pattern === undefined
       ? undefined
-      : or(ilike(orders.notes, pattern), ilike(customers.name, pattern)),
+      : or(
+          ilike(orders.notes, bind('pattern', pattern)),
+          ilike(customers.name, bind('pattern', pattern)),
+        ),
   )
 }
 
-function split(row: OrderRow & { customerName: string }): Omit<OrderDetail, 'items'> {
-  const { customerName, ...order } = row
-  return { order, customerName }
+type Bind = <T>(name: string, value: T) => T | Placeholder
+
+const asValue: Bind = (_name, value) => value
+const asPlaceholder: Bind = (name) => sql.placeholder(name)
+
+/** The values a prepared page statement binds; dates as ISO text, which both drivers pass alike. */
+function pageParams(options: OrderListOptions, cap: number) {
+  return {
+    ownerId: options.ownerId,
+    status: options.status,
+    customerId: options.customerId,
+    createdFrom: options.createdFrom?.toISOString(),
+    createdTo: options.createdTo?.toISOString(),
+    minTotal: options.minTotal,
+    maxTotal: options.maxTotal,
+    pattern: options.search === undefined ? undefined : containsPattern(options.search),
+    limit: options.limit,
+    offset: options.offset,
+    cap,
+  }
+}
+
+/** Which filters are set and how the page sorts: all a prepared page statement's text depends on. */
+function shapeOf(options: OrderListOptions): string {
+  const set = [
+    options.ownerId,
+    options.status,
+    options.customerId,
+    options.createdFrom,
+    options.createdTo,
+    options.minTotal,
+    options.maxTotal,
+    options.search,
+  ].map((value) => (value === undefined || value === null ? 0 : 1))
+  return `${set.join('')}_${options.sort}_${options.descending ? 'desc' : 'asc'}`
 }
 
 function splitDetail(row: OrderRow & { customerName: string; items: OrderItemRow[] }) {
@@ -140,23 +190,86 @@ function selectDetail(tx: Executor, id: string | Placeholder) {
     .where(eq(orders.id, id))
 }
 
-/**
- * The total for a page. Only a search in `q` reads the customer's name; without one the
- * join is left out, since every order has exactly one customer (non-null foreign key) and
- * PostgreSQL never drops an inner join by itself: the count is then an index scan of
- * orders alone, the dominant cost of a page on a large table.
- */
-async function countOrders(filter: OrderFilter, where: SQL | undefined, tx: Executor) {
-  const query = tx.select({ total: count() }).from(orders)
-  const [totals] = await (filter.search === undefined
-    ? query.where(where)
-    : query.innerJoin(customers, eq(customers.id, orders.customerId)).where(where))
-  return totals
+/** One page of orders, each with its customer's name and its lines, in one statement. */
+function selectPage(tx: Executor, options: OrderListOptions, bind: Bind = asValue) {
+  const order = options.descending ? desc : asc
+  return (
+    tx
+      .select(detail)
+      .from(orders)
+      .innerJoin(customers, eq(customers.id, orders.customerId))
+      .where(whereClause(options, bind))
+      // The id tie-breaker keeps pages stable when sort values repeat.
+      .orderBy(order(SORT_EXPRESSIONS[options.sort]), order(orders.id))
+      .limit(bind('limit', options.limit))
+      .offset(bind('offset', options.offset))
+  )
 }
+
+/**
+ * The orders a page's filters match. Only a search in `q` reads the customer's name; without
+ * one the join is left out, since every order has exactly one customer (non-null foreign key)
+ * and PostgreSQL never drops an inner join by itself.
+ */
+function selectMatching(tx: Executor, options: OrderListOptions, bind: Bind = asValue) {
+  const visible = tx.select({ one: sql`1` }).from(orders)
+  return options.search === undefined
+    ? visible.where(whereClause(options, bind))
+    : visible
+        .innerJoin(customers, eq(customers.id, orders.customerId))
+        .where(whereClause(options, bind))
+}
+
+/** The matching orders counted up to `cap` and no further: at most `cap` index entries read. */
+function selectCappedCount(
+  tx: Executor,
+  options: OrderListOptions,
+  cap: number,
+  bind: Bind = asValue,
+) {
+  const matching = selectMatching(tx, options, bind).limit(bind('cap', cap)).as('matching')
+  return tx.select({ total: count() }).from(matching)
+}
+
+/** The planner's estimate of the matching orders: no row is read. */
+async function estimateCount(tx: Executor, options: OrderListOptions): Promise<number> {
+  const { rows } = (await tx.execute(
+    sql`EXPLAIN (FORMAT JSON) ${selectMatching(tx, options)}`,
+  )) as unknown as { rows: { 'QUERY PLAN': unknown }[] }
+  const raw = rows[0]?.['QUERY PLAN']
+  const plan = (typeof raw === 'string' ? JSON.parse(raw) : raw) as [
+    { Plan: { 'Plan Rows': number } },
+  ]
+  return Math.round(plan[0].Plan['Plan Rows'])
+}
+
+type PageRows = Awaited<ReturnType<typeof selectPage>>
+type CountRows = Awaited<ReturnType<typeof selectCappedCount>>
 
 export function createOrderRepository(db: Database) {
   // Built once: each request only binds its id (a named statement on every pool connection).
   const detailById = selectDetail(db, sql.placeholder('id')).prepare('orders_detail_by_id')
+
+  /**
+   * A page's two statements, prepared once per shape (which filters are set, the sort): at
+   * most 2^8 x 3 x 2 of them, each named after its shape so that a connection never sees
+   * one name with two texts.
+   */
+  type PageParams = ReturnType<typeof pageParams>
+  const pageStatements = new Map<string, (params: PageParams) => Promise<[PageRows, CountRows]>>()
+  function preparedPage(options: OrderListOptions) {
+    const shape = shapeOf(options)
+    let run = pageStatements.get(shape)
+    if (!run) {
+      const page = selectPage(db, options, asPlaceholder).prepare(`orders_page_${shape}`)
+      const counted = selectCappedCount(db, options, 0, asPlaceholder).prepare(
+        `orders_count_${shape}`,
+      )
+      run = (params) => Promise.all([page.execute(params), counted.execute(params)])
+      pageStatements.set(shape, run)
+    }
+    return run
+  }
 
   async function itemsOf(orderIds: string[], tx: Executor = db): Promise<OrderItemRow[]> {
     if (orderIds.length === 0) return []
@@ -238,41 +351,26 @@ export function createOrderRepository(db: Database) {
     },
 
     /**
-     * One page of orders with their customers and items in three queries, however long the
-     * page: the page itself, its total, and the items of every order on it.
+     * One page of orders with their customers and lines, and its total: two statements run
+     * side by side, however long the page. The total is exact up to `exactCountMax` orders;
+     * beyond that it is the planner's estimate (never below what the caller has paged
+     * through), flagged `totalIsEstimate`, so a page never counts every order it could see.
      */
     async list(
       options: OrderListOptions,
-      tx: Executor = db,
-    ): Promise<{ rows: OrderDetail[]; total: number }> {
-      const where = whereClause(options)
-      const order = options.descending ? desc : asc
-      const [page, totals] = await Promise.all([
-        tx
-          .select(header)
-          .from(orders)
-          .innerJoin(customers, eq(customers.id, orders.customerId))
-          .where(where)
-          // The id tie-breaker keeps pages stable when sort values repeat.
-          .orderBy(order(SORT_EXPRESSIONS[options.sort]), order(orders.id))
-          .limit(options.limit)
-          .offset(options.offset),
-        countOrders(options, where, tx),
-      ])
-      const items = await itemsOf(
-        page.map((row) => row.id),
-        tx,
-      )
-      const byOrder = new Map<string, OrderItemRow[]>()
-      for (const item of items) {
-        const lines = byOrder.get(item.orderId)
-        if (lines) lines.push(item)
-        else byOrder.set(item.orderId, [item])
-      }
-      return {
-        rows: page.map((row) => ({ ...split(row), items: byOrder.get(row.id) ?? [] })),
-        total: totals?.total ?? 0,
-      }
+      exactCountMax: number,
+      tx?: Executor,
+    ): Promise<{ rows: OrderDetail[]; total: number; totalIsEstimate: boolean }> {
+      const cap = exactCountMax + 1
+      const [page, [counted]] = await (tx
+        ? Promise.all([selectPage(tx, options), selectCappedCount(tx, options, cap)])
+        : preparedPage(options)(pageParams(options, cap)))
+      const rows = page.map(splitDetail)
+      const total = counted?.total ?? 0
+      if (total <= exactCountMax) return { rows, total, totalIsEstimate: false }
+      const estimate = await estimateCount(tx ?? db, options)
+      const seen = options.offset + rows.length + (rows.length === options.limit ? 1 : 0)
+      return { rows, total: Math.max(estimate, cap, seen), totalIsEstimate: true }
     },
 
     async update(

@@ -3,7 +3,7 @@ import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/inde
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
 import { fromCents, toCents } from '../../shared/money.js'
-import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
+import { pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
@@ -14,6 +14,7 @@ import type {
   OrderCreate,
   OrderItem,
   OrderListQuery,
+  OrderPage,
   OrderStatusChange,
   OrderUpdate,
 } from './schemas.js'
@@ -23,6 +24,8 @@ export interface OrderServiceDeps {
   inTransaction: InTransaction
   /** The most units one order may hold, all its lines together (ORDER_MAX_TOTAL_QUANTITY). */
   maxTotalQuantity: number
+  /** The most orders a page counts exactly before estimating (ORDER_COUNT_EXACT_MAX). */
+  exactCountMax: number
 }
 
 /** Where each status may go next; the statuses without an entry are final. */
@@ -127,7 +130,12 @@ function assertInStock(lines: Line[], catalogue: Map<string, ProductRow>) {
   }
 }
 
-export function createOrderService({ orders, inTransaction, maxTotalQuantity }: OrderServiceDeps) {
+export function createOrderService({
+  orders,
+  inTransaction,
+  maxTotalQuantity,
+  exactCountMax,
+}: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
   async function load(id: string, tx: Transaction): Promise<Order> {
@@ -242,7 +250,7 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       return toOrder(detail)
     },
 
-    async list(caller: Caller, query: OrderListQuery): Promise<Page<Order>> {
+    async list(caller: Caller, query: OrderListQuery): Promise<OrderPage> {
       const errors: FieldError[] = []
       const createdFrom = query.created_from ? new Date(query.created_from) : undefined
       const createdTo = query.created_to ? new Date(query.created_to) : undefined
@@ -266,19 +274,22 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       }
       if (errors.length > 0) throw new ValidationFailed(errors)
 
-      const { rows, total } = await orders.list({
-        ownerId: ownerScope(caller),
-        status: query.status,
-        customerId: query.customer_id?.toLowerCase(),
-        createdFrom,
-        createdTo,
-        minTotal: query.min_total,
-        maxTotal: query.max_total,
-        search: query.q,
-        ...sortOf(query.sort, '-created_at'),
-        ...pageOf(query),
-      })
-      return toPage(rows.map(toOrder), total, query)
+      const { rows, total, totalIsEstimate } = await orders.list(
+        {
+          ownerId: ownerScope(caller),
+          status: query.status,
+          customerId: query.customer_id?.toLowerCase(),
+          createdFrom,
+          createdTo,
+          minTotal: query.min_total,
+          maxTotal: query.max_total,
+          search: query.q,
+          ...sortOf(query.sort, '-created_at'),
+          ...pageOf(query),
+        },
+        exactCountMax,
+      )
+      return { ...toPage(rows.map(toOrder), total, query), total_is_estimate: totalIsEstimate }
     },
 
     async update(caller: Caller, id: string, changes: OrderUpdate, actor: Actor): Promise<Order> {
