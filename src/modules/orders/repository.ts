@@ -17,7 +17,6 @@ import {
 import type { Database, Executor } from '../../db/client.js'
 import {
   customers,
-  type NewOrderItemRow,
   type NewOrderRow,
   ORDER_STATUSES,
   type OrderItemRow,
@@ -29,6 +28,9 @@ import {
   products,
 } from '../../db/schema/index.js'
 import { containsPattern } from '../../db/search.js'
+import type { Actor } from '../audit/actor.js'
+import type { AuditEntry } from '../audit/log.js'
+import { auditInsert } from '../audit/repository.js'
 
 export interface OrderFilter {
   /** Only this user's orders; null for everyone's. */
@@ -62,6 +64,15 @@ export interface CustomerSummary {
   id: string
   name: string
   isActive: boolean
+}
+
+/** Everything a placed order writes, ids included. */
+export interface Placement {
+  stock: StockChange[]
+  order: OrderRow
+  items: OrderItemRow[]
+  actor: Actor
+  audit: AuditEntry
 }
 
 /** A change of a product's stock: negative to take units, positive to put them back. */
@@ -243,6 +254,27 @@ async function estimateCount(tx: Executor, options: OrderListOptions): Promise<n
   return Math.round(plan[0].Plan['Plan Rows'])
 }
 
+/** The stock change of some locked products, not yet run. */
+function updateStock(changes: StockChange[], tx: Executor) {
+  const delta = sql.join(
+    [
+      sql`CASE ${products.id}`,
+      ...changes.map((c) => sql`WHEN ${c.productId}::uuid THEN ${c.delta}::integer`),
+      sql`END`,
+    ],
+    sql` `,
+  )
+  return tx
+    .update(products)
+    .set({ stock: sql`${products.stock} + ${delta}`, updatedAt: new Date() })
+    .where(
+      inArray(
+        products.id,
+        changes.map((c) => c.productId),
+      ),
+    )
+}
+
 type PageRows = Awaited<ReturnType<typeof selectPage>>
 type CountRows = Awaited<ReturnType<typeof selectCappedCount>>
 
@@ -308,35 +340,22 @@ export function createOrderRepository(db: Database) {
 
     /** Applies stock changes in one statement; the rows must already be locked. */
     async changeStock(changes: StockChange[], tx: Executor): Promise<void> {
-      if (changes.length === 0) return
-      const delta = sql.join(
-        [
-          sql`CASE ${products.id}`,
-          ...changes.map((c) => sql`WHEN ${c.productId}::uuid THEN ${c.delta}::integer`),
-          sql`END`,
-        ],
-        sql` `,
-      )
-      await tx
-        .update(products)
-        .set({ stock: sql`${products.stock} + ${delta}`, updatedAt: new Date() })
-        .where(
-          inArray(
-            products.id,
-            changes.map((c) => c.productId),
-          ),
-        )
+      if (changes.length > 0) await updateStock(changes, tx)
     },
 
-    async insert(values: NewOrderRow, tx: Executor = db): Promise<OrderRow> {
-      const [row] = await tx.insert(orders).values(values).returning()
-      if (!row) throw new Error('INSERT ... RETURNING returned no row')
-      return row
-    },
-
-    async insertItems(values: NewOrderItemRow[], tx: Executor = db): Promise<OrderItemRow[]> {
-      const rows = await tx.insert(orderItems).values(values).returning()
-      return rows.sort((a, b) => a.position - b.position)
+    /**
+     * Writes a placed order in one statement: the stock it takes, its row, its lines and its
+     * audit event, as one data-modifying WITH. The products must already be locked and the
+     * stock checked; the ids come from the caller, so nothing needs reading back.
+     */
+    async place(placement: Placement, tx: Executor): Promise<void> {
+      // Drizzle puts each embedded statement in parentheses, as WITH wants it.
+      await tx.execute(sql`WITH
+        stock AS ${updateStock(placement.stock, tx)},
+        placed AS ${tx.insert(orders).values(placement.order)},
+        lines AS ${tx.insert(orderItems).values(placement.items)},
+        audit AS ${auditInsert(tx, placement.actor, placement.audit)}
+        SELECT 1`)
     },
 
     async findById(id: string, tx?: Executor): Promise<OrderDetail | undefined> {

@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto'
 import type { InTransaction, Transaction, TransactionHook } from '../../db/client.js'
-import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
+import type { OrderItemRow, OrderRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
 import { fromCents, toCents } from '../../shared/money.js'
@@ -205,40 +206,46 @@ export function createOrderService({
         }
         assertInStock(lines, catalogue)
 
-        await orders.changeStock(
-          lines.map((line) => ({ productId: line.productId, delta: -line.quantity })),
-          tx,
-        )
-        const order = await orders.insert(
+        // Ids and times are chosen here, so the order is complete before it is written and
+        // its one statement (stock, row, lines, audit) needs nothing read back.
+        const now = new Date()
+        const order: OrderRow = {
+          id: randomUUID(),
+          customerId: customer.id,
+          createdBy: caller.userId,
+          status: 'pending',
+          total: fromCents(totalCents),
+          notes: input.notes ?? null,
+          createdAt: now,
+          updatedAt: now,
+        }
+        const items: OrderItemRow[] = priced.map((line, position) => ({
+          id: randomUUID(),
+          orderId: order.id,
+          productId: line.productId,
+          productName: line.product.name,
+          sku: line.product.sku,
+          quantity: line.quantity,
+          unitPrice: line.product.price,
+          lineTotal: fromCents(line.lineCents),
+          position,
+        }))
+        const created = toOrder({ order, customerName: customer.name, items })
+        await orders.place(
           {
-            customerId: customer.id,
-            createdBy: caller.userId,
-            status: 'pending',
-            total: fromCents(totalCents),
-            notes: input.notes ?? null,
+            stock: lines.map((line) => ({ productId: line.productId, delta: -line.quantity })),
+            order,
+            items,
+            actor,
+            audit: {
+              action: 'create',
+              resourceType: 'order',
+              resourceId: created.id,
+              changes: createdChanges(created, AUDITED_FIELDS),
+            },
           },
           tx,
         )
-        const items = await orders.insertItems(
-          priced.map((line, position) => ({
-            orderId: order.id,
-            productId: line.productId,
-            productName: line.product.name,
-            sku: line.product.sku,
-            quantity: line.quantity,
-            unitPrice: line.product.price,
-            lineTotal: fromCents(line.lineCents),
-            position,
-          })),
-          tx,
-        )
-        const created = toOrder({ order, customerName: customer.name, items })
-        await recordAudit(tx, actor, {
-          action: 'create',
-          resourceType: 'order',
-          resourceId: created.id,
-          changes: createdChanges(created, AUDITED_FIELDS),
-        })
         await alsoInTransaction?.(tx, created)
         return created
       })
