@@ -398,6 +398,25 @@ describe('POST /v1/orders', () => {
     expect(await stockOf(product.id)).toBe(5)
   })
 
+  it.each([
+    ['an active customer', true, []],
+    ['an inactive customer', false, [{ path: 'body.customer_id', message: 'is not active' }]],
+  ])(
+    'when no product of the order exists, then it still judges %s',
+    async (_case, isActive, customerErrors) => {
+      const customer = await newCustomer({ isActive })
+      const response = await post(asAlice, {
+        customer_id: customer.id,
+        items: [{ product_id: randomUUID(), quantity: 1 }],
+      })
+      expect(response.statusCode).toBe(422)
+      expect(response.json().errors).toEqual([
+        ...customerErrors,
+        { path: 'body.items[0].product_id', message: 'does not exist' },
+      ])
+    },
+  )
+
   it('rejects unknown and inactive products with 422 naming each line, all at once', async () => {
     const customer = await newCustomer()
     const active = await newProduct({ stock: 5 })

@@ -312,16 +312,18 @@ export function createOrderRepository(db: Database) {
       .orderBy(asc(orderItems.orderId), asc(orderItems.position))
   }
 
+  async function findCustomer(id: string, tx: Executor = db): Promise<CustomerSummary | undefined> {
+    const [row] = await tx
+      .select({ id: customers.id, name: customers.name, isActive: customers.isActive })
+      .from(customers)
+      .where(eq(customers.id, id))
+    return row
+  }
+
   return {
     itemsOf,
 
-    async findCustomer(id: string, tx: Executor = db): Promise<CustomerSummary | undefined> {
-      const [row] = await tx
-        .select({ id: customers.id, name: customers.name, isActive: customers.isActive })
-        .from(customers)
-        .where(eq(customers.id, id))
-      return row
-    },
+    findCustomer,
 
     /**
      * Locks the products until the transaction ends, always in id order: every transaction
@@ -336,6 +338,40 @@ export function createOrderRepository(db: Database) {
         .where(inArray(products.id, ids))
         .orderBy(asc(products.id))
         .for('update')
+    },
+
+    /**
+     * What placing an order reads, in one statement: its products locked as `lockProducts`
+     * locks them, and its customer alongside each of them. Only when no product exists is
+     * the customer read on its own, since then there is no row to carry it.
+     */
+    async lockForOrder(
+      customerId: string,
+      productIds: string[],
+      tx: Executor,
+    ): Promise<{ customer: CustomerSummary | undefined; products: ProductRow[] }> {
+      const customer = (column: typeof customers.name | typeof customers.isActive) =>
+        sql`(SELECT ${column} FROM ${customers} WHERE ${customers.id} = ${customerId})`
+      const rows = await tx
+        .select({
+          product: getTableColumns(products),
+          customerName: customer(customers.name).mapWith(String),
+          customerIsActive: customer(customers.isActive).mapWith(Boolean),
+        })
+        .from(products)
+        .where(inArray(products.id, productIds))
+        .orderBy(asc(products.id))
+        .for('update', { of: products })
+      const [first] = rows
+      if (!first) return { customer: await findCustomer(customerId, tx), products: [] }
+      return {
+        // The name is NOT NULL, so a null one means there is no such customer.
+        customer:
+          first.customerName === null
+            ? undefined
+            : { id: customerId, name: first.customerName, isActive: first.customerIsActive },
+        products: rows.map((row) => row.product),
+      }
     },
 
     /** Applies stock changes in one statement; the rows must already be locked. */

@@ -180,8 +180,8 @@ export function createOrderService({
       checkLines(lines, maxTotalQuantity)
 
       return inTransaction(async (tx) => {
-        const customer = await orders.findCustomer(input.customer_id.toLowerCase(), tx)
-        const locked = await orders.lockProducts(
+        const { customer, products: locked } = await orders.lockForOrder(
+          input.customer_id.toLowerCase(),
           lines.map((line) => line.productId),
           tx,
         )
