@@ -354,6 +354,7 @@ function createModules(
       orders: createOrderRepository(db),
       inTransaction: transaction,
       maxTotalQuantity: config.ORDER_MAX_TOTAL_QUANTITY,
+      exactCountMax: config.ORDER_COUNT_EXACT_MAX,
     }),
     customers: createCustomerService({
       customers: createCustomerRepository(db),

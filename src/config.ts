@@ -182,6 +182,11 @@ const EnvSchema = Type.Object({
     default: 20,
     description: 'units per order, all lines together (1-10000)',
   }),
+  ORDER_COUNT_EXACT_MAX: Type.Integer({
+    minimum: 0,
+    default: 1000,
+    description: 'orders an order page counts exactly; beyond, its total is an estimate',
+  }),
   MODEL_MAX_BYTES: Type.Integer({
     minimum: 1024,
     default: 104_857_600,

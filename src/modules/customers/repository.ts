@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, ilike, or, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, ilike, or, type SQL, sql } from 'drizzle-orm'
 import type { Database, Executor } from '../../db/client.js'
 import {
   type CustomerRow,
@@ -40,6 +40,13 @@ function whereClause(filter: CustomerFilter): SQL | undefined {
 }
 
 export function createCustomerRepository(db: Database) {
+  // Built once: each read only binds its id (a named statement on every pool connection).
+  const byId = db
+    .select()
+    .from(customers)
+    .where(eq(customers.id, sql.placeholder('id')))
+    .prepare('customers_by_id')
+
   return {
     async insert(values: NewCustomerRow, tx: Executor = db): Promise<CustomerRow> {
       const [row] = await tx.insert(customers).values(values).returning()
@@ -47,8 +54,10 @@ export function createCustomerRepository(db: Database) {
       return row
     },
 
-    async findById(id: string, tx: Executor = db): Promise<CustomerRow | undefined> {
-      const [row] = await tx.select().from(customers).where(eq(customers.id, id))
+    async findById(id: string, tx?: Executor): Promise<CustomerRow | undefined> {
+      const [row] = await (tx
+        ? tx.select().from(customers).where(eq(customers.id, id))
+        : byId.execute({ id }))
       return row
     },
 

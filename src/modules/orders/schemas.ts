@@ -145,4 +145,19 @@ export const OrderListQuerySchema = Type.Object(
 )
 export type OrderListQuery = Static<typeof OrderListQuerySchema>
 
-export const OrderPageSchema = PageSchema(OrderSchema)
+const BasePageSchema = PageSchema(OrderSchema)
+
+/** A page whose total past ORDER_COUNT_EXACT_MAX orders is the planner's estimate. */
+export const OrderPageSchema = Type.Object(
+  {
+    ...BasePageSchema.properties,
+    total_is_estimate: Type.Boolean({
+      description:
+        'true when more orders match than the server counts exactly (ORDER_COUNT_EXACT_MAX, ' +
+        'default 1000): `total` and `total_pages` are then an estimate from the database ' +
+        'statistics, never below the orders paged through so far.',
+    }),
+  },
+  { additionalProperties: false },
+)
+export type OrderPage = Static<typeof OrderPageSchema>

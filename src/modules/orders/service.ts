@@ -1,9 +1,10 @@
+import { randomUUID } from 'node:crypto'
 import type { InTransaction, Transaction, TransactionHook } from '../../db/client.js'
-import type { OrderItemRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
+import type { OrderItemRow, OrderRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
 import { fromCents, toCents } from '../../shared/money.js'
-import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
+import { pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
 import { createdChanges, deletedChanges, updatedChanges } from '../audit/changes.js'
 import { recordAudit } from '../audit/log.js'
@@ -14,6 +15,7 @@ import type {
   OrderCreate,
   OrderItem,
   OrderListQuery,
+  OrderPage,
   OrderStatusChange,
   OrderUpdate,
 } from './schemas.js'
@@ -23,6 +25,8 @@ export interface OrderServiceDeps {
   inTransaction: InTransaction
   /** The most units one order may hold, all its lines together (ORDER_MAX_TOTAL_QUANTITY). */
   maxTotalQuantity: number
+  /** The most orders a page counts exactly before estimating (ORDER_COUNT_EXACT_MAX). */
+  exactCountMax: number
 }
 
 /** Where each status may go next; the statuses without an entry are final. */
@@ -127,7 +131,12 @@ function assertInStock(lines: Line[], catalogue: Map<string, ProductRow>) {
   }
 }
 
-export function createOrderService({ orders, inTransaction, maxTotalQuantity }: OrderServiceDeps) {
+export function createOrderService({
+  orders,
+  inTransaction,
+  maxTotalQuantity,
+  exactCountMax,
+}: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
   async function load(id: string, tx: Transaction): Promise<Order> {
@@ -171,8 +180,8 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       checkLines(lines, maxTotalQuantity)
 
       return inTransaction(async (tx) => {
-        const customer = await orders.findCustomer(input.customer_id.toLowerCase(), tx)
-        const locked = await orders.lockProducts(
+        const { customer, products: locked } = await orders.lockForOrder(
+          input.customer_id.toLowerCase(),
           lines.map((line) => line.productId),
           tx,
         )
@@ -197,40 +206,46 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
         }
         assertInStock(lines, catalogue)
 
-        await orders.changeStock(
-          lines.map((line) => ({ productId: line.productId, delta: -line.quantity })),
-          tx,
-        )
-        const order = await orders.insert(
+        // Ids and times are chosen here, so the order is complete before it is written and
+        // its one statement (stock, row, lines, audit) needs nothing read back.
+        const now = new Date()
+        const order: OrderRow = {
+          id: randomUUID(),
+          customerId: customer.id,
+          createdBy: caller.userId,
+          status: 'pending',
+          total: fromCents(totalCents),
+          notes: input.notes ?? null,
+          createdAt: now,
+          updatedAt: now,
+        }
+        const items: OrderItemRow[] = priced.map((line, position) => ({
+          id: randomUUID(),
+          orderId: order.id,
+          productId: line.productId,
+          productName: line.product.name,
+          sku: line.product.sku,
+          quantity: line.quantity,
+          unitPrice: line.product.price,
+          lineTotal: fromCents(line.lineCents),
+          position,
+        }))
+        const created = toOrder({ order, customerName: customer.name, items })
+        await orders.place(
           {
-            customerId: customer.id,
-            createdBy: caller.userId,
-            status: 'pending',
-            total: fromCents(totalCents),
-            notes: input.notes ?? null,
+            stock: lines.map((line) => ({ productId: line.productId, delta: -line.quantity })),
+            order,
+            items,
+            actor,
+            audit: {
+              action: 'create',
+              resourceType: 'order',
+              resourceId: created.id,
+              changes: createdChanges(created, AUDITED_FIELDS),
+            },
           },
           tx,
         )
-        const items = await orders.insertItems(
-          priced.map((line, position) => ({
-            orderId: order.id,
-            productId: line.productId,
-            productName: line.product.name,
-            sku: line.product.sku,
-            quantity: line.quantity,
-            unitPrice: line.product.price,
-            lineTotal: fromCents(line.lineCents),
-            position,
-          })),
-          tx,
-        )
-        const created = toOrder({ order, customerName: customer.name, items })
-        await recordAudit(tx, actor, {
-          action: 'create',
-          resourceType: 'order',
-          resourceId: created.id,
-          changes: createdChanges(created, AUDITED_FIELDS),
-        })
         await alsoInTransaction?.(tx, created)
         return created
       })
@@ -242,7 +257,7 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       return toOrder(detail)
     },
 
-    async list(caller: Caller, query: OrderListQuery): Promise<Page<Order>> {
+    async list(caller: Caller, query: OrderListQuery): Promise<OrderPage> {
       const errors: FieldError[] = []
       const createdFrom = query.created_from ? new Date(query.created_from) : undefined
       const createdTo = query.created_to ? new Date(query.created_to) : undefined
@@ -266,19 +281,22 @@ export function createOrderService({ orders, inTransaction, maxTotalQuantity }: 
       }
       if (errors.length > 0) throw new ValidationFailed(errors)
 
-      const { rows, total } = await orders.list({
-        ownerId: ownerScope(caller),
-        status: query.status,
-        customerId: query.customer_id?.toLowerCase(),
-        createdFrom,
-        createdTo,
-        minTotal: query.min_total,
-        maxTotal: query.max_total,
-        search: query.q,
-        ...sortOf(query.sort, '-created_at'),
-        ...pageOf(query),
-      })
-      return toPage(rows.map(toOrder), total, query)
+      const { rows, total, totalIsEstimate } = await orders.list(
+        {
+          ownerId: ownerScope(caller),
+          status: query.status,
+          customerId: query.customer_id?.toLowerCase(),
+          createdFrom,
+          createdTo,
+          minTotal: query.min_total,
+          maxTotal: query.max_total,
+          search: query.q,
+          ...sortOf(query.sort, '-created_at'),
+          ...pageOf(query),
+        },
+        exactCountMax,
+      )
+      return { ...toPage(rows.map(toOrder), total, query), total_is_estimate: totalIsEstimate }
     },
 
     async update(caller: Caller, id: string, changes: OrderUpdate, actor: Actor): Promise<Order> {

@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, gte, ilike, lte, or, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, ilike, lte, or, type SQL, sql } from 'drizzle-orm'
 import type { Database, Executor } from '../../db/client.js'
 import { type NewProductRow, type ProductRow, products } from '../../db/schema/index.js'
 import { containsPattern } from '../../db/search.js'
@@ -38,6 +38,13 @@ function whereClause(filter: ProductFilter): SQL | undefined {
 }
 
 export function createProductRepository(db: Database) {
+  // Built once: each read only binds its id (a named statement on every pool connection).
+  const byId = db
+    .select()
+    .from(products)
+    .where(eq(products.id, sql.placeholder('id')))
+    .prepare('products_by_id')
+
   return {
     async insert(values: NewProductRow, tx: Executor = db): Promise<ProductRow> {
       const [row] = await tx.insert(products).values(values).returning()
@@ -45,8 +52,10 @@ export function createProductRepository(db: Database) {
       return row
     },
 
-    async findById(id: string, tx: Executor = db): Promise<ProductRow | undefined> {
-      const [row] = await tx.select().from(products).where(eq(products.id, id))
+    async findById(id: string, tx?: Executor): Promise<ProductRow | undefined> {
+      const [row] = await (tx
+        ? tx.select().from(products).where(eq(products.id, id))
+        : byId.execute({ id }))
       return row
     },
 
