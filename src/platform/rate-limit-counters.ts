@@ -20,6 +20,9 @@ end
 return answers
 `
 
+/** ioredis' error for a command unanswered within its `commandTimeout`. */
+const COMMAND_TIMED_OUT = 'Command timed out'
+
 /** Keys per script call: one call must not hold Redis (single-threaded) for long. */
 const KEYS_PER_CALL = 500
 
@@ -65,7 +68,8 @@ export interface RateCountersSettings {
  * `max` + what the other N-1 instances admitted for it within one interval (plus a Redis
  * round trip), and a restarted instance admits at most one interval's worth before it learns
  * the key's count. When Redis is away each instance keeps limiting on its own counts (the
- * API stays up, each instance enforcing the limit alone) and sends them once Redis is back.
+ * API stays up, each instance enforcing the limit alone) and sends them once Redis is back,
+ * except a batch whose command timed out (Redis may have counted it already).
  *
  * Home-made because @fastify/rate-limit's stores are either local or one round trip per
  * request, and no well-kept store batches a window counter this way; this class is such a
@@ -179,10 +183,16 @@ export class RateCounters implements RateLimitStore {
     try {
       answers = await this.#add(keys, args)
     } catch (error) {
-      log.debug({ err: error }, 'rate-limit counts not reconciled; trying again next interval')
+      // A command that timed out may still run once Redis wakes up: sending its counts again
+      // could count them twice and refuse callers who kept to their limit, so they are taken
+      // as counted (still here; in Redis at most one interval's worth short). Anything else
+      // never reached Redis and is sent next time.
+      const outcomeUnknown = error instanceof Error && error.message === COMMAND_TIMED_OUT
+      log.debug({ err: error }, 'rate-limit counts not reconciled with Redis')
       for (const [, counter, count] of batch) {
         counter.sending -= count
-        counter.pending += count
+        if (outcomeUnknown) counter.reconciled += count
+        else counter.pending += count
       }
       return
     }
