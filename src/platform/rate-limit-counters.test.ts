@@ -34,14 +34,14 @@ function manualCounters(namespace: string) {
 }
 
 /** Counts one request for `key` as the rate-limit plugin does; true when it is admitted. */
-function admit(counters: RateCounters, key: string, max: number) {
+function admit(counters: RateCounters, key: string, max: number, windowMs = WINDOW_MS) {
   let result: { current: number; ttl: number } | undefined
   counters.incr(
     key,
     (_error, answer) => {
       result = answer
     },
-    WINDOW_MS,
+    windowMs,
   )
   if (!result) throw new Error('the counters did not answer at once')
   return { admitted: result.current <= max, ...result }
@@ -100,6 +100,22 @@ describe('rate counters reconciled with Redis', () => {
     }
     await counters.sync()
     expect(Number(await client.get(`${namespace}caller`))).toBe(5)
+    await counters.close()
+  })
+
+  it("when a window ends, then the key starts afresh, without the old window's unsent counts", async () => {
+    const namespace = `test:${unique()}:`
+    const counters = manualCounters(namespace)
+    const windowMs = 300
+    for (let i = 0; i < 3; i++) admit(counters, 'caller', 3, windowMs)
+    await counters.sync()
+    expect(admit(counters, 'caller', 3, windowMs).admitted).toBe(false)
+    await sleep(windowMs + 50)
+    const fresh = admit(counters, 'caller', 3, windowMs)
+    expect(fresh).toMatchObject({ admitted: true, current: 1 })
+    expect(fresh.ttl).toBe(windowMs)
+    await counters.sync()
+    expect(Number(await client.get(`${namespace}caller`))).toBe(1)
     await counters.close()
   })
 

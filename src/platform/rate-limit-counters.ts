@@ -77,6 +77,9 @@ export interface RateCountersSettings {
  */
 export class RateCounters implements RateLimitStore {
   readonly #counters = new Map<string, Counter>()
+  /** The counters with counts to send: a reconciliation costs the keys in use, not all. */
+  readonly #unsent = new Map<string, Counter>()
+  #nextSweep = 0
   readonly #settings: RateCountersSettings
   readonly #timer: NodeJS.Timeout
   #syncing: Promise<void> | undefined
@@ -105,7 +108,7 @@ export class RateCounters implements RateLimitStore {
       }
       this.#counters.set(key, counter)
     }
-    counter.pending++
+    if (counter.pending++ === 0) this.#unsent.set(key, counter)
     callback(null, {
       current: counter.reconciled + counter.sending + counter.pending,
       ttl: counter.endsAt - now,
@@ -152,19 +155,25 @@ export class RateCounters implements RateLimitStore {
   async #reconcile(): Promise<void> {
     const now = Date.now()
     const batch: [string, Counter, number][] = []
-    for (const [key, counter] of this.#counters) {
-      if (counter.endsAt <= now) {
-        // Redis has let this window expire as well: its unsent counts would only be charged
-        // to the next one.
-        if (counter.sending === 0) this.#counters.delete(key)
-      } else if (counter.pending > 0) {
-        batch.push([key, counter, counter.pending])
-        counter.sending += counter.pending
-        counter.pending = 0
-      }
+    for (const [key, counter] of this.#unsent) {
+      // A window Redis has let expire as well: its counts would only be charged to the next.
+      if (counter.endsAt <= now) continue
+      batch.push([key, counter, counter.pending])
+      counter.sending += counter.pending
+      counter.pending = 0
     }
+    this.#unsent.clear()
+    if (now >= this.#nextSweep) this.#sweep(now)
     for (let start = 0; start < batch.length; start += KEYS_PER_CALL) {
       await this.#send(batch.slice(start, start + KEYS_PER_CALL))
+    }
+  }
+
+  /** Forgets the counters of ended windows, once a second: memory holds the keys in use. */
+  #sweep(now: number) {
+    this.#nextSweep = now + 1000
+    for (const [key, counter] of this.#counters) {
+      if (counter.endsAt <= now && counter.sending === 0) this.#counters.delete(key)
     }
   }
 
@@ -185,14 +194,19 @@ export class RateCounters implements RateLimitStore {
     } catch (error) {
       // A command that timed out may still run once Redis wakes up: sending its counts again
       // could count them twice and refuse callers who kept to their limit, so they are taken
-      // as counted (still here; in Redis at most one interval's worth short). Anything else
-      // never reached Redis and is sent next time.
+      // as counted (here; Redis misses them if it never ran the command, which only the few
+      // intervals before the breaker opens can cost). Anything else never reached Redis
+      // (refused connection, open breaker) and is sent next time.
       const outcomeUnknown = error instanceof Error && error.message === COMMAND_TIMED_OUT
       log.debug({ err: error }, 'rate-limit counts not reconciled with Redis')
-      for (const [, counter, count] of batch) {
+      for (const [key, counter, count] of batch) {
         counter.sending -= count
-        if (outcomeUnknown) counter.reconciled += count
-        else counter.pending += count
+        if (outcomeUnknown) {
+          counter.reconciled += count
+        } else if (this.#counters.get(key) === counter) {
+          this.#unsent.set(key, counter)
+          counter.pending += count
+        }
       }
       return
     }
