@@ -220,6 +220,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     windowMs: config.RATE_LIMIT_WINDOW_MS,
     predict: { max: config.PREDICT_RATE_LIMIT_MAX, windowMs: config.PREDICT_RATE_LIMIT_WINDOW_MS },
     redis,
+    syncIntervalMs: config.RATE_LIMIT_SYNC_INTERVAL_MS,
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
   await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })

@@ -166,6 +166,12 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  RATE_LIMIT_SYNC_INTERVAL_MS: Type.Integer({
+    minimum: 10,
+    maximum: 10_000,
+    default: 100,
+    description: 'milliseconds between reconciliations of the rate-limit counts with Redis',
+  }),
   IDEMPOTENCY_TTL_S: Type.Integer({
     minimum: 60,
     default: 86_400,

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import rateLimit, { normalizeIP } from '@fastify/rate-limit'
+import rateLimit, { type FastifyRateLimitStoreCtor, normalizeIP } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { ServiceUnavailable, TooManyRequests } from '../shared/errors.js'
+import { RateCounters } from './rate-limit-counters.js'
 
 export interface RateLimitSettings {
   max: number
@@ -12,6 +13,8 @@ export interface RateLimitSettings {
   predict: { max: number; windowMs: number }
   /** Server mode: counters shared by every instance. Embedded: in-process. */
   redis: Redis | null
+  /** Server mode: how often this instance's counts are reconciled with Redis. */
+  syncIntervalMs: number
 }
 
 /**
@@ -23,8 +26,10 @@ const addressKey = (request: FastifyRequest) => normalizeIP(request.ip)
 /**
  * The default limit for every /v1 route, keyed by the authenticated user or API key, else
  * the client address. It runs at preParsing: after the auth hook (onRequest), so the key is
- * never taken from an unverified claim, and before any body is read. With Redis down it
- * fails open (the API stays up, only unthrottled); the login limit below fails closed.
+ * never taken from an unverified claim, and before any body is read. In server mode it is
+ * decided from this instance's counters, reconciled with Redis every `syncIntervalMs`
+ * (`RateCounters`: no Redis round trip on the request). With Redis down it fails open (the
+ * API stays up, each instance limiting alone); the login limit below fails closed.
  *
  * Requests refused by authentication never reach preParsing, so each authentication
  * failure is also counted per client address (`countAuthFailure`, a budget of the same
@@ -32,13 +37,23 @@ const addressKey = (request: FastifyRequest) => normalizeIP(request.ip)
  */
 export const rateLimits = fp(
   async (app: FastifyInstance, settings: RateLimitSettings) => {
+    const counters =
+      settings.redis &&
+      new RateCounters({
+        redis: settings.redis,
+        namespace: 'orderflow:rate:',
+        syncIntervalMs: settings.syncIntervalMs,
+        log: app.log,
+      })
+    // Before Redis is closed (registered earlier, so its onClose hook runs later).
+    if (counters) app.addHook('onClose', () => counters.close())
     await app.register(rateLimit, {
       global: true,
       hook: 'preParsing',
       max: settings.max,
       timeWindow: settings.windowMs,
-      redis: settings.redis ?? undefined,
-      nameSpace: 'orderflow:rate:',
+      // Without Redis, the plugin's in-process store.
+      store: counters ? storeOf(counters) : undefined,
       skipOnError: true,
       enableDraftSpec: true,
       // Probes, metrics and docs are for operators and load balancers, not clients. Judged by
@@ -86,6 +101,14 @@ export const rateLimits = fp(
   },
   { name: 'rate-limits' },
 )
+
+/** @fastify/rate-limit constructs its store itself; this one hands it the counters made here. */
+function storeOf(counters: RateCounters): FastifyRateLimitStoreCtor {
+  return class {
+    incr = counters.incr.bind(counters)
+    child = counters.child.bind(counters)
+  } as unknown as FastifyRateLimitStoreCtor
+}
 
 /** Who a budget belongs to: the authenticated user or API key, else the client address. */
 function callerKey(request: FastifyRequest): string {
