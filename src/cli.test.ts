@@ -1,23 +1,7 @@
-import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
+import { runCli } from '../test/processes.js'
 
-function cli(args: string[]) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-    env: { ...process.env, NODE_ENV: 'test' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (code) => resolve({ code, stdout, stderr })),
-  )
-}
+const cli = (args: string[]) => runCli(args, { env: { ...process.env, NODE_ENV: 'test' } })
 
 // Each test starts Node processes, which take seconds each on a loaded machine.
 describe('cli usage', { timeout: 120_000 }, () => {

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from './helpers.js'
+import { freePort } from './processes.js'
 
 /**
  * WEB_CONCURRENCY on the real entry: a primary and its workers on one port. The cluster
@@ -23,15 +23,6 @@ const baseEnv = {
   ADMIN_PASSWORD: '',
   // Nor may it leave active models in the shared database for other files' apps to load.
   MODELS_REGISTER_SHIPPED: 'false',
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
 }
 
 function spawnServer(env: Record<string, string>) {

@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from './helpers.js'
+import { freePort, runProcess } from './processes.js'
 
 /**
  * The first run as the README tells it: `npm start` on a fresh data directory, then the
@@ -14,12 +14,6 @@ import { SERVICES_MODE } from './helpers.js'
 const root = mkdtempSync(join(tmpdir(), 'orderflow-first-run-'))
 const dataDir = join(root, 'data')
 const lockFile = join(dataDir, 'pgdata.lock')
-
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
 
 const baseEnv = {
   ...process.env,
@@ -32,30 +26,8 @@ const baseEnv = {
   MODELS_REGISTER_SHIPPED: 'false',
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
-
-function run(command: string, args: string[], env: Record<string, string>): Promise<Run> {
-  const child = spawn(command, args, {
-    env: { ...baseEnv, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })))
-}
+const run = (command: string, args: string[], env: Record<string, string>) =>
+  runProcess(command, args, { env: { ...baseEnv, ...env } })
 
 const node = (script: string, args: string[], env: Record<string, string>) =>
   run(process.execPath, ['--import', 'tsx', script, ...args], env)

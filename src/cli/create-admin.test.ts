@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE, unique } from '../../test/helpers.js'
+import { runCli } from '../../test/processes.js'
 import { openDatabase } from '../db/client.js'
 import { verifyPassword } from '../modules/auth/passwords.js'
 import { createUserRepository } from '../modules/users/repository.js'
@@ -12,14 +12,8 @@ import { createUserRepository } from '../modules/users/repository.js'
 const dataDir = mkdtempSync(join(tmpdir(), 'orderflow-cli-'))
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
-interface Run {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
 function cli(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  return runCli(args, {
     env: {
       ...process.env,
       NODE_ENV: 'test',
@@ -29,20 +23,8 @@ function cli(args: string[], options: { env?: Record<string, string>; stdin?: st
       ADMIN_PASSWORD: '',
       ...options.env,
     },
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdin: options.stdin ?? '',
   })
-  child.stdin.end(options.stdin ?? '')
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  return new Promise<Run>((resolve) =>
-    child.on('close', (code) => resolve({ code, stdout, stderr })),
-  )
 }
 
 async function findUser(email: string) {

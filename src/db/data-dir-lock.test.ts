@@ -1,8 +1,9 @@
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { runCli } from '../../test/processes.js'
 import { createEmbeddedDatabase } from './client.js'
 import { DataDirLockedError, lockDataDir } from './data-dir-lock.js'
 
@@ -21,23 +22,8 @@ function deadPid(): number {
   return child.pid as number
 }
 
-function runCli(args: string[], dataDir: string) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-    env: { ...process.env, NODE_ENV: 'test', DATA_DIR: dataDir, DATABASE_URL: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.on('close', (code) => resolve({ code, stdout, stderr })),
-  )
-}
+const cliOn = (args: string[], dataDir: string) =>
+  runCli(args, { env: { ...process.env, NODE_ENV: 'test', DATA_DIR: dataDir, DATABASE_URL: '' } })
 
 describe('embedded data directory lock', { timeout: 120_000 }, () => {
   it('when a data directory is open, then a second open is refused naming the holder pid, and the first keeps working', async () => {
@@ -98,7 +84,7 @@ describe('embedded data directory lock', { timeout: 120_000 }, () => {
     const dataDir = join(root, 'shared')
     const server = await createEmbeddedDatabase({ dataDir: join(dataDir, 'pgdata') })
     try {
-      const run = await runCli(['migrate'], dataDir)
+      const run = await cliOn(['migrate'], dataDir)
       expect(run.code).toBe(1)
       expect(run.stderr).toContain(`in use by process ${process.pid}`)
       expect(run.stderr).toContain('Stop that process')
@@ -112,7 +98,7 @@ describe('embedded data directory lock', { timeout: 120_000 }, () => {
     } finally {
       await server.close()
     }
-    const after = await runCli(['migrate'], dataDir)
+    const after = await cliOn(['migrate'], dataDir)
     expect(after.code).toBe(0)
   })
 })

@@ -3,8 +3,8 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from '../processes.js'
 import {
-  freePort,
   type PrivatePostgres,
   type PrivateRedis,
   startPrivatePostgres,

@@ -41,7 +41,16 @@ export interface AuditEntry {
  */
 export async function recordAudit(tx: Executor, actor: Actor, entry: AuditEntry): Promise<void> {
   if (entry.action === 'update' && Object.keys(entry.changes).length === 0) return
-  await tx.insert(auditEvents).values({
+  await auditInsert(tx, actor, entry)
+}
+
+/**
+ * The insert of one audit event, not yet run: a repository embeds it in the statement that
+ * makes the change it records (a data-modifying WITH), so the pair costs one round trip and
+ * still commits or rolls back together. `recordAudit` is the one-statement form.
+ */
+export function auditInsert(tx: Executor, actor: Actor, entry: AuditEntry) {
+  return tx.insert(auditEvents).values({
     actorUserId: actor.userId,
     actorApiKeyId: actor.apiKeyId,
     requestId: actor.requestId,

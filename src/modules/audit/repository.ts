@@ -1,8 +1,6 @@
 import { and, count, desc, eq, gte, lte, or, type SQL } from 'drizzle-orm'
-import type { Database, Executor } from '../../db/client.js'
+import type { Database } from '../../db/client.js'
 import { type AuditEventRow, auditEvents } from '../../db/schema/index.js'
-import type { Actor } from './actor.js'
-import type { AuditEntry } from './log.js'
 
 export interface AuditFilter {
   actor?: string
@@ -26,24 +24,6 @@ function whereClause(filter: AuditFilter): SQL | undefined {
     filter.from === undefined ? undefined : gte(auditEvents.at, filter.from),
     filter.to === undefined ? undefined : lte(auditEvents.at, filter.to),
   )
-}
-
-/**
- * The insert of one audit event, not yet run: a repository embeds it in the statement that
- * makes the change it records (a data-modifying WITH), so the pair costs one round trip and
- * still commits or rolls back together. `recordAudit` is the one-statement form.
- */
-export function auditInsert(tx: Executor, actor: Actor, entry: AuditEntry) {
-  return tx.insert(auditEvents).values({
-    actorUserId: actor.userId,
-    actorApiKeyId: actor.apiKeyId,
-    requestId: actor.requestId,
-    clientAddress: actor.clientAddress,
-    action: entry.action,
-    resourceType: entry.resourceType,
-    resourceId: entry.resourceId,
-    changes: entry.changes,
-  })
 }
 
 /** Reads only: events are written by `recordAudit` inside the change's own transaction. */

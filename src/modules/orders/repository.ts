@@ -30,7 +30,7 @@ import {
 import { containsPattern } from '../../db/search.js'
 import type { Actor } from '../audit/actor.js'
 import type { AuditEntry } from '../audit/log.js'
-import { auditInsert } from '../audit/repository.js'
+import { auditInsert } from '../audit/log.js'
 
 export interface OrderFilter {
   /** Only this user's orders; null for everyone's. */
