@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from './helpers.js'
-import { freePort } from './processes.js'
+import { childrenOf, freePort, isRunning } from './processes.js'
 
 /**
  * WEB_CONCURRENCY on the real entry: a primary and its workers on one port. The cluster
@@ -61,30 +61,6 @@ function answeringPids(stdout: string): Set<number> {
     pids.add(JSON.parse(line).pid)
   }
   return pids
-}
-
-/** The pid of every process whose parent is `pid`. */
-function childrenOf(pid: number): number[] {
-  const found: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) {
-        found.push(Number(entry))
-      }
-    } catch {} // exited while we looked
-  }
-  return found
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 async function until(check: () => boolean | Promise<boolean>, ms: number, what: string) {

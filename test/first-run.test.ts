@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from './helpers.js'
-import { freePort, runProcess } from './processes.js'
+import { descendants, freePort, isRunning, runProcess } from './processes.js'
 
 /**
  * The first run as the README tells it: `npm start` on a fresh data directory, then the
@@ -31,37 +31,6 @@ const run = (command: string, args: string[], env: Record<string, string>) =>
 
 const node = (script: string, args: string[], env: Record<string, string>) =>
   run(process.execPath, ['--import', 'tsx', script, ...args], env)
-
-/** Every process below `pid`, read from /proc. */
-function descendants(pid: number): number[] {
-  const children = new Map<number, number[]>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      children.set(parent, [...(children.get(parent) ?? []), Number(entry)])
-    } catch {} // exited while we looked
-  }
-  const found: number[] = []
-  const queue = [pid]
-  for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
-    for (const child of children.get(next) ?? []) {
-      found.push(child)
-      queue.push(child)
-    }
-  }
-  return found
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 let port: number
 let npm: ChildProcess
