@@ -63,6 +63,7 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
     client.on('error', () => {})
   })
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
+  db.transaction = releasingTransaction(pool)
 
   return {
     kind: 'postgres',
@@ -95,6 +96,32 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
       waiting: pool.waitingCount,
     }),
     close: () => pool.end(),
+  }
+}
+
+/**
+ * `db.transaction` over the pool, with the connection always given back. Drizzle's own checks
+ * a client out and sends BEGIN before its try/finally, so a BEGIN that fails (the server went
+ * away between checkout and BEGIN) never releases the client: each outage would shrink the
+ * pool by one for good, and `pool.end()` at shutdown would wait forever. Here the checkout
+ * and the release bracket the whole transaction, run by a Drizzle handle over that one
+ * client (kept per client, so it is built once per connection, not per transaction).
+ */
+function releasingTransaction(pool: pg.Pool): Database['transaction'] {
+  const handles = new WeakMap<pg.PoolClient, Database>()
+  return async (work, config) => {
+    const client = await pool.connect()
+    try {
+      let handle = handles.get(client)
+      if (!handle) {
+        handle = drizzleNodePg({ client, schema }) as unknown as Database
+        handles.set(client, handle)
+      }
+      return await handle.transaction(work, config)
+    } finally {
+      // A client whose connection broke is not queryable any more, and the pool drops it.
+      client.release()
+    }
   }
 }
 

@@ -1,4 +1,4 @@
-import { createServer, type Server, type Socket } from 'node:net'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'drizzle-orm'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -161,6 +161,57 @@ describe.runIf(SERVICES_MODE)('a connection checked out of the pool', () => {
     } finally {
       await admin.end()
       await database.close()
+    }
+  })
+})
+
+describe.runIf(SERVICES_MODE)('a transaction whose BEGIN meets a dead connection', () => {
+  it('when the connection drops as BEGIN is sent, then the transaction fails, the connection leaves the pool and the pool still closes', async () => {
+    const target = new URL(process.env.DATABASE_URL as string)
+    // A proxy that cuts the connection the moment it sees BEGIN, once: the server "went
+    // away" between the pool handing the client out and the transaction starting.
+    let cutAtBegin = true
+    const proxy = createServer((client) => {
+      const upstream = connect(Number(target.port || 5432), target.hostname)
+      client.on('data', (chunk) => {
+        if (cutAtBegin && /begin/i.test(chunk.toString('latin1'))) {
+          cutAtBegin = false
+          client.destroy()
+          upstream.destroy()
+          return
+        }
+        upstream.write(chunk)
+      })
+      upstream.on('data', (chunk) => client.write(chunk))
+      for (const socket of [client, upstream]) socket.on('error', () => {})
+      client.on('close', () => upstream.destroy())
+      upstream.on('close', () => client.destroy())
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
+    const url = new URL(target)
+    url.hostname = '127.0.0.1'
+    url.port = String((proxy.address() as AddressInfo).port)
+    const database = createPostgresDatabase({
+      url: url.toString(),
+      poolMax: 1,
+      connectTimeoutMs: 2000,
+      statementTimeoutMs: 0,
+    })
+    try {
+      await database.ping()
+      await expect(database.db.transaction((tx) => tx.execute(sql`select 1`))).rejects.toThrow()
+      // A leaked client would still count in the pool, checked out for good.
+      expect(database.poolStats()).toMatchObject({ total: 0, waiting: 0 })
+      await expect(
+        database.db.transaction((tx) => tx.execute(sql`select 1`)),
+      ).resolves.toBeDefined()
+    } finally {
+      const closed = await Promise.race([
+        database.close().then(() => true),
+        sleep(5000).then(() => false),
+      ])
+      proxy.close()
+      expect(closed).toBe(true)
     }
   })
 })

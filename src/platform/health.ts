@@ -35,6 +35,13 @@ export const health = fp(
       shuttingDown = true
     })
     app.decorate('isShuttingDown', () => shuttingDown)
+    // While draining, every answer closes its connection, so that no client is left holding
+    // an idle keep-alive socket to send its next request on just as the server closes it (a
+    // reset the client cannot tell from a lost request); its next request opens a new one.
+    app.addHook('onRequest', (_request, reply, done) => {
+      if (shuttingDown) reply.header('connection', 'close')
+      done()
+    })
     const timeoutMs = options.checkTimeoutMs ?? 2000
 
     app.get(
