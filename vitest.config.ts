@@ -17,7 +17,7 @@ export default defineConfig({
       include: ['src/**/*.ts'],
       exclude: ['src/**/*.test.ts'],
       reporter: ['text-summary', 'json-summary'],
-      thresholds: { lines: 92 },
+      thresholds: { lines: 91 },
       // A failing test must not hide the figure.
       reportOnFailure: true,
     },
