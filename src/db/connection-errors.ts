@@ -4,7 +4,7 @@
  */
 
 /** Socket errors from the operating system while connecting or talking to the server. */
-const SOCKET_CODES = new Set([
+export const SOCKET_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',

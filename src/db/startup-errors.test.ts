@@ -1,18 +1,9 @@
 import { spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from '../../test/helpers.js'
+import { freePort } from '../../test/processes.js'
 import { createPostgresDatabase } from './client.js'
 import { explainConnectionError } from './startup-errors.js'
-
-function closedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number }
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 /** The error the driver raises on the first query, as the migration at start-up meets it. */
 async function firstQueryError(url: string): Promise<unknown> {
@@ -34,7 +25,7 @@ async function firstQueryError(url: string): Promise<unknown> {
 
 describe('explainConnectionError', { timeout: 120_000 }, () => {
   it('when nothing listens on the server address, then it says PostgreSQL cannot be reached there, without the password', async () => {
-    const url = `postgres://app:hunter2@127.0.0.1:${await closedPort()}/orders`
+    const url = `postgres://app:hunter2@127.0.0.1:${await freePort()}/orders`
     const explained = explainConnectionError(await firstQueryError(url), url)
     expect(explained?.message).toMatch(
       /^Cannot reach PostgreSQL on 127\.0\.0\.1:\d+ \(ECONNREFUSED\): start it, or correct the host and port in DATABASE_URL\.$/,
@@ -64,7 +55,7 @@ describe('explainConnectionError', { timeout: 120_000 }, () => {
   )
 
   it('when the CLI cannot reach the database, then it prints one line and exits 1', async () => {
-    const url = `postgres://app:hunter2@127.0.0.1:${await closedPort()}/orders`
+    const url = `postgres://app:hunter2@127.0.0.1:${await freePort()}/orders`
     const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'migrate'], {
       env: { ...process.env, NODE_ENV: 'test', DATABASE_URL: url },
       stdio: ['ignore', 'ignore', 'pipe'],

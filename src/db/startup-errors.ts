@@ -1,15 +1,5 @@
 import { OperatorError } from '../shared/operator-error.js'
-
-/** Node's codes for a server that cannot be reached at all. */
-const UNREACHABLE = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-])
+import { SOCKET_CODES } from './connection-errors.js'
 
 /**
  * Turns the failures of a first connection to PostgreSQL into one line an operator can act
@@ -39,7 +29,7 @@ function explain(error: unknown, databaseUrl: string): Error | undefined {
         'rule for it): check the credentials in DATABASE_URL.',
     )
   }
-  if (UNREACHABLE.has(code)) return unreachable(databaseUrl, code)
+  if (SOCKET_CODES.has(code)) return unreachable(databaseUrl, code)
   return undefined
 }
 
