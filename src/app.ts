@@ -9,10 +9,11 @@ import Fastify, {
 } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { DestinationStream } from 'pino'
-import { Registry } from 'prom-client'
+import { Counter, Registry } from 'prom-client'
 import type { Config, TrustProxy } from './config.js'
 import { type DatabaseHandle, inTransaction, openDatabase } from './db/client.js'
 import { migrate } from './db/migrate.js'
+import { timeQueries } from './db/query-timing.js'
 import { type ApiKeyOwner, createApiKeyRepository } from './modules/api-keys/repository.js'
 import { apiKeyRoutes } from './modules/api-keys/routes.js'
 import { createApiKeyService } from './modules/api-keys/service.js'
@@ -40,14 +41,17 @@ import { describeServedModels } from './modules/models/serving/openapi-models.js
 import { predictionRoutes } from './modules/models/serving/routes.js'
 import { createOrderRepository } from './modules/orders/repository.js'
 import { orderRoutes } from './modules/orders/routes.js'
+import type { Order } from './modules/orders/schemas.js'
 import { createOrderService } from './modules/orders/service.js'
 import { createProductRepository } from './modules/products/repository.js'
 import { productRoutes } from './modules/products/routes.js'
+import type { Product } from './modules/products/schemas.js'
 import { createProductService } from './modules/products/service.js'
 import { createUserRepository } from './modules/users/repository.js'
 import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
 import { type Authenticate, auth } from './platform/auth.js'
+import { conditionalGet } from './platform/conditional-get.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { idempotency } from './platform/idempotency.js'
@@ -57,9 +61,14 @@ import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
 import { handleClientError, handleFrameworkError, problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
+import {
+  createReadCaches,
+  type ReadCacheResult,
+  type ResourceCache,
+} from './platform/read-cache.js'
 import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
-import { serverTiming } from './platform/server-timing.js'
+import { createServerTiming, type ServerTiming } from './platform/server-timing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
@@ -83,6 +92,11 @@ export interface AppOverrides {
   authenticate?: Authenticate
   /** Loads ONNX models; ONNX Runtime by default, a deterministic double in tests. */
   inference?: InferenceBackend
+  /**
+   * Prefix of the read cache's Redis keys and channel (`orderflow:read-cache`): instances
+   * that share one are one cache. Tests give each app group its own.
+   */
+  readCacheKeyPrefix?: string
 }
 
 declare module 'fastify' {
@@ -176,6 +190,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     overrides.inference ??
     createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
   const metricsRegistry = new Registry()
+  const timing = config.SERVER_TIMING ? createServerTiming() : null
+  if (timing) timeQueries(database.db, timing.current)
+  const readCaches = createReadCaches({
+    ttlMs: config.READ_CACHE_TTL_MS,
+    maxEntries: config.READ_CACHE_MAX_ENTRIES,
+    redis,
+    keyPrefix: overrides.readCacheKeyPrefix ?? 'orderflow:read-cache',
+    log: app.log,
+    onRead: readCacheObserver(metricsRegistry, timing),
+  })
+  app.addHook('onClose', () => readCaches.close())
   const modelRepository = createModelRepository(database.db)
   const serving = createModelServing({
     config,
@@ -186,14 +211,26 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log: app.log,
   })
   app.addHook('onClose', () => serving.close())
-  const modules = createModules(config, database, inference, modelRepository, serving.hooks, {
-    userStates,
-    keyOwners,
-    credentialsChanged: (userId) => {
-      forget(userId)
-      userChanges.publish(userId)
+  const caches = {
+    orders: readCaches.resource<Order>('order'),
+    products: readCaches.resource<Product>('product'),
+  }
+  const modules = createModules(
+    config,
+    database,
+    inference,
+    modelRepository,
+    serving.hooks,
+    caches,
+    {
+      userStates,
+      keyOwners,
+      credentialsChanged: (userId) => {
+        forget(userId)
+        userChanges.publish(userId)
+      },
     },
-  })
+  )
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -214,6 +251,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
+  // After compression, whose hook it follows on each route; before the docs it adds to.
+  await app.register(conditionalGet)
   // Before auth, which counts failed authentications against the client address.
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
@@ -236,7 +275,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     })
   }
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
-  if (config.SERVER_TIMING) await app.register(serverTiming)
+  if (timing) await app.register(timing.plugin)
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())
@@ -287,6 +326,32 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   return app
 }
 
+/** Counts every cached read; with Server-Timing on, also notes it on the request. */
+function readCacheObserver(registry: Registry, timing: ServerTiming | null) {
+  const reads = new Counter({
+    name: 'read_cache_requests_total',
+    help: 'Single-resource reads by resource and result (hit, miss, or stale: the cached copy was outdated).',
+    labelNames: ['resource', 'result'] as const,
+    registers: [registry],
+  })
+  // One child per label pair, looked up once: a read pays an increment, not a label hash.
+  const children = new Map<string, { inc(): void }>()
+  const count = (resource: string, result: ReadCacheResult) => {
+    const key = `${resource} ${result}`
+    let child = children.get(key)
+    if (!child) {
+      child = reads.labels({ resource, result })
+      children.set(key, child)
+    }
+    child.inc()
+  }
+  if (!timing) return count
+  return (resource: string, result: ReadCacheResult) => {
+    count(resource, result)
+    timing.noteCache(result)
+  }
+}
+
 function modelChecks(server: ManagedModelServer): Record<string, ReadinessCheck> {
   const checks: Record<string, ReadinessCheck> = {}
   for (const state of server.states()) {
@@ -309,6 +374,7 @@ function createModules(
   inference: InferenceBackend,
   modelRepository: ReturnType<typeof createModelRepository>,
   serving: ServingHooks,
+  caches: { orders: ResourceCache<Order>; products: ResourceCache<Product> },
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -350,16 +416,20 @@ function createModules(
     products: createProductService({
       products: createProductRepository(db),
       inTransaction: transaction,
+      cache: caches.products,
     }),
     orders: createOrderService({
       orders: createOrderRepository(db),
       inTransaction: transaction,
       maxTotalQuantity: config.ORDER_MAX_TOTAL_QUANTITY,
       exactCountMax: config.ORDER_COUNT_EXACT_MAX,
+      cache: caches.orders,
+      productCache: caches.products,
     }),
     customers: createCustomerService({
       customers: createCustomerRepository(db),
       inTransaction: transaction,
+      orderCache: caches.orders,
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),
     models: createModelRegistry({

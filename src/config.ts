@@ -263,6 +263,18 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  READ_CACHE_TTL_MS: Type.Integer({
+    minimum: 0,
+    maximum: 3_600_000,
+    default: 10_000,
+    description: 'milliseconds (0-3600000, 0 turns the product and order read cache off)',
+  }),
+  READ_CACHE_MAX_ENTRIES: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: 'products and orders each kept in memory (0-1000000, 0 turns the cache off)',
+  }),
   SERVER_TIMING: Type.Boolean({
     default: false,
     description: 'true or false (true sends a Server-Timing header with the time spent)',

@@ -2,8 +2,11 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 
 export interface Broadcast {
-  /** Sends `message` to every instance, this one included. */
-  publish(message: string): void
+  /**
+   * Sends `message` to every instance, this one included. Resolves once Redis has handed it
+   * to the subscribers (or failed to, which is logged): it never rejects.
+   */
+  publish(message: string): Promise<void>
   close(): Promise<void>
 }
 
@@ -18,7 +21,7 @@ export function createBroadcast(
   onMessage: (message: string) => void,
   log: FastifyBaseLogger,
 ): Broadcast {
-  if (!redis) return { publish: () => {}, close: async () => {} }
+  if (!redis) return { publish: async () => {}, close: async () => {} }
   // A subscribed connection can do nothing else: it gets its own. Unlike the main client it
   // queues the subscription until connected, and ioredis re-subscribes after reconnects. No
   // request waits on it, so a frozen Redis only delays the subscription: no command timeout.
@@ -35,8 +38,8 @@ export function createBroadcast(
     log.warn({ err: error, channel }, 'cannot subscribe; changes from other instances are missed')
   })
   return {
-    publish(message) {
-      redis.publish(channel, message).catch((error: unknown) => {
+    async publish(message) {
+      await redis.publish(channel, message).catch((error: unknown) => {
         log.warn({ err: error, channel }, 'could not announce a change to other instances')
       })
     },

@@ -1,5 +1,6 @@
 import type { InTransaction, TransactionHook } from '../../db/client.js'
 import type { CustomerRow } from '../../db/schema/index.js'
+import type { ResourceCache } from '../../platform/read-cache.js'
 import { isForeignKeyViolation, isUniqueViolation } from '../../shared/errors.js'
 import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
@@ -12,6 +13,8 @@ import type { Customer, CustomerCreate, CustomerListQuery, CustomerUpdate } from
 export interface CustomerServiceDeps {
   customers: CustomerRepository
   inTransaction: InTransaction
+  /** Orders show their customer's name: a rename reaches every cached order. */
+  orderCache: Pick<ResourceCache<unknown>, 'changedAll'>
 }
 
 /** The unique index on lower(email): Postgres names the index as the violated constraint. */
@@ -34,7 +37,11 @@ export function toCustomer(row: CustomerRow): Customer {
 
 const notFound = (id: string) => new CustomerNotFound(`Customer ${id} does not exist.`)
 
-export function createCustomerService({ customers, inTransaction }: CustomerServiceDeps) {
+export function createCustomerService({
+  customers,
+  inTransaction,
+  orderCache,
+}: CustomerServiceDeps) {
   async function withEmailConflict<T>(
     email: string | undefined,
     write: () => Promise<T>,
@@ -100,7 +107,7 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
 
     async update(id: string, changes: CustomerUpdate, actor: Actor): Promise<Customer> {
       const email = changes.email?.toLowerCase()
-      return withEmailConflict(email, () =>
+      const { before, after } = await withEmailConflict(email, () =>
         inTransaction(async (tx) => {
           const current = await customers.findByIdForUpdate(id, tx)
           if (!current) throw notFound(id)
@@ -123,9 +130,11 @@ export function createCustomerService({ customers, inTransaction }: CustomerServ
             resourceId: id,
             changes: updatedChanges(before, after, AUDITED_FIELDS),
           })
-          return after
+          return { before, after }
         }),
       )
+      if (before.name !== after.name) await orderCache.changedAll()
+      return after
     },
 
     async remove(id: string, actor: Actor): Promise<void> {

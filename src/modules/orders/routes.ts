@@ -1,7 +1,9 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { callerOf } from '../../platform/auth.js'
+import { sendTagged } from '../../platform/conditional-get.js'
 import { idempotentCommit } from '../../platform/idempotency.js'
+import { etagOf } from '../../platform/read-cache.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import {
@@ -84,6 +86,7 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
   app.get(
     '/:id',
     {
+      config: { etag: true },
       schema: {
         summary: 'Get an order',
         description: ownership,
@@ -92,12 +95,14 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
         response: { 200: OrderSchema, ...problemResponses(404, 422) },
       },
     },
-    async (request) => orders.get(callerOf(request), request.params.id),
+    async (request, reply) =>
+      sendTagged(request, reply, await orders.get(callerOf(request), request.params.id)),
   )
 
   app.patch(
     '/:id',
     {
+      config: { etag: true },
       schema: {
         summary: 'Change an order’s notes',
         description:
@@ -109,8 +114,15 @@ export const orderRoutes: FastifyPluginAsyncTypebox<OrderRoutesOptions> = async 
         response: { 200: OrderSchema, ...problemResponses(400, 404, 413, 415, 422) },
       },
     },
-    async (request) =>
-      orders.update(callerOf(request), request.params.id, request.body, actorOf(request)),
+    async (request, reply) => {
+      const order = await orders.update(
+        callerOf(request),
+        request.params.id,
+        request.body,
+        actorOf(request),
+      )
+      return reply.header('etag', etagOf(order)).send(order)
+    },
   )
 
   app.post(

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { InTransaction, Transaction, TransactionHook } from '../../db/client.js'
 import type { OrderItemRow, OrderRow, OrderStatus, ProductRow } from '../../db/schema/index.js'
+import type { ResourceCache, Tagged } from '../../platform/read-cache.js'
 import { type Caller, canSee, ownerScope } from '../../shared/caller.js'
 import { type FieldError, ValidationFailed } from '../../shared/errors.js'
 import { fromCents, toCents } from '../../shared/money.js'
@@ -27,6 +28,10 @@ export interface OrderServiceDeps {
   maxTotalQuantity: number
   /** The most orders a page counts exactly before estimating (ORDER_COUNT_EXACT_MAX). */
   exactCountMax: number
+  /** Single-order reads; told of every change after it commits. */
+  cache: ResourceCache<Order>
+  /** Single-product reads: placing, cancelling and deleting orders move their stock. */
+  productCache: Pick<ResourceCache<unknown>, 'changed'>
 }
 
 /** Where each status may go next; the statuses without an entry are final. */
@@ -136,6 +141,8 @@ export function createOrderService({
   inTransaction,
   maxTotalQuantity,
   exactCountMax,
+  cache,
+  productCache,
 }: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
@@ -152,17 +159,19 @@ export function createOrderService({
     return row
   }
 
-  /** Puts an order's units back on the shelf, locking the products in id order first. */
-  async function restock(orderId: string, tx: Transaction) {
+  /**
+   * Puts an order's units back on the shelf, locking the products in id order first;
+   * answers the products it changed.
+   */
+  async function restock(orderId: string, tx: Transaction): Promise<string[]> {
     const items = await orders.itemsOf([orderId], tx)
-    await orders.lockProducts(
-      items.map((item) => item.productId),
-      tx,
-    )
+    const productIds = items.map((item) => item.productId)
+    await orders.lockProducts(productIds, tx)
     await orders.changeStock(
       items.map((item) => ({ productId: item.productId, delta: item.quantity })),
       tx,
     )
+    return productIds
   }
 
   return {
@@ -179,7 +188,7 @@ export function createOrderService({
       }))
       checkLines(lines, maxTotalQuantity)
 
-      return inTransaction(async (tx) => {
+      const placed = await inTransaction(async (tx) => {
         const { customer, products: locked } = await orders.lockForOrder(
           input.customer_id.toLowerCase(),
           lines.map((line) => line.productId),
@@ -249,12 +258,18 @@ export function createOrderService({
         await alsoInTransaction?.(tx, created)
         return created
       })
+      await productCache.changed(lines.map((line) => line.productId))
+      return placed
     },
 
-    async get(caller: Caller, id: string): Promise<Order> {
-      const detail = await orders.findById(id)
-      if (!detail || !canSee(caller, detail.order.createdBy)) throw notFound(id)
-      return toOrder(detail)
+    async get(caller: Caller, id: string): Promise<Tagged<Order>> {
+      const order = await cache.read(id, async () => {
+        const detail = await orders.findById(id)
+        return detail && toOrder(detail)
+      })
+      // On every answer, cached or not: the cache holds the order, not anyone's right to it.
+      if (!order || !canSee(caller, order.value.created_by)) throw notFound(id)
+      return order
     },
 
     async list(caller: Caller, query: OrderListQuery): Promise<OrderPage> {
@@ -300,7 +315,7 @@ export function createOrderService({
     },
 
     async update(caller: Caller, id: string, changes: OrderUpdate, actor: Actor): Promise<Order> {
-      return inTransaction(async (tx) => {
+      const updated = await inTransaction(async (tx) => {
         await lockVisible(caller, id, tx)
         const before = await load(id, tx)
         await orders.update(id, { notes: changes.notes, updatedAt: new Date() }, tx)
@@ -313,6 +328,8 @@ export function createOrderService({
         })
         return after
       })
+      await cache.changed([updated.id])
+      return updated
     },
 
     async changeStatus(
@@ -321,7 +338,8 @@ export function createOrderService({
       { status: next }: OrderStatusChange,
       actor: Actor,
     ): Promise<Order> {
-      return inTransaction(async (tx) => {
+      let restocked: string[] = []
+      const changed = await inTransaction(async (tx) => {
         // The row lock makes racing transitions queue: the second one sees the first's result.
         const row = await lockVisible(caller, id, tx)
         const allowed = NEXT_STATUSES[row.status]
@@ -332,7 +350,7 @@ export function createOrderService({
             { current_status: row.status, requested_status: next, allowed_next: allowed },
           )
         }
-        if (next === 'cancelled') await restock(row.id, tx)
+        if (next === 'cancelled') restocked = await restock(row.id, tx)
         await orders.update(row.id, { status: next, updatedAt: new Date() }, tx)
         await recordAudit(tx, actor, {
           action: 'status_change',
@@ -342,13 +360,15 @@ export function createOrderService({
         })
         return load(row.id, tx)
       })
+      await Promise.all([cache.changed([changed.id]), productCache.changed(restocked)])
+      return changed
     },
 
     async remove(caller: Caller, id: string, actor: Actor): Promise<void> {
-      await inTransaction(async (tx) => {
+      const { orderId, restocked } = await inTransaction(async (tx) => {
         const row = await lockVisible(caller, id, tx)
         const order = await load(row.id, tx)
-        if (HOLDS_STOCK.has(row.status)) await restock(row.id, tx)
+        const restocked = HOLDS_STOCK.has(row.status) ? await restock(row.id, tx) : []
         await orders.delete(row.id, tx)
         await recordAudit(tx, actor, {
           action: 'delete',
@@ -356,7 +376,9 @@ export function createOrderService({
           resourceId: row.id,
           changes: deletedChanges(order, AUDITED_FIELDS),
         })
+        return { orderId: row.id, restocked }
       })
+      await Promise.all([cache.changed([orderId]), productCache.changed(restocked)])
     },
   }
 }

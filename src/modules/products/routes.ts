@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
+import { sendTagged } from '../../platform/conditional-get.js'
 import { idempotentCommit } from '../../platform/idempotency.js'
+import { etagOf } from '../../platform/read-cache.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
 import { actorOf } from '../audit/actor.js'
 import {
@@ -66,6 +68,7 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
   app.get(
     '/:id',
     {
+      config: { etag: true },
       schema: {
         summary: 'Get a product',
         tags,
@@ -73,13 +76,13 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
         response: { 200: ProductSchema, ...problemResponses(404, 422) },
       },
     },
-    async (request) => products.get(request.params.id),
+    async (request, reply) => sendTagged(request, reply, await products.get(request.params.id)),
   )
 
   app.patch(
     '/:id',
     {
-      config: admins,
+      config: { ...admins, etag: true },
       schema: {
         summary: 'Update a product',
         description: 'Changes only the fields sent; at least one is required.',
@@ -89,7 +92,10 @@ export const productRoutes: FastifyPluginAsyncTypebox<ProductRoutesOptions> = as
         response: { 200: ProductSchema, ...problemResponses(400, 404, 409, 413, 415, 422) },
       },
     },
-    async (request) => products.update(request.params.id, request.body, actorOf(request)),
+    async (request, reply) => {
+      const product = await products.update(request.params.id, request.body, actorOf(request))
+      return reply.header('etag', etagOf(product)).send(product)
+    },
   )
 
   app.delete(

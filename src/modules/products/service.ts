@@ -1,5 +1,6 @@
 import type { InTransaction, TransactionHook } from '../../db/client.js'
 import type { ProductRow } from '../../db/schema/index.js'
+import type { ResourceCache, Tagged } from '../../platform/read-cache.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
 import { type Page, pageOf, sortOf, toPage } from '../../shared/schemas.js'
 import type { Actor } from '../audit/actor.js'
@@ -12,6 +13,8 @@ import type { Product, ProductCreate, ProductListQuery, ProductUpdate } from './
 export interface ProductServiceDeps {
   products: ProductRepository
   inTransaction: InTransaction
+  /** Single-product reads; told of every change after it commits. */
+  cache: ResourceCache<Product>
 }
 
 const SKU_CONSTRAINT = 'products_sku_key'
@@ -40,7 +43,7 @@ function assertPositivePrice(price: string | undefined) {
   }
 }
 
-export function createProductService({ products, inTransaction }: ProductServiceDeps) {
+export function createProductService({ products, inTransaction, cache }: ProductServiceDeps) {
   async function withSkuConflict<T>(sku: string | undefined, write: () => Promise<T>): Promise<T> {
     try {
       return await write()
@@ -86,10 +89,13 @@ export function createProductService({ products, inTransaction }: ProductService
       )
     },
 
-    async get(id: string): Promise<Product> {
-      const row = await products.findById(id)
-      if (!row) throw new ProductNotFound(`Product ${id} does not exist.`)
-      return toProduct(row)
+    async get(id: string): Promise<Tagged<Product>> {
+      const product = await cache.read(id, async () => {
+        const row = await products.findById(id)
+        return row && toProduct(row)
+      })
+      if (!product) throw new ProductNotFound(`Product ${id} does not exist.`)
+      return product
     },
 
     async list(query: ProductListQuery): Promise<Page<Product>> {
@@ -111,7 +117,7 @@ export function createProductService({ products, inTransaction }: ProductService
 
     async update(id: string, changes: ProductUpdate, actor: Actor): Promise<Product> {
       assertPositivePrice(changes.price)
-      return withSkuConflict(changes.sku, () =>
+      const updated = await withSkuConflict(changes.sku, () =>
         inTransaction(async (tx) => {
           const current = await products.findByIdForUpdate(id, tx)
           if (!current) throw new ProductNotFound(`Product ${id} does not exist.`)
@@ -139,6 +145,8 @@ export function createProductService({ products, inTransaction }: ProductService
           return after
         }),
       )
+      await cache.changed([id])
+      return updated
     },
 
     async remove(id: string, actor: Actor): Promise<void> {
@@ -161,6 +169,7 @@ export function createProductService({ products, inTransaction }: ProductService
         }
         throw error
       }
+      await cache.changed([id])
     },
   }
 }
