@@ -92,11 +92,6 @@ export interface AppOverrides {
   authenticate?: Authenticate
   /** Loads ONNX models; ONNX Runtime by default, a deterministic double in tests. */
   inference?: InferenceBackend
-  /**
-   * Prefix of the read cache's Redis keys and channel (`orderflow:read-cache`): instances
-   * that share one are one cache. Tests give each app group its own.
-   */
-  readCacheKeyPrefix?: string
 }
 
 declare module 'fastify' {
@@ -196,7 +191,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ttlMs: config.READ_CACHE_TTL_MS,
     maxEntries: config.READ_CACHE_MAX_ENTRIES,
     redis,
-    keyPrefix: overrides.readCacheKeyPrefix ?? 'orderflow:read-cache',
+    keyPrefix: 'orderflow:read-cache',
     log: app.log,
     onRead: readCacheObserver(metricsRegistry, timing),
   })

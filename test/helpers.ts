@@ -107,7 +107,7 @@ export interface TestApp {
   close(): Promise<void>
 }
 
-export interface TestAppOptions extends Pick<AppOverrides, 'inference'> {
+export interface TestAppOptions extends Pick<AppOverrides, 'inference' | 'redis'> {
   /** A database of its own also in services mode (see `createPrivateTestDatabase`). */
   privateDatabase?: boolean
   /** Another app's database, for two instances over one database; it stays open on close. */

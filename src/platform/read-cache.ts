@@ -68,6 +68,16 @@ if (redis.call('GET', KEYS[2]) or '') == ARGV[1] and (redis.call('GET', KEYS[3])
 end
 return 0`
 
+// Gives each resource a new version token (first: a fill that read before it can no longer
+// store) and drops its entry. KEYS: n version keys, then n entry keys; ARGV: TTL, n tokens.
+const INVALIDATE_SCRIPT = `
+local n = #KEYS / 2
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  redis.call('DEL', KEYS[n + i])
+end
+return n`
+
 interface Fill<T> {
   stale: boolean
   promise: Promise<Tagged<T> | undefined>
@@ -80,8 +90,10 @@ interface RedisEntry<T> {
   v: T
 }
 
-interface FillCommands {
+/** Scripts, not MULTI: a pipeline would bypass the Redis client's breaker and timeout. */
+interface CacheCommands {
   readCacheFill(...args: (string | number)[]): Promise<number>
+  readCacheInvalidate(numberOfKeys: number, ...args: (string | number)[]): Promise<number>
 }
 
 /**
@@ -106,7 +118,10 @@ export function createReadCaches(options: ReadCacheOptions) {
     },
     options.log,
   )
-  if (redis) redis.defineCommand('readCacheFill', { numberOfKeys: 3, lua: FILL_SCRIPT })
+  if (redis) {
+    redis.defineCommand('readCacheFill', { numberOfKeys: 3, lua: FILL_SCRIPT })
+    redis.defineCommand('readCacheInvalidate', { lua: INVALIDATE_SCRIPT })
+  }
   const versionTtlMs = options.ttlMs + VERSION_MARGIN_MS
   // After a write could not reach Redis, its copy may be older than the database: it is not
   // read again until every entry written before that failure has expired.
@@ -187,7 +202,7 @@ export function createReadCaches(options: ReadCacheOptions) {
       local.set(id, tagged)
       if (shared && redis && redisUsable()) {
         const entry: RedisEntry<T> = { g: shared.seen.generation, e: tagged.etag, v: value }
-        ;(redis as unknown as FillCommands)
+        ;(redis as unknown as CacheCommands)
           .readCacheFill(
             entryKey(id),
             versionKey(id),
@@ -236,13 +251,14 @@ export function createReadCaches(options: ReadCacheOptions) {
         const ids = rawIds.map((id) => id.toLowerCase())
         for (const id of ids) drop(id)
         await announce(
-          (redis) => {
-            // The new version first: a fill that read before it can no longer store.
-            const multi = redis.multi()
-            for (const id of ids) multi.set(versionKey(id), randomUUID(), 'PX', versionTtlMs)
-            multi.del(...ids.map(entryKey))
-            return multi.exec()
-          },
+          (redis) =>
+            (redis as unknown as CacheCommands).readCacheInvalidate(
+              ids.length * 2,
+              ...ids.map(versionKey),
+              ...ids.map(entryKey),
+              versionTtlMs,
+              ...ids.map(() => randomUUID()),
+            ),
           ids.map((id) => `${name} ${id}`).join('\n'),
         )
       },
