@@ -204,6 +204,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     redis,
     metrics: metricsRegistry,
     log: app.log,
+    onInference: timing?.addInference,
   })
   app.addHook('onClose', () => serving.close())
   const caches = {
@@ -242,6 +243,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // Before the app is ready, so the first request never waits for a model to load.
   await serving.server.start()
 
+  // First, so that every later hook's queries (authentication's included) count as the request's.
+  if (timing) await app.register(timing.plugin)
   await app.register(problemHandler)
   await app.register(closedQueryStrings)
   await app.register(notFound)
@@ -270,7 +273,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     })
   }
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
-  if (timing) await app.register(timing.plugin)
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())

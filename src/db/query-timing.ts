@@ -56,14 +56,21 @@ function timeMethods(target: Record<string, Query>, names: string[], clock: Quer
       const times = clock()
       if (!times) return bound(...args)
       const startedAt = performance.now()
-      const result = bound(...args)
-      // The promise form only; a submittable (a cursor) or a callback query is not timed.
-      if (result instanceof Promise) {
-        const add = () => {
-          times.db += performance.now() - startedAt
-        }
-        result.then(add, add)
+      const add = () => {
+        times.db += performance.now() - startedAt
       }
+      // pg-pool's own `pool.query` calls the client with a callback; everyone else awaits.
+      const last = args.length - 1
+      const callback = args[last]
+      if (typeof callback === 'function') {
+        args[last] = (...results: unknown[]) => {
+          add()
+          return callback(...results)
+        }
+        return bound(...args)
+      }
+      const result = bound(...args)
+      if (result instanceof Promise) result.then(add, add)
       return result
     }
   }

@@ -7,7 +7,7 @@ import type { ReadCacheResult } from './read-cache.js'
 export interface RequestTimes {
   /** Milliseconds in database calls (overlapping calls add up). */
   db: number
-  /** Milliseconds of model inference, as the prediction measured it. */
+  /** Milliseconds of model inference, waiting for a batch included. */
   inference: number
   cache: ReadCacheResult | undefined
 }
@@ -36,14 +36,6 @@ export function createServerTiming() {
         // Everything the request runs from here on, its queries included, sees `times`.
         storage.run(times, done)
       })
-      app.addHook('preSerialization', (request, _reply, payload, done) => {
-        // A prediction reports the time it spent in the model; that is its inference time.
-        const latency = (payload as { latency_ms?: unknown } | null)?.latency_ms
-        if (typeof latency === 'number' && request.serverTimes) {
-          request.serverTimes.inference = latency
-        }
-        done(null, payload)
-      })
       app.addHook('onSend', (request, reply, payload, done) => {
         reply.header('server-timing', header(request.serverTimes, reply.elapsedTime))
         done(null, payload)
@@ -56,6 +48,10 @@ export function createServerTiming() {
     plugin,
     /** The current request's times, or undefined outside a request (start-up, jobs). */
     current: () => storage.getStore(),
+    addInference(ms: number) {
+      const times = storage.getStore()
+      if (times) times.inference += ms
+    },
     noteCache(result: ReadCacheResult) {
       const times = storage.getStore()
       if (times) times.cache = result

@@ -19,6 +19,8 @@ export interface ModelServingDeps {
   redis: Redis | null
   metrics: Registry
   log: FastifyBaseLogger
+  /** Told how long each inference took (Server-Timing); unset when that is off. */
+  onInference?: (ms: number) => void
 }
 
 /**
@@ -33,6 +35,7 @@ export function createModelServing({
   redis,
   metrics,
   log,
+  onInference,
 }: ModelServingDeps) {
   // The gauge reads the server's count when scraped, after both exist.
   const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
@@ -83,6 +86,7 @@ export function createModelServing({
     }),
     metrics: servingMetrics,
     batchMax: config.PREDICT_BATCH_MAX,
+    onInference,
   })
 
   return {

@@ -19,6 +19,8 @@ export interface PredictionServiceDeps {
   metrics: ServingMetrics
   /** Most instances one batch request may carry. */
   batchMax: number
+  /** Told how long each inference took, queueing included (Server-Timing); unset when off. */
+  onInference?: (ms: number) => void
 }
 
 export interface PredictOptions {
@@ -76,6 +78,7 @@ export function createPredictionService({
   cache,
   metrics,
   batchMax,
+  onInference,
 }: PredictionServiceDeps) {
   /** Runs valid rows; each row's feeds are built for the version that runs them. */
   async function run(
@@ -85,6 +88,7 @@ export function createPredictionService({
     check: (served: ServedVersion) => void,
   ): Promise<{ served: ServedVersion; predictions: Prediction[] }> {
     let served: ServedVersion | undefined
+    const startedAt = onInference ? performance.now() : 0
     try {
       const result = await server.infer(
         name,
@@ -95,6 +99,7 @@ export function createPredictionService({
         },
         options,
       )
+      onInference?.(performance.now() - startedAt)
       const predictions = decodeRows(result.served.card, result.outputs, rows.length)
       metrics.predictions(result.served, 'ok', rows.length)
       return { served: result.served, predictions }
