@@ -86,6 +86,8 @@ interface Fill<T> {
 interface RedisEntry<T> {
   /** The generation the value was read under. */
   g: string
+  /** When it was read (epoch ms): a copy taken from Redis lives only what remains of its TTL. */
+  t: number
   e: string
   v: T
 }
@@ -179,7 +181,9 @@ export function createReadCaches(options: ReadCacheOptions) {
         if (entry === null || entry === undefined) return { seen, hit: undefined, old: false }
         const parsed = JSON.parse(entry) as RedisEntry<T>
         if (parsed.g !== seen.generation) return { seen, hit: undefined, old: true }
-        return { seen, hit: { value: parsed.v, etag: parsed.e }, old: false }
+        const remainingMs = parsed.t + options.ttlMs - Date.now()
+        if (remainingMs <= 0) return { seen, hit: undefined, old: false }
+        return { seen, hit: { value: parsed.v, etag: parsed.e }, remainingMs, old: false }
       } catch {
         // An outage, a timeout or an open breaker: the database answers instead.
         return null
@@ -189,7 +193,7 @@ export function createReadCaches(options: ReadCacheOptions) {
     async function load(id: string, loader: (id: string) => Promise<T | undefined>, fill: Fill<T>) {
       const shared = await fromRedis(id)
       if (shared?.hit) {
-        if (!fill.stale) local.set(id, shared.hit)
+        if (!fill.stale) local.set(id, shared.hit, { ttl: shared.remainingMs })
         onRead(name, 'hit')
         return shared.hit
       }
@@ -201,7 +205,12 @@ export function createReadCaches(options: ReadCacheOptions) {
       if (fill.stale) return tagged
       local.set(id, tagged)
       if (shared && redis && redisUsable()) {
-        const entry: RedisEntry<T> = { g: shared.seen.generation, e: tagged.etag, v: value }
+        const entry: RedisEntry<T> = {
+          g: shared.seen.generation,
+          t: Date.now(),
+          e: tagged.etag,
+          v: value,
+        }
         ;(redis as unknown as CacheCommands)
           .readCacheFill(
             entryKey(id),
