@@ -57,8 +57,8 @@ import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
 import { handleClientError, handleFrameworkError, problemHandler } from './platform/problem.js'
 import { rateLimits } from './platform/rate-limit.js'
-import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
+import { lazySerializers } from './platform/serialization.js'
 import { serverTiming } from './platform/server-timing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
@@ -127,6 +127,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // Errors raised before routing answer problem+json like every other error.
     frameworkErrors: handleFrameworkError,
     clientErrorHandler: handleClientError,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
   app.setValidatorCompiler(validatorCompiler)
@@ -143,7 +144,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     overrides.redis !== undefined
       ? overrides.redis
       : config.REDIS_URL
-        ? connectRedis(redisSettings(config, config.REDIS_URL), app.log)
+        ? // Loaded only when configured: ioredis is not needed in embedded mode, and importing
+          // it was a measurable part of embedded start-up.
+          (await import('./platform/redis.js')).connectRedis(
+            redisSettings(config, config.REDIS_URL),
+            app.log,
+          )
         : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
@@ -207,8 +213,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     const { registered } = await modules.models.registerShippedModels(SHIPPED_MODELS_DIR)
     if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')
   }
-  // Before the app is ready, so the first request never waits for a model to load.
-  await serving.server.start()
+  // Sessions load on their own threads while this one registers the routes; awaited before
+  // the app is ready, so the first request never waits for a model to load.
+  const modelsLoaded = serving.server.start()
+  // Awaited below; until then a failure must not count as an unhandled rejection.
+  modelsLoaded.catch(() => {})
 
   await app.register(problemHandler)
   await app.register(closedQueryStrings)
@@ -283,6 +292,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 
+  await modelsLoaded
   await app.ready()
   return app
 }
@@ -378,6 +388,7 @@ export function databaseSettings(config: Config) {
     poolMax: config.DATABASE_POOL_MAX,
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    sharedBuffersMb: config.EMBEDDED_SHARED_BUFFERS_MB,
   }
 }
 
