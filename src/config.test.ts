@@ -85,7 +85,7 @@ describe('loadConfig', () => {
       64,
     )
     expect(problemsOf({ EMBEDDED_SHARED_BUFFERS_MB: '0' })).toEqual([
-      'EMBEDDED_SHARED_BUFFERS_MB="0" is invalid: expected megabytes of PostgreSQL shared_buffers in embedded mode (1-4096)',
+      'EMBEDDED_SHARED_BUFFERS_MB=0 is invalid: expected megabytes of PostgreSQL shared_buffers in embedded mode (1-4096)',
     ])
   })
 
