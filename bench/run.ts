@@ -52,14 +52,16 @@ import {
   startServer,
   stopAllServers,
 } from './server.js'
+import { benchStartup, type StartupResult, startupTable } from './startup.js'
 
 const MODES = ['embedded', 'services'] as const
 type Mode = (typeof MODES)[number]
 // auth: auth overhead, logins, login flood and products; orders: the order endpoints on
 // ORDER_TARGET seeded orders; predict: model serving, batching and cache on and off, against
 // ONNX Runtime without HTTP; ceilings: the hot routes beside the reference servers they
-// are built from (bench/ceilings/), service ÷ ceiling.
-const SUITES = ['auth', 'orders', 'predict', 'ceilings'] as const
+// are built from (bench/ceilings/), service ÷ ceiling; startup: start to ready and idle
+// memory (bench/startup.ts).
+const SUITES = ['auth', 'orders', 'predict', 'ceilings', 'startup'] as const
 type Suite = (typeof SUITES)[number]
 // Connections when --connections is not given. Predict needs enough requests in flight for
 // its batcher to gather them.
@@ -68,7 +70,10 @@ const DEFAULT_CONNECTIONS: Record<Suite, number> = {
   orders: 10,
   predict: 64,
   ceilings: 64,
+  startup: 0,
 }
+// Starts with an existing data directory per mode; the startup suite reports their median.
+const STARTUP_RUNS = 3
 const SEED_COUNT = 200
 // Unrecorded load before each measurement, so JIT compilation and cold caches stay out of it.
 const WARMUP_SECONDS = 1
@@ -702,6 +707,7 @@ async function main() {
   const predictSummaries: PredictSummary[] = []
   let ceiling: CeilingResult[] = []
   const ceilingPairs: CeilingPair[] = []
+  const startupResults: StartupResult[] = []
   const startup: Partial<Record<Mode, number>> = {}
   const skipped: Partial<Record<Mode, string>> = {}
   for (const mode of options.modes) {
@@ -753,6 +759,16 @@ async function main() {
         })),
       )
     }
+    if (options.suites.includes('startup') && !interrupted) {
+      startupResults.push(
+        ...(await benchStartup({
+          mode,
+          target,
+          runs: STARTUP_RUNS,
+          log: (line) => console.error(line),
+        })),
+      )
+    }
   }
   const connections = Object.fromEntries(
     options.suites.map((suite) => [suite, loadFor(options, suite).connections]),
@@ -782,6 +798,7 @@ async function main() {
       )
     }
   }
+  if (startupResults.length > 0) console.log(`\n${startupTable(startupResults)}`)
   const ceilingRows = ceilingPairs.flatMap(({ mode, scenario, ceiling, service, reference }) => [
     { mode, ...service, scenario: `${scenario}, service` },
     ...(reference ? [{ mode, ...reference, scenario: `${scenario}, ${ceiling}` }] : []),
@@ -799,6 +816,7 @@ async function main() {
     machine,
     settings: { ...options, connections },
     startupMs: startup,
+    startupSuite: startupResults,
     skipped,
     rows,
     summaries,

@@ -167,7 +167,7 @@ export async function stopAllServers(): Promise<void> {
 }
 
 /** Asks the OS for a port nobody holds; the tiny race until the server binds it is accepted. */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const probe = createServer()
   probe.listen(0, HOST)
   await once(probe, 'listening')

@@ -66,8 +66,8 @@ import {
   type ReadCacheResult,
   type ResourceCache,
 } from './platform/read-cache.js'
-import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
+import { lazySerializers } from './platform/serialization.js'
 import { createServerTiming, type ServerTiming } from './platform/server-timing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
@@ -136,6 +136,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // Errors raised before routing answer problem+json like every other error.
     frameworkErrors: handleFrameworkError,
     clientErrorHandler: handleClientError,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
   app.setValidatorCompiler(validatorCompiler)
@@ -152,7 +153,12 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     overrides.redis !== undefined
       ? overrides.redis
       : config.REDIS_URL
-        ? connectRedis(redisSettings(config, config.REDIS_URL), app.log)
+        ? // Loaded only when configured: ioredis is not needed in embedded mode, and importing
+          // it was a measurable part of embedded start-up.
+          (await import('./platform/redis.js')).connectRedis(
+            redisSettings(config, config.REDIS_URL),
+            app.log,
+          )
         : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
@@ -240,8 +246,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     const { registered } = await modules.models.registerShippedModels(SHIPPED_MODELS_DIR)
     if (registered.length > 0) app.log.info({ registered }, 'shipped models registered')
   }
-  // Before the app is ready, so the first request never waits for a model to load.
-  await serving.server.start()
+  // Sessions load on their own threads while this one registers the routes; awaited before
+  // the app is ready, so the first request never waits for a model to load.
+  const modelsLoaded = serving.server.start()
+  // Awaited below; until then a failure must not count as an unhandled rejection.
+  modelsLoaded.catch(() => {})
 
   // First, so that every later hook's queries (authentication's included) count as the request's.
   if (timing) await app.register(timing.plugin)
@@ -319,6 +328,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 
+  await modelsLoaded
   await app.ready()
   return app
 }
@@ -445,6 +455,7 @@ export function databaseSettings(config: Config) {
     poolMax: config.DATABASE_POOL_MAX,
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    sharedBuffersMb: config.EMBEDDED_SHARED_BUFFERS_MB,
   }
 }
 

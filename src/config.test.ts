@@ -79,6 +79,16 @@ describe('loadConfig', () => {
     expect(problemsOf({ PORT: '70000' })).toHaveLength(1)
   })
 
+  it('when EMBEDDED_SHARED_BUFFERS_MB is unset, then it is 16; below 1 MB, then it is refused', () => {
+    expect(loadConfig({}, null).EMBEDDED_SHARED_BUFFERS_MB).toBe(16)
+    expect(loadConfig({ EMBEDDED_SHARED_BUFFERS_MB: '64' }, null).EMBEDDED_SHARED_BUFFERS_MB).toBe(
+      64,
+    )
+    expect(problemsOf({ EMBEDDED_SHARED_BUFFERS_MB: '0' })).toEqual([
+      'EMBEDDED_SHARED_BUFFERS_MB=0 is invalid: expected megabytes of PostgreSQL shared_buffers in embedded mode (1-4096)',
+    ])
+  })
+
   it.each([
     ['', false],
     ['2', 2],

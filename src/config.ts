@@ -4,6 +4,7 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { parse as parseDotenv } from 'dotenv'
 import { type Static, Type } from 'typebox'
+import { EMBEDDED_SHARED_BUFFERS_MB } from './db/pglite-protocol.js'
 import { OperatorError } from './shared/operator-error.js'
 
 /** Usable for local development only; production refuses to start with it. */
@@ -44,6 +45,12 @@ const EnvSchema = Type.Object({
     minimum: 0,
     default: 15000,
     description: 'milliseconds, 0 for none',
+  }),
+  EMBEDDED_SHARED_BUFFERS_MB: Type.Integer({
+    minimum: 1,
+    maximum: 4096,
+    default: EMBEDDED_SHARED_BUFFERS_MB,
+    description: 'megabytes of PostgreSQL shared_buffers in embedded mode (1-4096)',
   }),
   MIGRATE_ON_START: Type.Boolean({ default: true, description: 'true or false' }),
   REDIS_URL: Type.Optional(

@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestProject } from 'vitest/node'
-import { createEmbeddedDatabase, createPostgresDatabase } from '../src/db/client.js'
+import { createEmbeddedDatabase } from '../src/db/client.js'
 import { migrate } from '../src/db/migrate.js'
+import { createPostgresDatabase } from '../src/db/postgres.js'
 
 declare module 'vitest' {
   export interface ProvidedContext {

@@ -5,12 +5,9 @@ import pg from 'pg'
 import { inject } from 'vitest'
 import { type App, type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
-import {
-  createEmbeddedDatabase,
-  createPostgresDatabase,
-  type DatabaseHandle,
-} from '../src/db/client.js'
+import { createEmbeddedDatabase, type DatabaseHandle } from '../src/db/client.js'
 import { migrate } from '../src/db/migrate.js'
+import { createPostgresDatabase } from '../src/db/postgres.js'
 import { hashPassword } from '../src/modules/auth/passwords.js'
 import { createUserRepository } from '../src/modules/users/repository.js'
 import type { Role } from '../src/shared/caller.js'

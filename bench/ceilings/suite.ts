@@ -167,20 +167,20 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
         predictBatch(batchName, pool, CEILING_BATCH_ROWS, auth),
       ],
       [
-        'node:http + pg: order, then its items',
+        'node:http + pg: the order with its lines, 1 prepared statement',
         getOrder(data.orderIds, auth),
         orders?.server,
         orders && getOrder(orders.data.orderIds, auth),
       ],
       [
-        'node:http + pg: page and count at once, then the items',
+        'node:http + pg: page and capped count at once, then the estimate',
         listOrders(auth),
         orders?.server,
         orders && listOrders(auth),
       ],
       // Last: every write grows the table that the page counts.
       [
-        'node:http + pg: one transaction',
+        'node:http + pg: lock, then one WITH, in one transaction',
         placing(data, productIds),
         orders?.server,
         orders && placing(orders.data, orders.productIds),

@@ -1,11 +1,8 @@
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { PGlite } from '@electric-sql/pglite'
-import { sql } from 'drizzle-orm'
-import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import pg from 'pg'
 import { lockDataDir } from './data-dir-lock.js'
 import { PGliteThread } from './pglite-thread.js'
 import * as schema from './schema/index.js'
@@ -43,93 +40,13 @@ export interface PostgresOptions {
   statementTimeoutMs: number
 }
 
-export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle {
-  const pool = new pg.Pool({
-    connectionString: options.url,
-    max: options.poolMax,
-    // Without a connection timeout a request waits forever when Postgres is down.
-    connectionTimeoutMillis: options.connectTimeoutMs,
-    statement_timeout: options.statementTimeoutMs || undefined,
-    idleTimeoutMillis: 30_000,
-    application_name: 'orderflow',
-  })
-  // An idle client that loses its server emits here; without a listener the process dies.
-  pool.on('error', () => {})
-  // A client checked out of the pool (a query, a transaction) is not covered by the pool's
-  // listener: a server that goes away under it would raise an unhandled 'error' and end the
-  // process. The query in flight fails by itself, and the pool discards the broken client
-  // when it is released, so there is nothing more to do here.
-  pool.on('connect', (client) => {
-    client.on('error', () => {})
-  })
-  const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
-  db.transaction = releasingTransaction(pool)
-
-  return {
-    kind: 'postgres',
-    db,
-    async withScriptTransaction(work) {
-      const client = await pool.connect()
-      try {
-        await client.query('BEGIN')
-        const result = await work(async (script) => {
-          const answer = await client.query(script)
-          // A multi-statement script answers with one result per statement.
-          const last = Array.isArray(answer) ? answer.at(-1) : answer
-          return { rows: last?.rows ?? [] }
-        })
-        await client.query('COMMIT')
-        return result
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => {})
-        throw error
-      } finally {
-        client.release()
-      }
-    },
-    async ping() {
-      await db.execute(sql`select 1`)
-    },
-    poolStats: () => ({
-      total: pool.totalCount,
-      idle: pool.idleCount,
-      waiting: pool.waitingCount,
-    }),
-    close: () => pool.end(),
-  }
-}
-
-/**
- * `db.transaction` over the pool, with the connection always given back. Drizzle's own checks
- * a client out and sends BEGIN before its try/finally, so a BEGIN that fails (the server went
- * away between checkout and BEGIN) never releases the client: each outage would shrink the
- * pool by one for good, and `pool.end()` at shutdown would wait forever. Here the checkout
- * and the release bracket the whole transaction, run by a Drizzle handle over that one
- * client (kept per client, so it is built once per connection, not per transaction).
- */
-function releasingTransaction(pool: pg.Pool): Database['transaction'] {
-  const handles = new WeakMap<pg.PoolClient, Database>()
-  return async (work, config) => {
-    const client = await pool.connect()
-    try {
-      let handle = handles.get(client)
-      if (!handle) {
-        handle = drizzleNodePg({ client, schema }) as unknown as Database
-        handles.set(client, handle)
-      }
-      return await handle.transaction(work, config)
-    } finally {
-      // A client whose connection broke is not queryable any more, and the pool drops it.
-      client.release()
-    }
-  }
-}
-
 export interface EmbeddedOptions {
   /** A directory for persistent data; omit for an in-memory database. */
   dataDir?: string
   /** A data directory dump (from `dumpDataDir`) to start from, e.g. a migrated template. */
   loadDataDir?: Blob
+  /** PostgreSQL's shared_buffers in MB; EMBEDDED_SHARED_BUFFERS_MB's default when unset. */
+  sharedBuffersMb?: number
 }
 
 export interface EmbeddedDatabaseHandle extends DatabaseHandle {
@@ -150,6 +67,7 @@ export async function createEmbeddedDatabase(
     client = await PGliteThread.open({
       dataDir,
       loadDataDir: options.loadDataDir ? await options.loadDataDir.arrayBuffer() : undefined,
+      sharedBuffersMb: options.sharedBuffersMb,
     })
   } catch (error) {
     lock?.release()
@@ -187,13 +105,24 @@ export async function createEmbeddedDatabase(
 export interface DatabaseSettings extends Omit<PostgresOptions, 'url'> {
   url?: string
   dataDir: string
+  /** Embedded mode only. */
+  sharedBuffersMb?: number
 }
 
 /** PostgreSQL when a URL is configured, else PGlite persisted under the data directory. */
 export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle> {
-  if (settings.url)
-    return Promise.resolve(createPostgresDatabase({ ...settings, url: settings.url }))
-  return createEmbeddedDatabase({ dataDir: resolve(settings.dataDir, 'pgdata') })
+  // Loaded only in server mode: node-postgres is not needed by an embedded process, and
+  // importing it (with its Drizzle driver) was a measurable part of embedded start-up.
+  if (settings.url) {
+    const url = settings.url
+    return import('./postgres.js').then((postgres) =>
+      postgres.createPostgresDatabase({ ...settings, url }),
+    )
+  }
+  return createEmbeddedDatabase({
+    dataDir: resolve(settings.dataDir, 'pgdata'),
+    sharedBuffersMb: settings.sharedBuffersMb,
+  })
 }
 
 /** Runs `work` in one transaction; services receive this rather than the database itself. */

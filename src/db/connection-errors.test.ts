@@ -12,7 +12,8 @@ import { createTestBackend } from '../modules/models/runtime/test-backend.js'
 import { createModelServer } from '../modules/models/serving/model-server.js'
 import { problemHandler } from '../platform/problem.js'
 import { AppError } from '../shared/errors.js'
-import { createPostgresDatabase, type DatabaseHandle } from './client.js'
+import type { DatabaseHandle } from './client.js'
+import { createPostgresDatabase } from './postgres.js'
 
 /** Text that must never reach a problem body: SQL, parameters, hosts, driver codes. */
 const DRIVER_TEXT = /select|Failed query|params|127\.0\.0\.1|ECONNREFUSED|terminat|timeout/i

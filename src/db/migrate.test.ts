@@ -4,8 +4,9 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from '../../test/helpers.js'
-import { createEmbeddedDatabase, createPostgresDatabase, type DatabaseHandle } from './client.js'
+import { createEmbeddedDatabase, type DatabaseHandle } from './client.js'
 import { MIGRATIONS_DIR, migrate, rollback } from './migrate.js'
+import { createPostgresDatabase } from './postgres.js'
 
 /**
  * Runs against a database of its own — a fresh PGlite, or a PostgreSQL database created

@@ -4,7 +4,12 @@ export interface WorkerInit {
   dataDir: string | undefined
   /** A data directory dump (tarball) to start from, moved to the worker, not copied. */
   loadDataDir: ArrayBuffer | undefined
+  /** PostgreSQL's shared_buffers, in MB; EMBEDDED_SHARED_BUFFERS_MB's default when unset. */
+  sharedBuffersMb?: number
 }
+
+/** EMBEDDED_SHARED_BUFFERS_MB's default, also for callers without a config (CLI, tests). */
+export const EMBEDDED_SHARED_BUFFERS_MB = 16
 
 /**
  * Query options as they cross threads. Functions cannot, so parsers travel as the type OIDs

@@ -23,6 +23,18 @@ describe('PGlite on its worker thread', () => {
     return thread
   }
 
+  it('when no shared_buffers size is given, then PostgreSQL runs with 16MB; when one is, with that', async () => {
+    const db = await open()
+    expect((await db.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '16MB' }])
+    await db.close()
+    thread = await PGliteThread.open({
+      dataDir: undefined,
+      loadDataDir: template(),
+      sharedBuffersMb: 8,
+    })
+    expect((await thread.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '8MB' }])
+  })
+
   it('when a statement fails, then its error keeps the SQLSTATE and constraint callers test', async () => {
     const db = await open()
     await db.query('insert into t values (1, $1)', ['a'])

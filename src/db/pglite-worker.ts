@@ -1,7 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
-import { type FromWorker, type ToWorker, toWireError, type WorkerInit } from './pglite-protocol.js'
+import {
+  EMBEDDED_SHARED_BUFFERS_MB,
+  type FromWorker,
+  type ToWorker,
+  toWireError,
+  type WorkerInit,
+} from './pglite-protocol.js'
 
 /**
  * The thread that owns PGlite. Postgres compiled to WebAssembly runs every statement
@@ -100,6 +106,14 @@ async function main() {
       dataDir: init.dataDir,
       loadDataDir: init.loadDataDir ? new Blob([init.loadDataDir]) : undefined,
       extensions: { pg_trgm },
+      startParams: [
+        ...PGlite.defaultStartParams,
+        // initdb writes 128MB, and PGlite touches every page of its shared memory at start:
+        // 128 MB of resident memory for a cache that the OS page cache under PGlite's files
+        // duplicates anyway. One backend, no parallel workers: a few MB keep the hot pages.
+        '-c',
+        `shared_buffers=${init.sharedBuffersMb ?? EMBEDDED_SHARED_BUFFERS_MB}MB`,
+      ],
     })
   } catch (error) {
     post({ kind: 'open_failed', error: toWireError(error) })

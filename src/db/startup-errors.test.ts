@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from '../../test/helpers.js'
 import { freePort } from '../../test/processes.js'
-import { createPostgresDatabase } from './client.js'
+import { createPostgresDatabase } from './postgres.js'
 import { explainConnectionError } from './startup-errors.js'
 
 /** The error the driver raises on the first query, as the migration at start-up meets it. */

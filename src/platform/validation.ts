@@ -33,8 +33,24 @@ const bodyAjv = createAjv({ coerceTypes: false })
 // Query strings, params and headers are text by nature: coerce them by their schema types.
 const textAjv = createAjv({ coerceTypes: 'array' })
 
-export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) =>
-  withStorableValues((httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object))
+/**
+ * Each validator is compiled on the first request it checks, not at start: compiling every
+ * route's schemas up front took about a tenth of start-up's main-thread CPU, for routes a
+ * process may never serve. The first request of a route pays for its own, once.
+ */
+export const validatorCompiler: FastifySchemaCompiler<unknown> = ({ schema, httpPart }) => {
+  let compiled: ValidateFunction | undefined
+  const validate = ((data: unknown) => {
+    compiled ??= withStorableValues(
+      (httpPart === 'body' ? bodyAjv : textAjv).compile(schema as object),
+    )
+    const valid = compiled(data)
+    // Fastify reads the errors from the function it was handed.
+    validate.errors = compiled.errors
+    return valid
+  }) as ValidateFunction
+  return validate
+}
 
 /**
  * Validates input that does not arrive over HTTP (the CLI, start-up settings) by the same

@@ -318,10 +318,13 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
       // More active models than may be loaded: the first ones by name load now, the others
       // on their first request, instead of loading all only to unload the surplus.
       const now = versions.slice(0, options.maxLoaded)
-      for (const servable of now) {
-        const entry = entries.get(keyOf(servable.name, servable.version))
-        await (entry ?? load(servable.name, servable.version, servable)).ready.catch(() => {})
-      }
+      // Side by side: each session loads on a thread of its own.
+      await Promise.all(
+        now.map((servable) => {
+          const entry = entries.get(keyOf(servable.name, servable.version))
+          return (entry ?? load(servable.name, servable.version, servable)).ready.catch(() => {})
+        }),
+      )
       const failed = this.states().filter((state) => state.state === 'failed')
       const interval = options.syncIntervalMs ?? 0
       if (interval > 0 && !syncTimer) {
