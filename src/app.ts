@@ -424,7 +424,9 @@ function createOidc(
     clockToleranceSeconds: config.JWT_CLOCK_TOLERANCE_S,
   }
   // Swagger UI's own redirect page, so "Authorize" works from /docs.
-  const docsRedirect = config.DOCS_ENABLED ? [`${config.PUBLIC_URL}/docs/oauth2-redirect.html`] : []
+  const docsRedirect = config.DOCS_ENABLED
+    ? [`${config.PUBLIC_URL}/docs/static/oauth2-redirect.html`]
+    : []
   return createOidcService({
     ...deps,
     clients: config.oidcProviders.map((provider) => createProviderClient(provider, clientOptions)),
