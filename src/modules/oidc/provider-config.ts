@@ -2,11 +2,9 @@ import { Ajv } from 'ajv'
 import addFormats from 'ajv-formats'
 import { type Static, Type } from 'typebox'
 import { ROLES, type Role } from '../../shared/caller.js'
+import { StringEnum } from '../../shared/schemas.js'
 
-const RoleSchema = Type.Union(
-  ROLES.map((role) => Type.Literal(role)),
-  { description: 'admin, user or viewer' },
-)
+const RoleSchema = StringEnum(ROLES, { description: 'admin, user or viewer' })
 
 /** Asymmetric algorithms only: an HMAC would make the client secret a signing key. */
 export const SIGNING_ALGORITHMS = [
@@ -73,7 +71,7 @@ export const OidcProviderSchema = Type.Object(
       default: false,
       description: 'link a first sign-in to the local account with the same verified email',
     }),
-    algorithms: Type.Array(Type.Union(SIGNING_ALGORITHMS.map((alg) => Type.Literal(alg))), {
+    algorithms: Type.Array(StringEnum(SIGNING_ALGORITHMS), {
       minItems: 1,
       default: ['RS256'],
       description: 'ID token signature algorithms accepted',
@@ -85,13 +83,6 @@ export const OidcProviderSchema = Type.Object(
 )
 
 export type OidcProviderSettings = Static<typeof OidcProviderSchema>
-
-/** The role mapping of a sign-in or of a service token. */
-export interface RoleMapping {
-  roleClaim?: string
-  roleMap?: Record<string, Role>
-  defaultRole?: Role
-}
 
 /** One provider as the service uses it: the JSON entry plus its secret from the environment. */
 export interface OidcProvider extends OidcProviderSettings {
