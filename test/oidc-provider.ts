@@ -116,6 +116,16 @@ export async function startTestProvider(options: TestProviderOptions) {
         return roles ? { roles } : undefined
       },
       pkce: { required: () => true },
+      // Set, so the provider does not print a notice for each default it falls back on.
+      ttl: {
+        AccessToken: 600,
+        AuthorizationCode: 60,
+        ClientCredentials: 600,
+        Grant: 3600,
+        IdToken: 600,
+        Interaction: 600,
+        Session: 3600,
+      },
       cookies: { keys: ['a cookie key of the test provider'] },
     })
     handler = current.callback()
