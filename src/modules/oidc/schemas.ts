@@ -42,7 +42,8 @@ export const CallbackQuerySchema = Type.Object(
   {
     state: Type.Optional(Type.String({ maxLength: 2000 })),
     code: Type.Optional(Type.String({ maxLength: 4000 })),
-    error: Type.Optional(Type.String({ pattern: '^[a-z_]{1,64}$' })),
+    // RFC 6749 §4.1.2.1's character set for error codes.
+    error: Type.Optional(Type.String({ pattern: '^[\\x20-\\x21\\x23-\\x5B\\x5D-\\x7E]{1,200}$' })),
     error_description: Type.Optional(Type.String({ maxLength: 2000 })),
   },
   { additionalProperties: true },

@@ -6,7 +6,7 @@ import type { Caller, Role } from '../../shared/caller.js'
 import type { CredentialCache } from '../../shared/credential-cache.js'
 import { Forbidden, isUniqueViolation, Unauthenticated } from '../../shared/errors.js'
 import { hashSecret, randomSecret } from '../../shared/secrets.js'
-import type { Actor } from '../audit/actor.js'
+import { type Actor, SYSTEM_ACTOR } from '../audit/actor.js'
 import { recordAudit } from '../audit/log.js'
 import type { LoginCodeRepository } from '../auth/login-codes.js'
 import type { UserRepository } from '../users/repository.js'
@@ -294,7 +294,7 @@ export function createOidcService(deps: OidcServiceDeps) {
         await identities.insert({ userId: user.id, provider, subject, email: null }, tx)
         await recordAudit(
           tx,
-          { ...SYSTEM_PRINCIPAL_ACTOR, userId: user.id },
+          { ...SYSTEM_ACTOR, userId: user.id },
           {
             action: 'create',
             resourceType: 'user_identity',
@@ -459,13 +459,6 @@ export function createOidcService(deps: OidcServiceDeps) {
       return { userId: principal.userId, role, apiKeyId: null }
     },
   }
-}
-
-const SYSTEM_PRINCIPAL_ACTOR: Actor = {
-  userId: null,
-  apiKeyId: null,
-  requestId: null,
-  clientAddress: null,
 }
 
 export type OidcService = ReturnType<typeof createOidcService>
