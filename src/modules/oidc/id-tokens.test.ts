@@ -168,6 +168,22 @@ describe('ID token validation against the provider’s published keys', () => {
   })
 })
 
+describe('access tokens for services', () => {
+  it('when an ID token carries the service audience, then it is not taken for an access token', async () => {
+    const client = clientFor({ service_tokens: { audience: BROWSER_CLIENT.id } })
+    const accessToken = await idToken({ nonce: undefined })
+
+    await expect(client.validateAccessToken(accessToken)).resolves.toHaveProperty('sub')
+    const error = await refusal(client.validateAccessToken(await idToken()))
+    const keycloakStyle = await refusal(
+      client.validateAccessToken(await idToken({ nonce: undefined, typ: 'ID' })),
+    )
+
+    expect(error.reason).toBe('id_token')
+    expect(keycloakStyle.reason).toBe('id_token')
+  })
+})
+
 describe('the provider’s key set', () => {
   it('when the provider rotates its key, then a token with the unknown kid triggers one key-set fetch and succeeds, and more unknown kids within the cooldown fetch nothing', async () => {
     const client = clientFor()

@@ -234,10 +234,16 @@ export function createProviderClient(provider: OidcProvider, options: ProviderCl
     async validateAccessToken(token: string): Promise<JWTPayload> {
       const service = provider.service_tokens
       if (!service) throw new OidcIdTokenInvalid('Service tokens are off.', { reason: 'off' })
-      return verify(token, {
+      const claims = await verify(token, {
         issuer: service.issuer ?? (await getMetadata()).issuer,
         audience: service.audience,
       })
+      // An ID token can carry this API's audience too (Entra names the app by its client id
+      // in both); its nonce, or Keycloak's typ claim, gives it away.
+      if (claims.nonce !== undefined || claims.typ === 'ID') {
+        throw new OidcIdTokenInvalid('An ID token is no access token.', { reason: 'id_token' })
+      }
+      return claims
     },
 
     /** RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0), when offered. */
