@@ -22,6 +22,7 @@ import { auditRoutes } from './modules/audit/routes.js'
 import { createAuditService } from './modules/audit/service.js'
 import { createAccessTokens } from './modules/auth/access-tokens.js'
 import { createAuthStateEvents } from './modules/auth/auth-state-events.js'
+import { createLoginCodeRepository } from './modules/auth/login-codes.js'
 import { limitPasswordHashing } from './modules/auth/passwords.js'
 import { createRefreshTokenRepository } from './modules/auth/refresh-tokens.js'
 import { authRoutes } from './modules/auth/routes.js'
@@ -39,6 +40,11 @@ import type { ManagedModelServer } from './modules/models/serving/model-server.j
 import { createModelServing } from './modules/models/serving/model-serving.js'
 import { describeServedModels } from './modules/models/serving/openapi-models.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
+import { createLoginStateSealer } from './modules/oidc/login-state.js'
+import { createProviderClient } from './modules/oidc/provider-client.js'
+import { createIdentityRepository } from './modules/oidc/repository.js'
+import { oidcRoutes } from './modules/oidc/routes.js'
+import { createOidcService, type OidcService, type PrincipalState } from './modules/oidc/service.js'
 import { createOrderRepository } from './modules/orders/repository.js'
 import { orderRoutes } from './modules/orders/routes.js'
 import type { Order } from './modules/orders/schemas.js'
@@ -50,7 +56,7 @@ import { createProductService } from './modules/products/service.js'
 import { createUserRepository } from './modules/users/repository.js'
 import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
-import { type Authenticate, auth } from './platform/auth.js'
+import { type Authenticate, auth, securitySchemes } from './platform/auth.js'
 import { conditionalGet } from './platform/conditional-get.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
@@ -181,9 +187,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ttlMs: config.AUTH_CACHE_TTL_MS,
     ownerOf: (owner) => owner.userId,
   })
+  const principals = createCredentialCache<PrincipalState>({
+    ttlMs: config.AUTH_CACHE_TTL_MS,
+    ownerOf: (principal) => principal.userId,
+  })
   const forget = (userId: string) => {
     userStates.invalidateOwner(userId)
     keyOwners.invalidateOwner(userId)
+    principals.invalidateOwner(userId)
   }
   const userChanges = createAuthStateEvents(redis, forget, app.log)
   app.addHook('onClose', () => userChanges.close())
@@ -227,6 +238,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     {
       userStates,
       keyOwners,
+      principals,
       credentialsChanged: (userId) => {
         forget(userId)
         userChanges.publish(userId)
@@ -269,7 +281,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     syncIntervalMs: config.RATE_LIMIT_SYNC_INTERVAL_MS,
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.
-  await app.register(auth, { authenticate: overrides.authenticate ?? modules.auth.authenticate })
+  const schemes = securitySchemes(modules.oidc?.providers()[0]?.login_url)
+  await app.register(auth, {
+    authenticate: overrides.authenticate ?? modules.auth.authenticate,
+    schemes,
+  })
   await app.register(idempotency, {
     db: database.db,
     ttlSeconds: config.IDEMPOTENCY_TTL_S,
@@ -278,6 +294,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   if (config.DOCS_ENABLED) {
     await app.register(openapi, {
       version,
+      schemes,
       extend: (document) => describeServedModels(document, serving.server.activeServed()),
     })
   }
@@ -297,6 +314,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     registrationEnabled: config.REGISTRATION_ENABLED,
     loginLimit: { max: config.LOGIN_RATE_LIMIT_MAX, windowMs: config.LOGIN_RATE_LIMIT_WINDOW_MS },
   })
+  if (modules.oidc) {
+    await app.register(oidcRoutes, {
+      prefix: '/v1/auth/oidc',
+      oidc: modules.oidc,
+      secureCookies: config.PUBLIC_URL?.startsWith('https:') ?? false,
+    })
+  }
   await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
   await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
   await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
@@ -385,12 +409,22 @@ function createModules(
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
+    principals: CredentialCache<PrincipalState>
     credentialsChanged: (userId: string) => void
   },
 ) {
   const { db } = database
   const transaction = inTransaction(db)
   const userRepository = createUserRepository(db)
+  const loginCodes = createLoginCodeRepository(db)
+  const oidc = createOidc(config, {
+    users: userRepository,
+    loginCodes,
+    inTransaction: transaction,
+    identities: createIdentityRepository(db),
+    principals: auth.principals,
+    credentialsChanged: auth.credentialsChanged,
+  })
   const apiKeys = createApiKeyService({
     apiKeys: createApiKeyRepository(db),
     inTransaction: transaction,
@@ -399,6 +433,7 @@ function createModules(
   })
   return {
     apiKeys,
+    oidc,
     users: createUserService({
       users: userRepository,
       inTransaction: transaction,
@@ -419,6 +454,9 @@ function createModules(
       inTransaction: transaction,
       userStates: auth.userStates,
       refreshTokenTtlSeconds: config.REFRESH_TOKEN_TTL_S,
+      loginCodes,
+      passwordLoginEnabled: config.PASSWORD_LOGIN_ENABLED,
+      providerTokens: oidc?.authenticateServiceToken,
     }),
     products: createProductService({
       products: createProductRepository(db),
@@ -446,6 +484,33 @@ function createModules(
       serving,
     }),
   }
+}
+
+/** Single sign-on, when providers are configured (PUBLIC_URL is then set, config checks it). */
+function createOidc(
+  config: Config,
+  deps: Pick<
+    Parameters<typeof createOidcService>[0],
+    'users' | 'loginCodes' | 'inTransaction' | 'identities' | 'principals' | 'credentialsChanged'
+  >,
+): OidcService | undefined {
+  if (config.oidcProviders.length === 0 || !config.PUBLIC_URL) return undefined
+  const clientOptions = {
+    jwksCooldownMs: config.OIDC_JWKS_COOLDOWN_MS,
+    httpTimeoutMs: config.OIDC_HTTP_TIMEOUT_MS,
+    clockToleranceSeconds: config.JWT_CLOCK_TOLERANCE_S,
+  }
+  // Swagger UI's own redirect page, so "Authorize" works from /docs.
+  const docsRedirect = config.DOCS_ENABLED
+    ? [`${config.PUBLIC_URL}/docs/static/oauth2-redirect.html`]
+    : []
+  return createOidcService({
+    ...deps,
+    clients: config.oidcProviders.map((provider) => createProviderClient(provider, clientOptions)),
+    sealer: createLoginStateSealer(config.JWT_SECRET),
+    publicUrl: config.PUBLIC_URL,
+    clientRedirectUris: [...config.oidcClientRedirectUris, ...docsRedirect],
+  })
 }
 
 export function databaseSettings(config: Config) {

@@ -5,6 +5,7 @@ import addFormats from 'ajv-formats'
 import { parse as parseDotenv } from 'dotenv'
 import { type Static, Type } from 'typebox'
 import { EMBEDDED_SHARED_BUFFERS_MB } from './db/pglite-protocol.js'
+import { type OidcProvider, parseOidcProviders } from './modules/oidc/provider-config.js'
 import { OperatorError } from './shared/operator-error.js'
 
 /** Usable for local development only; production refuses to start with it. */
@@ -145,6 +146,39 @@ const EnvSchema = Type.Object({
     maximum: 60_000,
     default: 5000,
     description: 'milliseconds (0-60000, 0 disables the cache)',
+  }),
+  PASSWORD_LOGIN_ENABLED: Type.Boolean({
+    default: true,
+    description: 'true or false (false refuses the password grant: single sign-on only)',
+  }),
+  PUBLIC_URL: Type.Optional(
+    Type.String({
+      pattern: '^https?://[^/?#]+$',
+      description: 'the origin clients reach the service at, e.g. https://orders.example.com',
+    }),
+  ),
+  OIDC_PROVIDERS: Type.Optional(
+    Type.String({ minLength: 1, description: 'a JSON array of OpenID Connect providers' }),
+  ),
+  OIDC_PROVIDERS_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: 'a path to a JSON file like OIDC_PROVIDERS' }),
+  ),
+  OIDC_CLIENT_REDIRECT_URIS: Type.String({
+    default: '',
+    description:
+      'comma-separated front-end URLs a finished sign-in may return to (the first is the default)',
+  }),
+  OIDC_JWKS_COOLDOWN_MS: Type.Integer({
+    minimum: 0,
+    maximum: 3_600_000,
+    default: 30_000,
+    description: 'milliseconds between two fetches of a provider key set for an unknown kid',
+  }),
+  OIDC_HTTP_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    maximum: 60_000,
+    default: 5000,
+    description: 'milliseconds to wait for a provider (discovery, keys, code exchange)',
   }),
   REGISTRATION_ENABLED: Type.Optional(
     Type.Boolean({ description: 'true or false (default: true, false in production)' }),
@@ -308,6 +342,10 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   modelBatching: Record<string, BatchingSettings>
   /** JWT_PREVIOUS_SECRETS, split. */
   jwtPreviousSecrets: string[]
+  /** OIDC_PROVIDERS (or the file OIDC_PROVIDERS_FILE names), validated, with their secrets. */
+  oidcProviders: OidcProvider[]
+  /** OIDC_CLIENT_REDIRECT_URIS, split. */
+  oidcClientRedirectUris: string[]
   REGISTRATION_ENABLED: boolean
 }
 
@@ -364,6 +402,11 @@ export function loadConfig(
       .filter(Boolean),
     // Open sign-up suits a laptop; a production service opts in deliberately.
     REGISTRATION_ENABLED: parsed.REGISTRATION_ENABLED ?? parsed.NODE_ENV !== 'production',
+    oidcProviders: readOidcProviders(parsed, env, fromFile, problems),
+    oidcClientRedirectUris: parseRedirectUris(parsed.OIDC_CLIENT_REDIRECT_URIS, problems),
+  }
+  if (config.oidcProviders.length > 0 && !config.PUBLIC_URL) {
+    problems.push('PUBLIC_URL must be set with OIDC_PROVIDERS (providers redirect back to it)')
   }
   if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
     problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together')
@@ -401,6 +444,48 @@ export function withoutPassword(value: string): string {
   if (url.password) url.password = '***'
   if (url.searchParams.has('password')) url.searchParams.set('password', '***')
   return url.toString()
+}
+
+/** Single sign-on providers, from OIDC_PROVIDERS or the file OIDC_PROVIDERS_FILE names. */
+function readOidcProviders(
+  parsed: Env,
+  env: NodeJS.ProcessEnv,
+  fromFile: Record<string, string>,
+  problems: string[],
+): OidcProvider[] {
+  if (parsed.OIDC_PROVIDERS && parsed.OIDC_PROVIDERS_FILE) {
+    problems.push('OIDC_PROVIDERS and OIDC_PROVIDERS_FILE are exclusive: set one')
+    return []
+  }
+  let json = parsed.OIDC_PROVIDERS
+  if (parsed.OIDC_PROVIDERS_FILE) {
+    try {
+      json = readFileSync(parsed.OIDC_PROVIDERS_FILE, 'utf8')
+    } catch (error) {
+      problems.push(
+        `OIDC_PROVIDERS_FILE=${JSON.stringify(parsed.OIDC_PROVIDERS_FILE)} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      )
+      return []
+    }
+  }
+  if (json === undefined) return []
+  // Client secrets are read by name (OIDC_<NAME>_CLIENT_SECRET), the environment first.
+  return parseOidcProviders(json, { ...fromFile, ...env }, problems)
+}
+
+function parseRedirectUris(value: string, problems: string[]): string[] {
+  const uris = value
+    .split(',')
+    .map((uri) => uri.trim())
+    .filter(Boolean)
+  for (const uri of uris) {
+    if (!URL.canParse(uri) || !/^https?:$/.test(new URL(uri).protocol) || new URL(uri).hash) {
+      problems.push(
+        `OIDC_CLIENT_REDIRECT_URIS entry ${JSON.stringify(uri)} is invalid: expected an absolute http(s) URL without a fragment`,
+      )
+    }
+  }
+  return uris
 }
 
 function parseTrustProxy(value: string, problems: string[]): TrustProxy {
@@ -463,6 +548,10 @@ function insecureForProduction(config: Config): string[] {
       )
     }
   })
+  // The login cookie and the provider's redirect travel over it.
+  if (config.oidcProviders.length > 0 && config.PUBLIC_URL?.startsWith('http:')) {
+    problems.push('PUBLIC_URL must be https:// in production when OIDC_PROVIDERS is set')
+  }
   if (config.corsOrigins.includes('*')) {
     problems.push('CORS_ORIGINS must list origins explicitly in production, not "*"')
   }

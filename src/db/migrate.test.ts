@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { SERVICES_MODE } from '../../test/helpers.js'
+import { verifyPassword } from '../modules/auth/passwords.js'
 import { createEmbeddedDatabase, type DatabaseHandle } from './client.js'
 import { MIGRATIONS_DIR, migrate, rollback } from './migrate.js'
 import { createPostgresDatabase } from './postgres.js'
@@ -110,5 +111,25 @@ describe('migrations', () => {
     await expect(migrate(database, directory)).rejects.toThrow(/table_that_does_not_exist/)
     expect(await tables()).toEqual(before)
     expect(before).not.toContain('half_written')
+  })
+
+  it('when 012 is undone while single sign-on users exist, then they keep a password hash no password verifies', async () => {
+    await migrate(database)
+    await database.withScriptTransaction(async (run) => {
+      await run(
+        `INSERT INTO users (email, full_name, role, password_hash) VALUES ('sso@example.com', 'SSO', 'user', NULL)`,
+      )
+    })
+    let step = await rollback(database)
+    while (step.to >= 12) step = await rollback(database)
+
+    let hashes: unknown[] = []
+    await database.withScriptTransaction(async (run) => {
+      const { rows } = await run(`SELECT password_hash FROM users WHERE email = 'sso@example.com'`)
+      hashes = (rows as { password_hash: unknown }[]).map((row) => row.password_hash)
+    })
+    expect(hashes).toEqual(['!'])
+    expect(await verifyPassword('!', '!')).toBe(false)
+    expect((await migrate(database)).to).toBe(versions.at(-1))
   })
 })

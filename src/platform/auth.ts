@@ -39,7 +39,37 @@ export const SECURITY_SCHEMES = {
   ApiKeyAuth: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
 } as const
 
-const SECURITY = Object.keys(SECURITY_SCHEMES).map((name) => ({ [name]: [] }))
+export type SecuritySchemes = typeof SECURITY_SCHEMES & {
+  SingleSignOn?: {
+    type: 'oauth2'
+    description: string
+    flows: { authorizationCode: { authorizationUrl: string; tokenUrl: string; scopes: object } }
+  }
+}
+
+/**
+ * The schemes the OpenAPI document offers; with single sign-on, also the authorization
+ * code flow through the service's own sign-in, so Swagger UI's "Authorize" can use it: the
+ * service redirects to the provider and answers Swagger UI with a one-time code that the
+ * token endpoint exchanges (grant_type=authorization_code, with Swagger UI's PKCE).
+ */
+export function securitySchemes(ssoLoginUrl: string | undefined): SecuritySchemes {
+  if (!ssoLoginUrl) return SECURITY_SCHEMES
+  return {
+    ...SECURITY_SCHEMES,
+    SingleSignOn: {
+      type: 'oauth2',
+      description: 'Sign in through the identity provider (Swagger UI: "Authorize").',
+      flows: {
+        authorizationCode: {
+          authorizationUrl: ssoLoginUrl,
+          tokenUrl: '/v1/auth/token',
+          scopes: {},
+        },
+      },
+    },
+  }
+}
 const WRITERS: readonly Role[] = ['admin', 'user']
 // The Open Inference Protocol's model routes sit beside /v1; its health probes stay public.
 const PROTECTED_PREFIXES = ['/v1/', '/v2/models/']
@@ -74,15 +104,21 @@ function readCredentials(request: FastifyRequest): Credentials {
  * requirement and its 401/403 answers in the OpenAPI document.
  */
 export const auth = fp(
-  async (app: FastifyInstance, options: { authenticate: Authenticate }) => {
+  async (
+    app: FastifyInstance,
+    options: { authenticate: Authenticate; schemes?: SecuritySchemes },
+  ) => {
     app.decorateRequest('caller', null)
+    const security = Object.keys(options.schemes ?? SECURITY_SCHEMES).map((name) => ({
+      [name]: [],
+    }))
 
     app.addHook('onRoute', (route) => {
       if (!isProtected(route.url, route.config?.auth)) return
       const schema = route.schema ?? {}
       route.schema = {
         ...schema,
-        security: SECURITY,
+        security,
         response: { ...problemResponses(401, 403, 429), ...(schema.response as object) },
       }
     })

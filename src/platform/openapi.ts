@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { SECURITY_SCHEMES } from './auth.js'
+import { SECURITY_SCHEMES, type SecuritySchemes } from './auth.js'
 
 const require = createRequire(import.meta.url)
 const REDOC_VERSION: string = require('redoc/package.json').version
@@ -32,6 +32,8 @@ const redocPage = `<!doctype html>
  */
 export interface OpenApiOptions {
   version: string
+  /** The security schemes offered (the defaults, plus single sign-on when configured). */
+  schemes?: SecuritySchemes
   /**
    * Adds what routes cannot declare when they are registered (each served model's own
    * input schema) to every copy of the document served; it must not change its argument.
@@ -53,7 +55,7 @@ export const openapi = fp(
             'Errors are RFC 9457 ' +
             'problem details (`application/problem+json`); lists are paginated with `page` and `page_size`.',
         },
-        components: { securitySchemes: SECURITY_SCHEMES },
+        components: { securitySchemes: options.schemes ?? SECURITY_SCHEMES },
         tags: [
           { name: 'auth', description: 'Registration, tokens (OAuth 2.0) and logout.' },
           { name: 'users', description: 'Your profile; user administration (admin).' },
@@ -86,6 +88,8 @@ export const openapi = fp(
     await app.register(swaggerUi, {
       routePrefix: '/docs',
       uiConfig: { docExpansion: 'list', deepLinking: true, persistAuthorization: true },
+      // The sign-in answers a code bound to Swagger UI's own PKCE verifier.
+      initOAuth: { clientId: 'swagger-ui', usePkceWithAuthorizationCodeGrant: true },
       transformSpecification: (document) => extend(document as Record<string, unknown>),
     })
 

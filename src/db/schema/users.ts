@@ -7,14 +7,15 @@ const timestamps = {
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 }
 
-/** Mirrors migrations/002.do.auth.sql. */
+/** Mirrors migrations/002.do.auth.sql (password_hash nullable since 012). */
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
   email: text('email').notNull(),
   fullName: text('full_name').notNull(),
   role: text('role').$type<Role>().notNull(),
   isActive: boolean('is_active').notNull().default(true),
-  passwordHash: text('password_hash').notNull(),
+  /** Null for users created by single sign-on: they have no password. */
+  passwordHash: text('password_hash'),
   authVersion: integer('auth_version').notNull().default(1),
   ...timestamps,
   lastLoginAt: timestamp('last_login_at', { withTimezone: true, mode: 'date' }),
@@ -53,3 +54,31 @@ export const apiKeys = pgTable('api_keys', {
 })
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
+
+/** Mirrors migrations/012.do.user-identities.sql. */
+export const userIdentities = pgTable('user_identities', {
+  id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
+  userId: uuid('user_id')
+    .notNull()
+    .references(() => users.id, { onDelete: 'cascade' }),
+  provider: text('provider').notNull(),
+  subject: text('subject').notNull(),
+  email: text('email'),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  lastLoginAt: timestamp('last_login_at', { withTimezone: true, mode: 'date' }),
+})
+
+export type UserIdentityRow = typeof userIdentities.$inferSelect
+
+export const loginCodes = pgTable('login_codes', {
+  codeHash: text('code_hash').primaryKey(),
+  userId: uuid('user_id')
+    .notNull()
+    .references(() => users.id, { onDelete: 'cascade' }),
+  familyId: uuid('family_id').notNull(),
+  redirectUri: text('redirect_uri').notNull(),
+  codeChallenge: text('code_challenge'),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+})
+
+export type LoginCodeRow = typeof loginCodes.$inferSelect

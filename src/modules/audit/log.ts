@@ -24,6 +24,8 @@ export const AUDITED_RESOURCES = [
   'model',
   // A login: its id is the refresh-token family, which every refresh of it shares.
   'session',
+  // A user's link to a single sign-on provider: `<provider>:<subject>`.
+  'user_identity',
 ] as const
 export type AuditedResource = (typeof AUDITED_RESOURCES)[number]
 

@@ -84,7 +84,9 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
         description:
           'Form-encoded (`application/x-www-form-urlencoded`, as OAuth clients send it; JSON with the ' +
           'same fields is accepted too). `grant_type=password` with `username` ' +
-          '(email) and `password`, or `grant_type=refresh_token` with `refresh_token`. Errors follow ' +
+          '(email) and `password`, `grant_type=refresh_token` with `refresh_token`, or ' +
+          '`grant_type=authorization_code` with the one-time `code` of a single sign-on (and its ' +
+          '`redirect_uri` and `code_verifier`). Errors follow ' +
           'RFC 6749 §5.2. Rate limited per client address and per username.',
         tags,
         consumes: ['application/x-www-form-urlencoded', 'application/json'],

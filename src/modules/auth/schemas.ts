@@ -6,11 +6,26 @@ import { type Static, Type } from 'typebox'
  */
 export const TokenRequestSchema = Type.Object(
   {
-    grant_type: Type.Optional(Type.String({ description: '`password` or `refresh_token`.' })),
+    grant_type: Type.Optional(
+      Type.String({ description: '`password`, `refresh_token` or `authorization_code`.' }),
+    ),
     username: Type.Optional(Type.String({ description: 'The email address (password grant).' })),
     password: Type.Optional(Type.String({ description: 'The password (password grant).' })),
     refresh_token: Type.Optional(
       Type.String({ description: 'The refresh token (refresh grant).' }),
+    ),
+    code: Type.Optional(
+      Type.String({
+        description: 'The one-time code of a single sign-on (authorization code grant).',
+      }),
+    ),
+    redirect_uri: Type.Optional(
+      Type.String({
+        description: 'The redirect_uri the sign-in started with (authorization code grant).',
+      }),
+    ),
+    code_verifier: Type.Optional(
+      Type.String({ description: 'The PKCE verifier, when the sign-in sent a code_challenge.' }),
     ),
     scope: Type.Optional(Type.String({ description: 'Ignored; access follows the user’s role.' })),
   },

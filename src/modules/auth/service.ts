@@ -9,9 +9,11 @@ import { hashSecret, randomSecret } from '../../shared/secrets.js'
 import type { ApiKeyService } from '../api-keys/service.js'
 import type { Actor } from '../audit/actor.js'
 import { recordAudit } from '../audit/log.js'
+import { codeChallengeOf } from '../oidc/provider-client.js'
 import type { UserRepository } from '../users/repository.js'
 import type { AccessTokens } from './access-tokens.js'
 import { OAuthError } from './errors.js'
+import type { LoginCodeRepository } from './login-codes.js'
 import { verifyNobody, verifyPassword } from './passwords.js'
 import type { RefreshTokenRepository } from './refresh-tokens.js'
 import type { TokenRequest, TokenResponse } from './schemas.js'
@@ -33,12 +35,22 @@ export interface AuthServiceDeps {
   /** Bearer requests read the user's auth state through it instead of the database. */
   userStates: CredentialCache<UserAuthState>
   refreshTokenTtlSeconds: number
+  /** The one-time codes single sign-on hands to the front end. */
+  loginCodes: LoginCodeRepository
+  /** False refuses the password grant: users sign in through single sign-on only. */
+  passwordLoginEnabled: boolean
+  /**
+   * Access tokens issued by a single sign-on provider for this API, tried only for bearer
+   * tokens the service's own verification refused; undefined when the token is no such one.
+   */
+  providerTokens?: (token: string) => Promise<Caller | undefined>
   now?: () => Date
 }
 
 // One answer for every failed login, whatever failed, so it tells nothing about accounts.
 const BAD_LOGIN = 'The email or password is wrong, or the account is disabled.'
 const BAD_REFRESH = 'The refresh token is invalid, expired or revoked.'
+const BAD_CODE = 'The code is invalid, expired or already used, or does not match this request.'
 
 type SignInFailure = 'unknown_account' | 'wrong_password' | 'account_disabled'
 
@@ -132,6 +144,28 @@ export function createAuthService(deps: AuthServiceDeps) {
     })
   }
 
+  /**
+   * RFC 6749 §4.1.3, for the one-time code a single sign-on redirected to the front end
+   * with. The code is taken out before it is checked, so a code presented with a wrong
+   * verifier or redirect_uri is gone as well: an intercepted code is worth one try.
+   */
+  async function authorizationCodeGrant(request: TokenRequest): Promise<TokenResponse> {
+    if (!request.code) throw new OAuthError('invalid_request', 'code is required.')
+    const row = await deps.loginCodes.consume(hashSecret(request.code), now())
+    const matches =
+      row !== undefined &&
+      (request.redirect_uri === undefined || request.redirect_uri === row.redirectUri) &&
+      (row.codeChallenge === null ||
+        (request.code_verifier !== undefined &&
+          codeChallengeOf(request.code_verifier) === row.codeChallenge))
+    if (!row || !matches) throw new OAuthError('invalid_grant', BAD_CODE)
+    return inTransaction(async (tx) => {
+      const user = await users.findById(row.userId, tx)
+      if (!user?.isActive) throw new OAuthError('invalid_grant', BAD_CODE)
+      return issueTokens(user, row.familyId, tx)
+    })
+  }
+
   async function refreshGrant(token: string | undefined, actor: Actor): Promise<TokenResponse> {
     if (!token) throw new OAuthError('invalid_request', 'refresh_token is required.')
     const at = now()
@@ -172,7 +206,15 @@ export function createAuthService(deps: AuthServiceDeps) {
     async token(request: TokenRequest, actor: Actor): Promise<TokenResponse> {
       switch (request.grant_type) {
         case 'password':
+          if (!deps.passwordLoginEnabled) {
+            throw new OAuthError(
+              'unsupported_grant_type',
+              'Password sign-in is switched off here; sign in with single sign-on.',
+            )
+          }
           return passwordGrant(request.username, request.password, actor)
+        case 'authorization_code':
+          return authorizationCodeGrant(request)
         case 'refresh_token':
           return refreshGrant(request.refresh_token, actor)
         case undefined:
@@ -181,7 +223,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         default:
           throw new OAuthError(
             'unsupported_grant_type',
-            'Use grant_type=password or grant_type=refresh_token.',
+            'Use grant_type=password, refresh_token or authorization_code.',
           )
       }
     },
@@ -213,7 +255,14 @@ export function createAuthService(deps: AuthServiceDeps) {
         if (!caller) throw new Unauthenticated('The API key is not valid.')
         return caller
       }
-      const claims = await accessTokens.verify(credentials.token)
+      let claims: Awaited<ReturnType<AccessTokens['verify']>>
+      try {
+        claims = await accessTokens.verify(credentials.token)
+      } catch (error) {
+        const caller = await deps.providerTokens?.(credentials.token)
+        if (caller) return caller
+        throw error
+      }
       const user = await deps.userStates.get(claims.sub, loadUserState)
       // A password change or deactivation bumps auth_version: older tokens stop here.
       if (!user?.isActive || user.authVersion !== claims.ver) {

@@ -139,7 +139,8 @@ describe('password grant', () => {
     [{ grant_type: 'password', username: 'a@example.com' }, 'invalid_request'],
     [{ grant_type: 'refresh_token' }, 'invalid_request'],
     [{ grant_type: 'client_credentials' }, 'unsupported_grant_type'],
-    [{ grant_type: 'authorization_code', code: 'x' }, 'unsupported_grant_type'],
+    [{ grant_type: 'authorization_code' }, 'invalid_request'],
+    [{ grant_type: 'authorization_code', code: 'not a code anyone was given' }, 'invalid_grant'],
   ])('answers the request %j with the RFC 6749 error %s', async (fields, error) => {
     const response = await tokenRequest(fields as Record<string, string>)
     expect(response.statusCode).toBe(400)
