@@ -81,6 +81,16 @@ const CONNECTION_CODES = new Set([
 ])
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, 'half-open': 2 }
 
+/**
+ * Closes an answer not read to its end, which would keep its socket busy. Destroying an
+ * undici body emits an abort error, which nobody is left to read.
+ */
+function discard(body: NodeJS.ReadableStream & { destroy(): void; readableEnded: boolean }) {
+  if (body.readableEnded) return
+  body.on('error', () => {})
+  body.destroy()
+}
+
 function errorCode(error: unknown): string | undefined {
   for (let current = error; current instanceof Error; current = current.cause) {
     const code = (current as { code?: unknown }).code
@@ -317,7 +327,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
           }
         } finally {
           // An answer not read to its end keeps its socket busy; closing it frees the pool.
-          if (!response.body.readableEnded) response.body.destroy()
+          discard(response.body)
         }
       })
     },
@@ -349,7 +359,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
             try {
               checkStatus(answer.statusCode)
             } catch (error) {
-              answer.body.destroy()
+              discard(answer.body)
               throw error
             }
             return answer
@@ -366,7 +376,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
               if (cancel.signal.aborted || call.signal?.aborted) return
               throw toProblem(key, classify(error, deadline.signal, call.signal))
             } finally {
-              if (!response.body.readableEnded) response.body.destroy()
+              discard(response.body)
             }
           })(),
         }
