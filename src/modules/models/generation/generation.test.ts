@@ -214,6 +214,17 @@ describe('text generation', () => {
     expect(response.json().code).toBe('MODEL_TASK_MISMATCH')
   })
 
+  it('when a text-generation model is asked to predict, then predict and predict/batch answer 409 MODEL_TASK_MISMATCH', async () => {
+    for (const [url, payload] of [
+      [`/v1/models/${name}/predict`, { inputs: {} }],
+      [`/v1/models/${name}/predict/batch`, { instances: [{}] }],
+    ] as const) {
+      const response = await injectAs(t, user)({ method: 'POST', url, payload })
+      expect(response.statusCode, url).toBe(409)
+      expect(response.json().code).toBe('MODEL_TASK_MISMATCH')
+    }
+  })
+
   it('when a text-generation card has neither a graph description nor an openai backend, then registration answers 422', async () => {
     const card = { ...tinyCard, name: `bad-${unique().toLowerCase()}` } as ModelCard
     delete card.generation
