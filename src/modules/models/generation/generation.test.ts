@@ -322,16 +322,21 @@ describe('text generation', () => {
     it('when the model is an OpenAI-compatible upstream, then its tokens stream through and the upstream gets the request', async () => {
       upstream.seen.length = 0
       streamTokens(upstream, ['Hel', 'lo', ' there'], 5)
-      const stream = await client.chat.completions.create({
-        model: remote,
-        messages: [{ role: 'user', content: 'Say hello' }],
-        max_tokens: 20,
-        stream: true,
-      })
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+      const stream = await client.chat.completions.create(
+        {
+          model: remote,
+          messages: [{ role: 'user', content: 'Say hello' }],
+          max_tokens: 20,
+          stream: true,
+        },
+        { headers: { traceparent } },
+      )
       let text = ''
       for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
       expect(text).toBe('Hello there')
       expect(upstream.seen[0]?.url).toBe('/v1/chat/completions')
+      expect(upstream.seen[0]?.headers.traceparent).toBe(traceparent)
       expect(upstream.seen[0]?.body).toMatchObject({
         model: 'llama-3-8b',
         messages: [{ role: 'user', content: 'Say hello' }],
@@ -429,7 +434,30 @@ describe('text generation', () => {
       ).rejects.toMatchObject({ status: 502 })
     })
 
+    it('when the upstream answers 503 before its stream starts, then the call is retried and streams', async () => {
+      upstream.seen.length = 0
+      let calls = 0
+      upstream.answer((_request, response) => {
+        calls++
+        if (calls === 1) {
+          response.writeHead(503)
+          response.end()
+          return
+        }
+        response.writeHead(200, { 'content-type': 'text/event-stream' })
+        response.write(
+          `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: 'ok' }, finish_reason: 'stop' }] })}\n\n`,
+        )
+        response.end('data: [DONE]\n\n')
+      })
+      const response = await generate({ prompt: 'x' }, {}, remote)
+      expect(response.statusCode, response.body).toBe(200)
+      expect(response.json()).toMatchObject({ text: 'ok', finish_reason: 'stop' })
+      expect(upstream.seen).toHaveLength(2)
+    })
+
     it('when the upstream breaks off mid-stream, then the stream ends with an error event', async () => {
+      upstream.seen.length = 0
       upstream.answer((_request, response) => {
         response.writeHead(200, { 'content-type': 'text/event-stream' })
         response.write(
@@ -445,6 +473,8 @@ describe('text generation', () => {
         event: 'error',
         data: { status: 502, code: 'UPSTREAM_FAILED' },
       })
+      // Tokens may have reached the caller: a retry could repeat them, so there is none.
+      expect(upstream.seen).toHaveLength(1)
     })
   })
 })
