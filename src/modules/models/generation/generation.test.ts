@@ -121,7 +121,8 @@ describe('text generation', () => {
       ...(await modelUpload({ card })),
     })
     expect(registered.statusCode, registered.body).toBe(201)
-  })
+    // Two users (argon2) and two registrations (a graph load): minutes on a loaded machine.
+  }, 180_000)
 
   afterAll(async () => {
     await t.close()
