@@ -30,8 +30,10 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { generationRoutes } from './modules/models/generation/routes.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
+import type { AllowedHosts } from './modules/models/remote/allowed-hosts.js'
 import { createModelRepository } from './modules/models/repository.js'
 import { modelRoutes } from './modules/models/routes.js'
 import type { InferenceBackend } from './modules/models/runtime/backend.js'
@@ -234,6 +236,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     inference,
     modelRepository,
     serving.hooks,
+    serving.allowedHosts,
     caches,
     {
       userStates,
@@ -304,7 +307,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   if (redis) checks.redis = async () => void (await redis.ping())
   await app.register(health, {
     // A model whose active version failed to load is named, e.g. `model:iris`.
-    checks: () => ({ ...checks, ...modelChecks(serving.server) }),
+    checks: () => ({
+      ...checks,
+      ...modelChecks(serving.server),
+      ...upstreamChecks(serving.upstream.down()),
+    }),
   })
 
   await app.register(authRoutes, {
@@ -336,6 +343,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     prefix: '/v1',
     predictions: serving.predictions,
     batchMax: config.PREDICT_BATCH_MAX,
+  })
+  await app.register(generationRoutes, {
+    prefix: '/v1',
+    generation: serving.generation,
+    maxTokens: config.GENERATE_MAX_TOKENS,
   })
   await app.register(kserveRoutes, {
     prefix: '/v2',
@@ -393,6 +405,13 @@ function modelChecks(server: ManagedModelServer): Record<string, ReadinessCheck>
   return checks
 }
 
+/** A remote backend whose breaker is open is named, e.g. `upstream:churn@1.0.0`. */
+function upstreamChecks(down: string[]): Record<string, ReadinessCheck> {
+  return Object.fromEntries(
+    down.map((name) => [`upstream:${name}`, () => Promise.reject(new Error('breaker open'))]),
+  )
+}
+
 /** A hop count trusts exactly that many proxies in front of the service, never more. */
 function trustProxySetting(trust: TrustProxy) {
   return typeof trust === 'number' ? (_address: string, hop: number) => hop < trust : trust
@@ -405,6 +424,7 @@ function createModules(
   inference: InferenceBackend,
   modelRepository: ReturnType<typeof createModelRepository>,
   serving: ServingHooks,
+  allowedHosts: AllowedHosts,
   caches: { orders: ResourceCache<Order>; products: ResourceCache<Product> },
   auth: {
     userStates: CredentialCache<UserAuthState>
@@ -482,6 +502,7 @@ function createModules(
       inTransaction: transaction,
       backend: inference,
       serving,
+      allowedHosts,
     }),
   }
 }

@@ -304,6 +304,71 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  REMOTE_BACKEND_ALLOWED_HOSTS: Type.String({
+    default: '',
+    description:
+      'comma-separated hosts a model card may name as its remote backend: host, host:port or *.domain (empty: none)',
+  }),
+  REMOTE_BACKEND_CONNECT_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 60_000,
+    default: 1000,
+    description: 'milliseconds to open a connection to a remote backend',
+  }),
+  REMOTE_BACKEND_TIMEOUT_MS: Type.Integer({
+    minimum: 10,
+    maximum: 600_000,
+    default: 10_000,
+    description:
+      'milliseconds a remote backend call may take, retries included (a stream: per gap)',
+  }),
+  REMOTE_BACKEND_RETRIES: Type.Integer({
+    minimum: 0,
+    maximum: 10,
+    default: 2,
+    description: 'retries of a remote backend call after a connection error, 502, 503 or 504',
+  }),
+  REMOTE_BACKEND_RETRY_BASE_MS: Type.Integer({
+    minimum: 0,
+    maximum: 10_000,
+    default: 50,
+    description: 'milliseconds of the first retry backoff (doubling, with full jitter)',
+  }),
+  REMOTE_BACKEND_MAX_RESPONSE_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 10_485_760,
+    description: 'bytes of one remote backend answer; a larger one is refused (502)',
+  }),
+  REMOTE_BACKEND_CONNECTIONS: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 32,
+    description: 'pooled connections per remote backend origin',
+  }),
+  REMOTE_BACKEND_BREAKER_RESET_MS: Type.Integer({
+    minimum: 100,
+    maximum: 600_000,
+    default: 10_000,
+    description: 'milliseconds an open breaker refuses calls before one probe goes through',
+  }),
+  REMOTE_BACKEND_BREAKER_ERROR_PERCENT: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 50,
+    description: 'percent of failed calls in the last 10 s that opens the breaker',
+  }),
+  REMOTE_BACKEND_BREAKER_MIN_CALLS: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 5,
+    description: 'calls in the last 10 s before the breaker judges a remote backend',
+  }),
+  GENERATE_MAX_TOKENS: Type.Integer({
+    minimum: 1,
+    maximum: 100_000,
+    default: 1024,
+    description: 'the largest max_tokens a generation request may ask for',
+  }),
   READ_CACHE_TTL_MS: Type.Integer({
     minimum: 0,
     maximum: 3_600_000,

@@ -233,6 +233,8 @@ describe('roles', () => {
     'POST /v1/models/{name}/predict': everyone,
     'POST /v1/models/{name}/predict/batch': everyone,
     'POST /v1/predict': everyone,
+    'POST /v1/models/{name}/generate': everyone,
+    'POST /v1/chat/completions': everyone,
     'GET /v2/models/{name}': everyone,
     'GET /v2/models/{name}/versions/{version}': everyone,
     'GET /v2/models/{name}/ready': everyone,
@@ -245,7 +247,7 @@ describe('roles', () => {
     const viewerWrites = Object.entries(matrix)
       .filter(([operation, roles]) => roles.includes('viewer') && !operation.startsWith('GET '))
       .map(([operation]) => operation)
-      .filter((operation) => !/\/(predict|infer)(\/|$)/.test(operation))
+      .filter((operation) => !/\/(predict|infer|generate|completions)(\/|$)/.test(operation))
     expect(documentedOperations(/viewers write only through[^:]*:([^—]*)—/)).toEqual(
       viewerWrites.sort(),
     )

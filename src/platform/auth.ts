@@ -75,6 +75,8 @@ const WRITERS: readonly Role[] = ['admin', 'user']
 const PROTECTED_PREFIXES = ['/v1/', '/v2/models/']
 // RFC 6750 §5.3: credentials in URLs end up in logs, histories and Referer headers.
 const QUERY_CREDENTIALS = ['api_key', 'apikey', 'access_token', 'key', 'token']
+// API keys read `ofk_<8 hex>_<secret>`; a JWT starts with `ey`, so the two never mix.
+const API_KEY_PREFIX = 'ofk_'
 
 function isProtected(url: string, auth: RouteAuth | undefined): boolean {
   return PROTECTED_PREFIXES.some((prefix) => url.startsWith(prefix)) && !(auth && 'public' in auth)
@@ -94,6 +96,8 @@ function readCredentials(request: FastifyRequest): Credentials {
   if (typeof apiKey === 'string' && apiKey.length > 0) return { kind: 'api_key', key: apiKey }
   const authorization = request.headers.authorization
   const match = authorization ? /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(authorization) : null
+  // An API key sent as a bearer token, as OpenAI-compatible clients send theirs.
+  if (match?.[1]?.startsWith(API_KEY_PREFIX)) return { kind: 'api_key', key: match[1] }
   if (match?.[1]) return { kind: 'bearer', token: match[1] }
   throw new Unauthenticated('This route needs a bearer token or an X-API-Key header.')
 }

@@ -20,7 +20,56 @@ export function cardInconsistencies(card: ModelCard): FieldError[] {
       stepProblems(step, `card.preprocessing.steps[${index}]`, inputs),
     ),
     ...disagreeingDefaults(card),
+    ...taskProblems(card),
   ]
+}
+
+/**
+ * A predictive card says what a request holds and what the graph answers; a text-generation
+ * card reads a prompt, so it either runs a shipped graph (`generation`) or calls an
+ * OpenAI-compatible server, and a KServe upstream answers tensors, never text.
+ */
+function taskProblems(card: ModelCard): FieldError[] {
+  const problems: FieldError[] = []
+  const kind = card.backend?.kind
+  if (card.task !== 'text-generation') {
+    if (card.inputs.length === 0)
+      problems.push({ path: 'card.inputs', message: 'must not be empty' })
+    if (card.preprocessing.tensors.length === 0) {
+      problems.push({ path: 'card.preprocessing.tensors', message: 'must not be empty' })
+    }
+    if (card.outputs.length === 0)
+      problems.push({ path: 'card.outputs', message: 'must not be empty' })
+    if (kind === 'openai') {
+      problems.push({
+        path: 'card.backend.kind',
+        message: `is openai, which generates text: the task ${card.task} needs kserve-v2`,
+      })
+    }
+    if (card.generation) {
+      problems.push({ path: 'card.generation', message: 'is for text-generation models only' })
+    }
+    return problems
+  }
+  if (kind === 'kserve-v2') {
+    problems.push({
+      path: 'card.backend.kind',
+      message: 'is kserve-v2, which answers tensors: a text-generation model needs openai',
+    })
+  }
+  if (kind === undefined && !card.generation) {
+    problems.push({
+      path: 'card.generation',
+      message: 'is required for a text-generation model that is not served by an openai backend',
+    })
+  }
+  if (kind !== undefined && card.generation) {
+    problems.push({ path: 'card.generation', message: 'must be absent for a remote backend' })
+  }
+  if (card.generation && !card.generation.vocabulary.includes(card.generation.pad)) {
+    problems.push({ path: 'card.generation.pad', message: 'must be one of the vocabulary' })
+  }
+  return problems
 }
 
 /** What is wrong with `value` as a value of `input`; undefined when it could be sent. */

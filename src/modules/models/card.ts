@@ -113,21 +113,73 @@ export const ModelOutputSchema = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * An inference server outside this process that answers for the model. Only an admin
+ * registers a card, and its host must be in REMOTE_BACKEND_ALLOWED_HOSTS both then and at
+ * every call: nothing in a prediction request can point the service anywhere else.
+ */
+export const RemoteBackendSchema = Type.Object(
+  {
+    kind: StringEnum(['kserve-v2', 'openai'] as const, {
+      description:
+        'kserve-v2: Open Inference Protocol REST (POST {url}/v2/models/{model}/infer); openai: an OpenAI-compatible server (POST {url}/v1/chat/completions).',
+    }),
+    url: Type.String({
+      pattern: '^https?://[^/?#@\\s]+(/[^?#\\s]*)?$',
+      maxLength: 2048,
+      description: 'the base URL of the upstream server, without credentials, query or fragment',
+    }),
+    model: Type.String({
+      pattern: '^[A-Za-z0-9][A-Za-z0-9._:/-]*$',
+      maxLength: 256,
+      description: 'the model name upstream',
+    }),
+  },
+  { additionalProperties: false },
+)
+
+/**
+ * How a shipped character-level model generates text: the graph reads the last
+ * `context_length` characters as indexes into `vocabulary` and answers next-character logits.
+ */
+export const GenerationSchema = Type.Object(
+  {
+    vocabulary: Type.Array(Type.String({ minLength: 1, maxLength: 1 }), {
+      minItems: 2,
+      uniqueItems: true,
+      description: 'The characters the model knows, by index.',
+    }),
+    context_length: Type.Integer({ minimum: 1, maximum: 4096 }),
+    input: Type.String({ description: 'The graph input: int64 [N, context_length] indexes.' }),
+    output: Type.String({ description: 'The graph output: float32 [N, vocabulary] logits.' }),
+    pad: Type.String({
+      minLength: 1,
+      maxLength: 1,
+      description:
+        'The character a context shorter than context_length is padded with, and that stands for characters outside the vocabulary.',
+    }),
+  },
+  { additionalProperties: false },
+)
+
 export const ModelCardSchema = Type.Object(
   {
     name: ModelNameSchema,
     version: VersionNameSchema,
-    task: StringEnum(['classification', 'regression'] as const),
+    task: StringEnum(['classification', 'regression', 'text-generation'] as const),
     description: Type.String(),
-    inputs: Type.Array(ModelInputSchema, { minItems: 1 }),
+    // Empty only for text generation, whose request is a prompt (card-consistency.ts).
+    inputs: Type.Array(ModelInputSchema),
     preprocessing: Type.Object(
       {
-        tensors: Type.Array(TensorSpecSchema, { minItems: 1 }),
+        tensors: Type.Array(TensorSpecSchema),
         steps: Type.Array(PreprocessingStepSchema),
       },
       { additionalProperties: false },
     ),
-    outputs: Type.Array(ModelOutputSchema, { minItems: 1 }),
+    outputs: Type.Array(ModelOutputSchema),
+    backend: Type.Optional(RemoteBackendSchema),
+    generation: Type.Optional(GenerationSchema),
     training: Type.Object(
       {
         algorithm: Type.String(),
@@ -152,3 +204,5 @@ export type TensorSpec = Static<typeof TensorSpecSchema>
 export type PreprocessingStep = Static<typeof PreprocessingStepSchema>
 export type ModelOutput = Static<typeof ModelOutputSchema>
 export type ModelCard = Static<typeof ModelCardSchema>
+export type RemoteBackend = Static<typeof RemoteBackendSchema>
+export type Generation = Static<typeof GenerationSchema>

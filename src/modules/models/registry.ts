@@ -17,6 +17,7 @@ import {
   ModelVersionExists,
   ModelVersionNotFound,
 } from './errors.js'
+import type { AllowedHosts } from './remote/allowed-hosts.js'
 import type { ActiveModelVersion, ModelRepository, ModelVersionInfo } from './repository.js'
 import type { InferenceBackend } from './runtime/backend.js'
 import type { Model, ModelSummary, ModelVersion } from './schemas.js'
@@ -38,6 +39,8 @@ export interface ModelRegistryDeps {
   /** Loads each uploaded graph once, to check it and read its signature. */
   backend: Pick<InferenceBackend, 'load'>
   serving?: ServingHooks
+  /** Hosts a card's remote backend may name (REMOTE_BACKEND_ALLOWED_HOSTS); none when absent. */
+  allowedHosts?: Pick<AllowedHosts, 'allows'>
 }
 
 export interface ModelRegistration {
@@ -109,6 +112,7 @@ export function createModelRegistry({
   inTransaction,
   backend,
   serving,
+  allowedHosts,
 }: ModelRegistryDeps) {
   async function detail(name: string): Promise<Model> {
     const row = await models.findByName(name)
@@ -132,6 +136,26 @@ export function createModelRegistry({
     }
   }
 
+  /** A remote version has no graph, and its upstream must be one the operator allowed. */
+  function checkRemote(card: ModelCard, onnx: Uint8Array): void {
+    const problems = []
+    if (!allowedHosts?.allows(card.backend?.url ?? '')) {
+      problems.push({
+        path: 'card.backend.url',
+        message: 'names a host that is not in REMOTE_BACKEND_ALLOWED_HOSTS',
+      })
+    }
+    if (onnx.byteLength > 0) {
+      problems.push({
+        path: 'onnx',
+        message: 'must be absent: the model runs on its remote backend',
+      })
+    }
+    if (problems.length > 0) {
+      throw new ValidationFailed(problems, 'The remote backend cannot be registered.')
+    }
+  }
+
   async function register({ card: input, onnx, actor }: ModelRegistration): Promise<Model> {
     const card = assertValid<ModelCard>(ModelCardSchema, input, 'card')
     const contradictions = cardInconsistencies(card)
@@ -148,7 +172,8 @@ export function createModelRegistry({
       throw new ModelVersionExists(taken)
     }
     if (existing) assertSameTask(existing, card)
-    await checkGraph(card, onnx)
+    if (card.backend) checkRemote(card, onnx)
+    else await checkGraph(card, onnx)
     const onnxSha256 = createHash('sha256').update(onnx).digest('hex')
     let activated = false
     try {

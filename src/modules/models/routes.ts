@@ -22,7 +22,6 @@ export interface ModelRoutesOptions {
 const tags = ['models']
 // Every role sees what is served; only admins change it.
 const admins = { auth: { roles: ['admin'] as const } }
-const PARTS = ['card', 'onnx'] as const
 
 const UnsupportedMediaType = defineError('UNSUPPORTED_MEDIA_TYPE', 415)
 
@@ -45,20 +44,32 @@ async function readUpload(request: FastifyRequest): Promise<{ card: unknown; onn
       part.file.resume()
     }
   }
-  const missing = PARTS.filter((name) => found[name] === undefined)
-  if (missing.length > 0) {
+  let card: unknown
+  let cardProblem: string | undefined
+  if (found.card === undefined) cardProblem = 'is required'
+  else {
+    try {
+      card = JSON.parse(found.card)
+    } catch {
+      cardProblem = 'must be JSON'
+    }
+  }
+  // A card that names a remote backend has no graph to upload; the registry checks the rest.
+  const remote = typeof card === 'object' && card !== null && 'backend' in card
+  const problems = [
+    ...(cardProblem ? [{ path: 'card', message: cardProblem }] : []),
+    ...(found.onnx === undefined && !remote ? [{ path: 'onnx', message: 'is required' }] : []),
+  ]
+  if (problems.length > 0) {
+    const missing = problems.filter((problem) => problem.message === 'is required')
     throw new ValidationFailed(
-      missing.map((path) => ({ path, message: 'is required' })),
-      `The upload lacks: ${missing.join(', ')}.`,
+      problems,
+      missing.length > 0
+        ? `The upload lacks: ${missing.map((p) => p.path).join(', ')}.`
+        : undefined,
     )
   }
-  let card: unknown
-  try {
-    card = JSON.parse(found.card as string)
-  } catch {
-    throw new ValidationFailed([{ path: 'card', message: 'must be JSON' }])
-  }
-  return { card, onnx: found.onnx as Uint8Array }
+  return { card, onnx: found.onnx ?? new Uint8Array(0) }
 }
 
 export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async (
@@ -87,7 +98,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox<ModelRoutesOptions> = async 
           summary: 'Register a model version',
           description:
             'A `multipart/form-data` body with a `card` part (the model card as JSON text or a ' +
-            'file) and an `onnx` part (the graph). The graph must load and match its card. A ' +
+            'file) and an `onnx` part (the graph; none for a card that names a remote `backend`). The graph must load and match its card. A ' +
             "model's first version becomes active; later versions wait for an activation.",
           tags,
           consumes: ['multipart/form-data'],

@@ -13,7 +13,7 @@ export const ModelVersionParamsSchema = Type.Object({
 })
 
 const MetricsSchema = Type.Record(Type.String(), Type.Number())
-const TaskSchema = StringEnum(['classification', 'regression'] as const)
+const TaskSchema = StringEnum(['classification', 'regression', 'text-generation'] as const)
 
 /** One stored version, without its bytes. */
 export const ModelVersionSchema = Type.Object({

@@ -1,5 +1,5 @@
 import type { FieldError } from '../../shared/errors.js'
-import type { ModelCard } from './card.js'
+import type { Generation, ModelCard } from './card.js'
 import { cardInconsistencies } from './card-consistency.js'
 import type { Dim, ModelSignature, ValueSignature } from './runtime/backend.js'
 
@@ -65,6 +65,7 @@ function shapeMismatches(
  */
 export function signatureMismatches(card: ModelCard, signature: ModelSignature): FieldError[] {
   const problems: FieldError[] = cardInconsistencies(card)
+  if (card.generation) return [...problems, ...generationMismatches(card.generation, signature)]
   const graphInputs = new Map(signature.inputs.map((input) => [input.name, input]))
   const graphOutputs = new Map(signature.outputs.map((output) => [output.name, output]))
   const tensors = card.preprocessing.tensors
@@ -135,5 +136,49 @@ export function signatureMismatches(card: ModelCard, signature: ModelSignature):
       }
     }
   })
+  return problems
+}
+
+/**
+ * A generating graph reads one tensor of character indexes, `[N, context_length]` int64, and
+ * answers `[N, vocabulary]` float32 logits; nothing else may need feeding.
+ */
+function generationMismatches(generation: Generation, signature: ModelSignature): FieldError[] {
+  const problems: FieldError[] = []
+  const input = signature.inputs.find((value) => value.name === generation.input)
+  const output = signature.outputs.find((value) => value.name === generation.output)
+  if (input?.type !== 'int64') {
+    problems.push({
+      path: 'card.generation.input',
+      message: `must name an int64 input of the graph; its inputs: ${signature.inputs.map(describe).join(', ') || 'none'}`,
+    })
+  } else {
+    problems.push(
+      ...shapeMismatches('card.generation.input', ['N', generation.context_length], input, 'input'),
+    )
+  }
+  for (const other of signature.inputs) {
+    if (other.name !== generation.input) {
+      problems.push({
+        path: 'card.generation.input',
+        message: `is the only input generation feeds, but the graph also takes ${describe(other)}`,
+      })
+    }
+  }
+  if (output?.type !== 'float32') {
+    problems.push({
+      path: 'card.generation.output',
+      message: `must name a float32 output of the graph; its outputs: ${signature.outputs.map(describe).join(', ') || 'none'}`,
+    })
+  } else {
+    problems.push(
+      ...shapeMismatches(
+        'card.generation.output',
+        ['N', generation.vocabulary.length],
+        output,
+        'output',
+      ),
+    )
+  }
   return problems
 }

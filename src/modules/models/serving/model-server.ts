@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { BatchingSettings } from '../../../config.js'
 import { AppError, defineError } from '../../../shared/errors.js'
+import type { ModelCard } from '../card.js'
 import { ModelNotFound, ModelVersionNotFound, PredictionQueueFull } from '../errors.js'
 import type { ActiveModelVersion } from '../repository.js'
 import type { Feeds, InferenceBackend, LoadedModel, LoadOptions } from '../runtime/backend.js'
@@ -39,6 +40,8 @@ export interface ModelServerOptions {
   retryAfterMs?: number
   /** How often `sync` runs on its own once started; 0 never. */
   syncIntervalMs?: number
+  /** Serves a version whose card names a remote backend; it has no graph to load. */
+  loadRemote?: (version: { name: string; version: string; card: ModelCard }) => LoadedModel
 }
 
 interface Entry {
@@ -126,10 +129,10 @@ export function createModelServer(options: ModelServerOptions): ManagedModelServ
         log.info({ model: name, version }, 'model version not found')
         throw new ModelVersionNotFound(`Model ${name} has no version ${version}.`)
       }
-      const model = await backend.load(servable.onnx, {
-        ...options.loadOptions,
-        logId: entry.key,
-      })
+      const model =
+        servable.card.backend && options.loadRemote
+          ? options.loadRemote({ name, version, card: servable.card })
+          : await backend.load(servable.onnx, { ...options.loadOptions, logId: entry.key })
       const served: ServedVersion = {
         name,
         version,

@@ -2,7 +2,11 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../../config.js'
+import { createGenerationService } from '../generation/service.js'
 import type { ServingHooks } from '../registry.js'
+import { parseAllowedHosts } from '../remote/allowed-hosts.js'
+import { createRemoteModel } from '../remote/remote-model.js'
+import { createUpstreamClient } from '../remote/upstream.js'
 import type { ModelRepository } from '../repository.js'
 import type { InferenceBackend } from '../runtime/backend.js'
 import { createServingMetrics } from './metrics.js'
@@ -39,7 +43,23 @@ export function createModelServing({
 }: ModelServingDeps) {
   // The gauge reads the server's count when scraped, after both exist.
   const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
+  const allowedHosts = parseAllowedHosts(config.REMOTE_BACKEND_ALLOWED_HOSTS)
+  const upstream = createUpstreamClient({
+    allowedHosts,
+    connectTimeoutMs: config.REMOTE_BACKEND_CONNECT_TIMEOUT_MS,
+    timeoutMs: config.REMOTE_BACKEND_TIMEOUT_MS,
+    retries: config.REMOTE_BACKEND_RETRIES,
+    retryBaseMs: config.REMOTE_BACKEND_RETRY_BASE_MS,
+    maxResponseBytes: config.REMOTE_BACKEND_MAX_RESPONSE_BYTES,
+    connections: config.REMOTE_BACKEND_CONNECTIONS,
+    breakerResetMs: config.REMOTE_BACKEND_BREAKER_RESET_MS,
+    breakerErrorPercent: config.REMOTE_BACKEND_BREAKER_ERROR_PERCENT,
+    breakerMinCalls: config.REMOTE_BACKEND_BREAKER_MIN_CALLS,
+    metrics,
+    log,
+  })
   const server = createModelServer({
+    loadRemote: ({ name, version, card }) => createRemoteModel({ name, version, card, upstream }),
     backend,
     source: {
       activeVersions: () => models.activeVersions(),
@@ -89,13 +109,23 @@ export function createModelServing({
     onInference,
   })
 
+  const generation = createGenerationService({
+    server,
+    upstream,
+    maxTokens: config.GENERATE_MAX_TOKENS,
+  })
+
   return {
     server,
     hooks,
     predictions,
+    generation,
+    upstream,
+    allowedHosts,
     async close() {
       await events.close()
       await server.close()
+      await upstream.close()
     },
   }
 }

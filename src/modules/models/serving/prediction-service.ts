@@ -1,5 +1,6 @@
 import { childPath } from '../../../platform/validation.js'
 import { type FieldError, ValidationFailed } from '../../../shared/errors.js'
+import { ModelTaskMismatch } from '../errors.js'
 import type { Feeds } from '../runtime/backend.js'
 import {
   canonicalInputs,
@@ -68,6 +69,14 @@ function bodyOf({ classIndex: _classIndex, ...prediction }: Prediction): Predict
   return prediction
 }
 
+/** A text-generation model answers prompts, not inputs: its route is `generate`. */
+function predictive(served: ServedVersion): ServedVersion {
+  if (served.card.task === 'text-generation') {
+    throw new ModelTaskMismatch(`Model ${served.name} generates text: use its generate route.`)
+  }
+  return served
+}
+
 /**
  * Predictions from raw, named inputs: validated against the serving version's card,
  * encoded as its tensors, run through the model server's micro-batcher, decoded into labels
@@ -122,7 +131,7 @@ export function createPredictionService({
     options: PredictOptions,
     path = 'body.inputs',
   ): Promise<{ prediction: Prediction; served: ServedVersion; cached: boolean }> {
-    const resolved = await server.resolve(name, options)
+    const resolved = predictive(await server.resolve(name, options))
     const problems = checkInputs(resolved.card, inputs, path)
     if (problems.length > 0) refuse(resolved, problems)
     const row = inputs as Record<string, unknown>
@@ -192,7 +201,7 @@ export function createPredictionService({
           refuse(served, errors, instances.length)
         }
       }
-      const resolved = await server.resolve(name, options)
+      const resolved = predictive(await server.resolve(name, options))
       sort(resolved)
       let sortedFor = resolved.version
       const { served, predictions } = await run(

@@ -3,6 +3,7 @@ import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
 import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
+import { traceContext, traceparentOf } from '../remote/remote-model.js'
 import { ModelParamsSchema } from '../schemas.js'
 import type { PredictionService } from './prediction-service.js'
 import { retryAfterWhenQueueFull } from './retry-after.js'
@@ -72,6 +73,11 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
   { predictions, batchMax },
 ) => {
   app.addHook('onError', retryAfterWhenQueueFull)
+  // A remote backend's call carries the trace context of the request that led to it.
+  app.addHook('onRequest', (request, _reply, done) => {
+    traceContext.enterWith({ traceparent: traceparentOf(request) })
+    done()
+  })
 
   app.post(
     '/models/:name/predict',
