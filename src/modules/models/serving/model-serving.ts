@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../../config.js'
+import type { PredictionLog } from '../monitoring/prediction-log.js'
 import type { ServingHooks } from '../registry.js'
 import type { ModelRepository } from '../repository.js'
 import type { InferenceBackend } from '../runtime/backend.js'
@@ -19,6 +20,8 @@ export interface ModelServingDeps {
   redis: Redis | null
   metrics: Registry
   log: FastifyBaseLogger
+  /** Where served predictions are recorded. */
+  predictionLog?: Pick<PredictionLog, 'record'>
 }
 
 /**
@@ -33,6 +36,7 @@ export function createModelServing({
   redis,
   metrics,
   log,
+  predictionLog,
 }: ModelServingDeps) {
   // The gauge reads the server's count when scraped, after both exist.
   const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
@@ -83,6 +87,7 @@ export function createModelServing({
     }),
     metrics: servingMetrics,
     batchMax: config.PREDICT_BATCH_MAX,
+    predictionLog,
   })
 
   return {
