@@ -44,7 +44,8 @@ import type { ManagedModelServer } from './modules/models/serving/model-server.j
 import { createModelServing } from './modules/models/serving/model-serving.js'
 import { describeServedModels } from './modules/models/serving/openapi-models.js'
 import {
-  CLOSE,
+  closeSockets,
+  onSocketError,
   predictionSocketRoutes,
   SUBPROTOCOL,
 } from './modules/models/serving/prediction-socket.js'
@@ -259,6 +260,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await serving.server.start()
 
   await app.register(problemHandler)
+  // Before every onRequest hook that can refuse a handshake (rate limits, auth): its own
+  // hook marks upgrade requests, so a refused one has its socket closed after the answer.
+  await app.register(websocket, {
+    options: {
+      maxPayload: config.WS_MAX_MESSAGE_BYTES,
+      // Select our subprotocol, never a credential a browser offered beside it.
+      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    },
+    preClose: () => closeSockets(app.websocketServer.clients),
+    errorHandler: onSocketError,
+  })
   await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
@@ -312,19 +324,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxModelBytes: config.MODEL_MAX_BYTES,
   })
   await app.register(monitoringRoutes, { prefix: '/v1/models', monitoring })
-  await app.register(websocket, {
-    options: {
-      maxPayload: config.WS_MAX_MESSAGE_BYTES,
-      // Select our subprotocol, never a credential a browser offered beside it.
-      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
-    },
-    preClose(done) {
-      for (const client of app.websocketServer.clients) {
-        client.close(CLOSE.shutdown.code, CLOSE.shutdown.reason)
-      }
-      done()
-    },
-  })
   await app.register(predictionSocketRoutes, {
     prefix: '/v1',
     predictions: serving.predictions,

@@ -28,6 +28,40 @@ export const CLOSE = {
   shutdown: { code: 1001, reason: 'server shutting down' },
 } as const
 
+/** How long a closing socket may take to finish its closing handshake at shutdown. */
+const SHUTDOWN_GRACE_MS = 1000
+
+/**
+ * Closes every socket with 1001 at shutdown and waits for their closing handshakes, at
+ * most SHUTDOWN_GRACE_MS: a peer that never answers is cut off, so it cannot hold the
+ * server's close (and the process) open.
+ */
+export async function closeSockets(clients: Iterable<WebSocket>): Promise<void> {
+  const closing = [...clients].map((client) => {
+    if (client.readyState === client.CLOSED) return Promise.resolve()
+    const done = new Promise<void>((resolve) => client.once('close', () => resolve()))
+    if (client.readyState === client.OPEN) {
+      client.close(CLOSE.shutdown.code, CLOSE.shutdown.reason)
+    }
+    const cutOff = setTimeout(() => client.terminate(), SHUTDOWN_GRACE_MS)
+    return done.finally(() => clearTimeout(cutOff))
+  })
+  await Promise.all(closing)
+}
+
+/**
+ * A socket's transport errors (a message over maxPayload, a broken frame, a reset) are
+ * the peer's doing: logged without alarm, and the socket dropped.
+ */
+export function onSocketError(
+  error: Error,
+  socket: WebSocket,
+  request: { log: FastifyBaseLogger },
+): void {
+  request.log.info({ err: error }, 'websocket dropped')
+  socket.terminate()
+}
+
 /** The subprotocol a browser offers beside its credentials; the server selects it. */
 export const SUBPROTOCOL = 'orderflow.v1'
 
