@@ -2,6 +2,7 @@ import type { ModelCard } from '../src/modules/models/card.js'
 import {
   createTestBackend,
   type TestBackend,
+  type TestModelSpec,
   testModelBytes,
 } from '../src/modules/models/runtime/test-backend.js'
 import { buildTestApp, createTestUser, type TestApp, type TestUser, unique } from './helpers.js'
@@ -26,9 +27,9 @@ export interface ServedIris {
  */
 export async function serveIrisLike(
   env: Record<string, string> = {},
-  { latencyMs }: { latencyMs?: number } = {},
+  { latencyMs, spec = irisClassifierSpec() }: { latencyMs?: number; spec?: TestModelSpec } = {},
 ): Promise<ServedIris> {
-  const backend = createTestBackend({ models: { [IRIS_GRAPH]: irisClassifierSpec() }, latencyMs })
+  const backend = createTestBackend({ models: { [IRIS_GRAPH]: spec }, latencyMs })
   const t = await buildTestApp(env, { inference: backend })
   const admin = await createTestUser(t, 'admin')
   const user = await createTestUser(t, 'user')

@@ -33,21 +33,27 @@ async function connect(url: string, options: WebSocket.ClientOptions = {}, proto
   }
 }
 
-/** What a refused handshake answered: its status and problem body. */
+/**
+ * What a refused handshake answered: its status and problem body, and whether the server
+ * then closed the connection (the client never does).
+ */
 function refusedHandshake(url: string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-    const socket = new WebSocket(url, { headers })
-    socket.once('open', () => reject(new Error('the handshake succeeded')))
-    socket.once('unexpected-response', (_request, response) => {
-      let body = ''
-      response.on('data', (chunk: Buffer) => {
-        body += chunk
+  return new Promise<{ status: number; body: Record<string, unknown>; closed: Promise<void> }>(
+    (resolve, reject) => {
+      const socket = new WebSocket(url, { headers })
+      socket.once('open', () => reject(new Error('the handshake succeeded')))
+      socket.once('unexpected-response', (_request, response) => {
+        const closed = new Promise<void>((done) => response.socket.once('close', () => done()))
+        let body = ''
+        response.on('data', (chunk: Buffer) => {
+          body += chunk
+        })
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, body: JSON.parse(body), closed }),
+        )
       })
-      response.on('end', () =>
-        resolve({ status: response.statusCode ?? 0, body: JSON.parse(body) }),
-      )
-    })
-  })
+    },
+  )
 }
 
 const closed = (socket: WebSocket) =>
@@ -80,7 +86,7 @@ describe('WebSocket predictions', () => {
   beforeAll(async () => {
     s = await serveIrisLike(ENV, { latencyMs: 30 })
     url = await listen(s)
-  })
+  }, 120_000)
   afterAll(() => s?.t.close())
 
   it('when a message carries an id and inputs, then the reply carries that id and the prediction the HTTP route gives', async () => {
@@ -151,10 +157,14 @@ describe('WebSocket predictions', () => {
 
   it('when a connection sends more messages a second than allowed, then the excess gets RATE_LIMITED and the socket stays open', async () => {
     const client = await connect(url, auth())
-    for (let i = 0; i < 30; i++) client.socket.send(`not json ${i}`)
-    const replies = await client.next(30)
+    for (let i = 0; i < 60; i++) client.socket.send(`not json ${i}`)
+    const replies = await client.next(60)
     const limited = replies.filter((reply) => reply.problem?.code === 'RATE_LIMITED')
-    expect(limited.length).toBeGreaterThanOrEqual(9)
+    // The first 20 are the burst; how many of the rest pass depends on how fast they arrive.
+    expect(replies.slice(0, 20).every((reply) => reply.problem?.code === 'MALFORMED_JSON')).toBe(
+      true,
+    )
+    expect(limited.length).toBeGreaterThan(0)
     expect(limited[0]?.problem).toMatchObject({ status: 429 })
     expect(limited[0]?.problem?.retry_after_ms).toBeGreaterThan(0)
     expect(client.socket.readyState).toBe(WebSocket.OPEN)
@@ -183,11 +193,7 @@ describe('WebSocket predictions', () => {
     expect(refused.status).toBe(401)
     expect(refused.body).toMatchObject({ code: 'UNAUTHENTICATED' })
     // The socket taken over for the upgrade is not left open behind the answer.
-    await new Promise((resolve) => setTimeout(resolve, 100))
-    const open = await new Promise<number>((resolve) =>
-      s.t.app.server.getConnections((_error, count) => resolve(count)),
-    )
-    expect(open).toBe(0)
+    await expect(refused.closed).resolves.toBeUndefined()
   })
 
   it('when a browser offers its token as a subprotocol, then the socket opens and the server selects only the service subprotocol', async () => {
@@ -234,7 +240,9 @@ describe('WebSocket predictions', () => {
 })
 
 describe('WebSocket predictions at shutdown', () => {
-  it('when the server shuts down, then open sockets are closed with 1001', async () => {
+  it('when the server shuts down, then open sockets are closed with 1001', {
+    timeout: 120_000,
+  }, async () => {
     const s = await serveIrisLike(ENV)
     const url = await listen(s)
     const client = await connect(url, { headers: s.user.headers })
