@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import websocket from '@fastify/websocket'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -32,6 +33,11 @@ import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
 import { generationRoutes } from './modules/models/generation/routes.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
+import { createDriftGauges } from './modules/models/monitoring/drift-gauges.js'
+import { createPredictionLog } from './modules/models/monitoring/prediction-log.js'
+import { createPredictionLogRepository } from './modules/models/monitoring/repository.js'
+import { monitoringRoutes } from './modules/models/monitoring/routes.js'
+import { createMonitoringService } from './modules/models/monitoring/service.js'
 import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
 import type { AllowedHosts } from './modules/models/remote/allowed-hosts.js'
 import { createModelRepository } from './modules/models/repository.js'
@@ -41,6 +47,12 @@ import { createOnnxBackend } from './modules/models/runtime/onnx-backend.js'
 import type { ManagedModelServer } from './modules/models/serving/model-server.js'
 import { createModelServing } from './modules/models/serving/model-serving.js'
 import { describeServedModels } from './modules/models/serving/openapi-models.js'
+import {
+  closeSockets,
+  onSocketError,
+  predictionSocketRoutes,
+  SUBPROTOCOL,
+} from './modules/models/serving/prediction-socket.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
 import { createLoginStateSealer } from './modules/oidc/login-state.js'
 import { createProviderClient } from './modules/oidc/provider-client.js'
@@ -82,6 +94,9 @@ import { type CredentialCache, createCredentialCache } from './shared/credential
 
 /** The models shipped with the code, registered on a first start. */
 const SHIPPED_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url))
+
+/** Logged rows one drift report reads at most: the newest of its window. */
+const DRIFT_MAX_ROWS = 100_000
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
 
@@ -216,6 +231,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
   app.addHook('onClose', () => readCaches.close())
   const modelRepository = createModelRepository(database.db)
+  const predictionLogs = createPredictionLogRepository(database.db)
+  const predictionLog = createPredictionLog({
+    repository: predictionLogs,
+    sampleRate: (model) => config.predictionLogSampling[model] ?? config.PREDICTION_LOG_SAMPLE_RATE,
+    bufferMax: config.PREDICTION_LOG_BUFFER_MAX,
+    flushIntervalMs: config.PREDICTION_LOG_FLUSH_INTERVAL_MS,
+    metrics: metricsRegistry,
+    log: app.log,
+  })
   const serving = createModelServing({
     config,
     models: modelRepository,
@@ -224,6 +248,31 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     metrics: metricsRegistry,
     log: app.log,
     onInference: timing?.addInference,
+    predictionLog,
+  })
+  const monitoring = createMonitoringService({
+    logs: predictionLogs,
+    models: modelRepository,
+    threshold: config.DRIFT_PSI_THRESHOLD,
+    maxRows: DRIFT_MAX_ROWS,
+  })
+  const driftGauges = createDriftGauges({
+    registry: metricsRegistry,
+    models: () =>
+      serving.server
+        .activeServed()
+        .filter((served) => served.card.reference)
+        .map((served) => served.name),
+    drift: monitoring.drift,
+    intervalMs: config.DRIFT_REFRESH_INTERVAL_MS,
+    windowMs: config.DRIFT_WINDOW_MS,
+    log: app.log,
+  })
+  // onClose hooks run last-registered first: the server drains its predictions, then the
+  // log writes them, then (registered earlier) the database closes.
+  app.addHook('onClose', async () => {
+    await driftGauges.close()
+    await predictionLog.close()
   })
   app.addHook('onClose', () => serving.close())
   const caches = {
@@ -270,6 +319,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   // First, so that every later hook's queries (authentication's included) count as the request's.
   if (timing) await app.register(timing.plugin)
   await app.register(problemHandler)
+  // Before every onRequest hook that can refuse a handshake (rate limits, auth): its own
+  // hook marks upgrade requests, so a refused one has its socket closed after the answer.
+  await app.register(websocket, {
+    options: {
+      maxPayload: config.WS_MAX_MESSAGE_BYTES,
+      // Select our subprotocol, never a credential a browser offered beside it.
+      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    },
+    preClose: () => closeSockets(app.websocketServer.clients),
+    errorHandler: onSocketError,
+  })
   await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
@@ -339,10 +399,23 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     registry: modules.models,
     maxModelBytes: config.MODEL_MAX_BYTES,
   })
+  await app.register(monitoringRoutes, { prefix: '/v1/models', monitoring })
+  await app.register(predictionSocketRoutes, {
+    prefix: '/v1',
+    predictions: serving.predictions,
+    limits: {
+      messagesPerSecond: config.WS_MESSAGES_PER_SECOND,
+      maxInFlight: config.WS_MAX_IN_FLIGHT,
+      pingIntervalMs: config.WS_PING_INTERVAL_MS,
+      idleTimeoutMs: config.WS_IDLE_TIMEOUT_MS,
+    },
+  })
   await app.register(predictionRoutes, {
     prefix: '/v1',
     predictions: serving.predictions,
     batchMax: config.PREDICT_BATCH_MAX,
+    streamBatchMax: config.PREDICT_STREAM_BATCH_MAX,
+    streamChunkRows: config.INFERENCE_MAX_BATCH_SIZE,
   })
   await app.register(generationRoutes, {
     prefix: '/v1',

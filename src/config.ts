@@ -381,6 +381,77 @@ const EnvSchema = Type.Object({
     default: 10_000,
     description: 'products and orders each kept in memory (0-1000000, 0 turns the cache off)',
   }),
+  PREDICT_STREAM_BATCH_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 100_000,
+    description:
+      'instances in one batch prediction streamed as NDJSON (Accept: application/x-ndjson)',
+  }),
+  WS_MAX_MESSAGE_BYTES: Type.Integer({
+    minimum: 128,
+    maximum: 16 * 1024 * 1024,
+    default: 65_536,
+    description: 'bytes in one WebSocket message; a larger one closes the socket with 1009',
+  }),
+  WS_MESSAGES_PER_SECOND: Type.Integer({
+    minimum: 1,
+    default: 200,
+    description: 'WebSocket messages per second per connection; beyond, a RATE_LIMITED reply',
+  }),
+  WS_MAX_IN_FLIGHT: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 64,
+    description: 'unanswered predictions per WebSocket; beyond, a TOO_MANY_IN_FLIGHT reply',
+  }),
+  WS_PING_INTERVAL_MS: Type.Integer({
+    minimum: 100,
+    default: 30_000,
+    description: 'milliseconds between server pings; a socket that misses one pong is closed',
+  }),
+  WS_IDLE_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 300_000,
+    description: 'milliseconds without a message before the socket is closed with 1000',
+  }),
+  PREDICTION_LOG_SAMPLE_RATE: Type.Number({
+    minimum: 0,
+    maximum: 1,
+    default: 1,
+    description: 'share of predictions recorded in the prediction log (0 = off, 1 = all)',
+  }),
+  PREDICTION_LOG_SAMPLING: Type.String({
+    default: '',
+    description: 'per-model sample rates, e.g. iris=0.1,car-price=1',
+  }),
+  PREDICTION_LOG_BUFFER_MAX: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: 'predictions waiting to be written; beyond, new ones are dropped and counted',
+  }),
+  PREDICTION_LOG_FLUSH_INTERVAL_MS: Type.Integer({
+    minimum: 10,
+    maximum: 60_000,
+    default: 1000,
+    description: 'milliseconds between writes of the prediction log buffer',
+  }),
+  DRIFT_PSI_THRESHOLD: Type.Number({
+    exclusiveMinimum: 0,
+    default: 0.2,
+    description: 'population stability index above which a feature is flagged as drifted',
+  }),
+  DRIFT_REFRESH_INTERVAL_MS: Type.Integer({
+    minimum: 0,
+    default: 300_000,
+    description: 'milliseconds between refreshes of the drift gauges (0 = never)',
+  }),
+  DRIFT_WINDOW_MS: Type.Integer({
+    minimum: 60_000,
+    default: 86_400_000,
+    description: 'the trailing window of logged inputs the drift gauges compare',
+  }),
   SERVER_TIMING: Type.Boolean({
     default: false,
     description: 'true or false (true sends a Server-Timing header with the time spent)',
@@ -405,6 +476,8 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   trustProxy: TrustProxy
   /** MODEL_BATCHING, by model name. */
   modelBatching: Record<string, BatchingSettings>
+  /** PREDICTION_LOG_SAMPLING, by model name. */
+  predictionLogSampling: Record<string, number>
   /** JWT_PREVIOUS_SECRETS, split. */
   jwtPreviousSecrets: string[]
   /** OIDC_PROVIDERS (or the file OIDC_PROVIDERS_FILE names), validated, with their secrets. */
@@ -462,6 +535,7 @@ export function loadConfig(
     corsOrigins,
     trustProxy,
     modelBatching: parseModelBatching(parsed.MODEL_BATCHING, problems),
+    predictionLogSampling: parseSampling(parsed.PREDICTION_LOG_SAMPLING, problems),
     jwtPreviousSecrets: parsed.JWT_PREVIOUS_SECRETS.split(',')
       .map((secret) => secret.trim())
       .filter(Boolean),
@@ -585,6 +659,23 @@ function parseModelBatching(value: string, problems: string[]): Record<string, B
     settings[match[1]] = { maxBatchSize, maxWaitMs }
   }
   return settings
+}
+
+function parseSampling(value: string, problems: string[]): Record<string, number> {
+  const rates: Record<string, number> = {}
+  for (const entry of value.split(',').map((part) => part.trim())) {
+    if (entry === '') continue
+    const match = /^([a-z0-9]+(?:-[a-z0-9]+)*)=(\d+(?:\.\d+)?)$/.exec(entry)
+    const rate = Number(match?.[2])
+    if (!match?.[1] || !(rate <= 1)) {
+      problems.push(
+        `PREDICTION_LOG_SAMPLING entry ${JSON.stringify(entry)} is invalid: expected <model>=<rate 0-1>`,
+      )
+      continue
+    }
+    rates[match[1]] = rate
+  }
+  return rates
 }
 
 function isIpOrCidr(entry: string): boolean {

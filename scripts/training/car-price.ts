@@ -19,6 +19,7 @@ import {
 } from './linear.js'
 import { encodeModel, type Initializer, type Node } from './onnx.js'
 import { createRandom } from './random.js'
+import { referenceDistribution } from './reference.js'
 
 /** Bump VERSION and CREATED_AT together whenever the model changes. */
 const VERSION = '1.0.0'
@@ -239,6 +240,16 @@ export function trainCarPrice(): Artifacts {
       ]),
     ),
     created_at: CREATED_AT,
+    reference: referenceDistribution(
+      inputs,
+      train.map((row) =>
+        Object.fromEntries(
+          [...Object.entries(row.numeric), ...Object.entries(row.categorical)].map(
+            ([name, value]) => [name, value ?? undefined],
+          ),
+        ),
+      ),
+    ),
   }
 
   const width =

@@ -12,6 +12,7 @@ import {
 } from './linear.js'
 import { encodeModel } from './onnx.js'
 import { createRandom } from './random.js'
+import { referenceDistribution } from './reference.js'
 
 /** Bump VERSION and CREATED_AT together whenever the model changes. */
 const VERSION = '1.0.0'
@@ -133,6 +134,10 @@ export function trainIris(): Artifacts {
     ),
     created_at: CREATED_AT,
   }
+  card.reference = referenceDistribution(
+    card.inputs,
+    train.map((row) => Object.fromEntries(FEATURES.map((name, j) => [name, row[j]]))),
+  )
 
   const onnx = encodeModel(
     {

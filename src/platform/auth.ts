@@ -87,10 +87,31 @@ function allowedRoles(method: string, auth: RouteAuth | undefined): readonly Rol
   return method === 'GET' || method === 'HEAD' ? ROLES : WRITERS
 }
 
+/**
+ * A browser's WebSocket cannot set headers, and a query string would leave the token in
+ * logs, so a browser offers its credentials as a subprotocol: `bearer.<token>` or
+ * `api-key.<key>`, beside the real one that the server selects (never the credential).
+ */
+function protocolCredentials(offered: string): Credentials | undefined {
+  for (const protocol of offered.split(',')) {
+    const value = protocol.trim()
+    if (value.startsWith('bearer.') && value.length > 7)
+      return { kind: 'bearer', token: value.slice(7) }
+    if (value.startsWith('api-key.') && value.length > 8)
+      return { kind: 'api_key', key: value.slice(8) }
+  }
+  return undefined
+}
+
 function readCredentials(request: FastifyRequest): Credentials {
   const query = request.query as Record<string, unknown> | undefined
   if (query && QUERY_CREDENTIALS.some((name) => name in query)) {
     throw new Unauthenticated('Credentials in the query string are refused; use a header.')
+  }
+  const offered = request.headers['sec-websocket-protocol']
+  if (offered && request.headers.upgrade?.toLowerCase() === 'websocket') {
+    const fromProtocol = protocolCredentials(offered)
+    if (fromProtocol) return fromProtocol
   }
   const apiKey = request.headers['x-api-key']
   if (typeof apiKey === 'string' && apiKey.length > 0) return { kind: 'api_key', key: apiKey }

@@ -10,7 +10,7 @@ import { toFieldErrors } from './validation.js'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
-const problemType = (code: string) =>
+export const problemType = (code: string) =>
   `urn:orderflow:problem:${code.toLowerCase().replace(/_/g, '-')}`
 
 export interface ProblemInit {

@@ -162,6 +162,41 @@ export const GenerationSchema = Type.Object(
   { additionalProperties: false },
 )
 
+/**
+ * The distribution of one input in the training data, which drift is measured against.
+ * Numeric: `edges` cut the line into `edges.length + 1` bins (a value equal to an edge
+ * falls in the bin above it) and `frequencies` holds each bin's share. Categorical: each
+ * category's share, in the order of `categories`.
+ */
+export const ReferenceFeatureSchema = Type.Union([
+  Type.Object(
+    {
+      name: Type.String(),
+      kind: Type.Literal('numeric'),
+      edges: Type.Array(Type.Number(), { minItems: 1 }),
+      frequencies: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 2 }),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      name: Type.String(),
+      kind: Type.Literal('categorical'),
+      categories: Type.Array(Type.String(), { minItems: 1 }),
+      frequencies: Type.Array(Type.Number({ minimum: 0, maximum: 1 }), { minItems: 1 }),
+    },
+    { additionalProperties: false },
+  ),
+])
+
+export const ReferenceDistributionSchema = Type.Object(
+  {
+    rows: Type.Integer({ minimum: 1, description: 'Training rows the shares were counted on.' }),
+    features: Type.Array(ReferenceFeatureSchema, { minItems: 1 }),
+  },
+  { additionalProperties: false },
+)
+
 export const ModelCardSchema = Type.Object(
   {
     name: ModelNameSchema,
@@ -195,6 +230,7 @@ export const ModelCardSchema = Type.Object(
     }),
     training_data_sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
     created_at: TimestampSchema,
+    reference: Type.Optional(ReferenceDistributionSchema),
   },
   { additionalProperties: false },
 )
@@ -206,3 +242,10 @@ export type ModelOutput = Static<typeof ModelOutputSchema>
 export type ModelCard = Static<typeof ModelCardSchema>
 export type RemoteBackend = Static<typeof RemoteBackendSchema>
 export type Generation = Static<typeof GenerationSchema>
+  },
+  { additionalProperties: false },
+)
+
+/**
+export type ReferenceFeature = Static<typeof ReferenceFeatureSchema>
+export type ReferenceDistribution = Static<typeof ReferenceDistributionSchema>

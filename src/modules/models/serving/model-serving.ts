@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../../config.js'
 import { createGenerationService } from '../generation/service.js'
+import type { PredictionLog } from '../monitoring/prediction-log.js'
 import type { ServingHooks } from '../registry.js'
 import { parseAllowedHosts } from '../remote/allowed-hosts.js'
 import { createRemoteModel } from '../remote/remote-model.js'
@@ -25,6 +26,8 @@ export interface ModelServingDeps {
   log: FastifyBaseLogger
   /** Told how long each inference took (Server-Timing); unset when that is off. */
   onInference?: (ms: number) => void
+  /** Where served predictions are recorded. */
+  predictionLog?: Pick<PredictionLog, 'record'>
 }
 
 /**
@@ -40,6 +43,7 @@ export function createModelServing({
   metrics,
   log,
   onInference,
+  predictionLog,
 }: ModelServingDeps) {
   // The gauge reads the server's count when scraped, after both exist.
   const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
@@ -107,6 +111,7 @@ export function createModelServing({
     metrics: servingMetrics,
     batchMax: config.PREDICT_BATCH_MAX,
     onInference,
+    predictionLog,
   })
 
   const generation = createGenerationService({

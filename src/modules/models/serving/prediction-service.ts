@@ -1,6 +1,7 @@
 import { childPath } from '../../../platform/validation.js'
 import { type FieldError, ValidationFailed } from '../../../shared/errors.js'
 import { ModelTaskMismatch } from '../errors.js'
+import type { PredictionContext, PredictionLog } from '../monitoring/prediction-log.js'
 import type { Feeds } from '../runtime/backend.js'
 import {
   canonicalInputs,
@@ -22,10 +23,14 @@ export interface PredictionServiceDeps {
   batchMax: number
   /** Told how long each inference took, queueing included (Server-Timing); unset when off. */
   onInference?: (ms: number) => void
+  /** Where served predictions are recorded; none when omitted. */
+  predictionLog?: Pick<PredictionLog, 'record'>
 }
 
 export interface PredictOptions {
   version?: string
+  /** Who asked, for the prediction log. */
+  context?: PredictionContext
 }
 
 /** What one prediction answers, without timing. */
@@ -88,7 +93,25 @@ export function createPredictionService({
   metrics,
   batchMax,
   onInference,
+  predictionLog,
 }: PredictionServiceDeps) {
+  function record(
+    served: { name: string; version: string },
+    inputs: unknown,
+    output: PredictionBody,
+    latencyMs: number,
+    options: PredictOptions,
+  ) {
+    predictionLog?.record({
+      model: served.name,
+      version: served.version,
+      inputs: inputs as Record<string, unknown>,
+      output,
+      latencyMs,
+      context: options.context,
+    })
+  }
+
   /** Runs valid rows; each row's feeds are built for the version that runs them. */
   async function run(
     name: string,
@@ -159,14 +182,22 @@ export function createPredictionService({
   }
 
   return {
+    /** The version that would answer: the pinned one, or the active one. */
+    resolve(name: string, options: PredictOptions = {}): Promise<ServedVersion> {
+      return server.resolve(name, options)
+    },
+
     async predict(name: string, inputs: unknown, options: PredictOptions = {}) {
       const startedAt = performance.now()
       const { prediction, served, cached } = await predictOne(name, inputs, options)
+      const body = bodyOf(prediction)
+      const latency = elapsedMs(startedAt)
+      record(served, inputs, body, latency, options)
       return {
         model: served.name,
         version: served.version,
-        ...bodyOf(prediction),
-        latency_ms: elapsedMs(startedAt),
+        ...body,
+        latency_ms: latency,
         cached,
       } satisfies SinglePrediction
     },
@@ -179,6 +210,8 @@ export function createPredictionService({
       name: string,
       instances: unknown[],
       options: PredictOptions = {},
+      /** Where `instances` starts in the request, for the paths of its problems. */
+      offset = 0,
     ): Promise<BatchPrediction> {
       const startedAt = performance.now()
       if (instances.length > batchMax) {
@@ -193,7 +226,11 @@ export function createPredictionService({
         errors = []
         valid = []
         instances.forEach((instance, index) => {
-          const problems = checkInputs(served.card, instance, childPath('body.instances', index))
+          const problems = checkInputs(
+            served.card,
+            instance,
+            childPath('body.instances', offset + index),
+          )
           if (problems.length === 0) valid.push(index)
           else errors.push(...problems)
         })
@@ -226,8 +263,11 @@ export function createPredictionService({
         )
       })
       const answers: (PredictionBody | null)[] = instances.map(() => null)
+      const latency = elapsedMs(startedAt)
       valid.forEach((index, row) => {
-        answers[index] = bodyOf(predictions[row] as Prediction)
+        const answer = bodyOf(predictions[row] as Prediction)
+        answers[index] = answer
+        record(served, instances[index], answer, latency, options)
       })
       metrics.predictions(served, 'invalid', instances.length - valid.length)
       return {
@@ -235,12 +275,13 @@ export function createPredictionService({
         version: served.version,
         predictions: answers,
         errors,
-        latency_ms: elapsedMs(startedAt),
+        latency_ms: latency,
       }
     },
 
     /** The seed project's `{features: [4 numbers]}` request, answered by iris. */
-    async predictIris(features: number[]): Promise<IrisPrediction> {
+    async predictIris(features: number[], options: PredictOptions = {}): Promise<IrisPrediction> {
+      const startedAt = performance.now()
       const resolved = await server.resolve(SHORTCUT_MODEL)
       const names = resolved.card.inputs.map((input) => input.name)
       if (features.length !== names.length) {
@@ -253,7 +294,8 @@ export function createPredictionService({
       }
       const inputs = Object.fromEntries(names.map((input, index) => [input, features[index]]))
       try {
-        const { prediction, served, cached } = await predictOne(SHORTCUT_MODEL, inputs, {})
+        const { prediction, served, cached } = await predictOne(SHORTCUT_MODEL, inputs, options)
+        record(served, inputs, bodyOf(prediction), elapsedMs(startedAt), options)
         const probabilities = prediction.probabilities ?? {}
         return {
           class:

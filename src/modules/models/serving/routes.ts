@@ -1,17 +1,37 @@
+import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
+import { ValidationFailed } from '../../../shared/errors.js'
 import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
 import { traceContext, traceparentOf } from '../remote/remote-model.js'
 import { ModelParamsSchema } from '../schemas.js'
-import type { PredictionService } from './prediction-service.js'
+import { streamBatchPredictions } from './batch-stream.js'
+import type { PredictionService, PredictOptions } from './prediction-service.js'
 import { retryAfterWhenQueueFull } from './retry-after.js'
+
+/** The version a request pins, and who asked, for the prediction log. */
+export function optionsOf(request: FastifyRequest): PredictOptions {
+  const { version } = (request.query ?? {}) as { version?: string }
+  return { version, context: { requestId: request.id, caller: request.caller } }
+}
+
+function wantsNdjson(accept: string | undefined): boolean {
+  return accept?.includes(NDJSON) === true
+}
 
 export interface PredictionRoutesOptions {
   predictions: PredictionService
   batchMax: number
+  /** Instances in one batch answered as NDJSON (`Accept: application/x-ndjson`). */
+  streamBatchMax: number
+  /** Instances per inference call of a streamed batch. */
+  streamChunkRows: number
 }
+
+const NDJSON = 'application/x-ndjson'
 
 const tags = ['predictions']
 // Predicting reads; every role may. Predictions have their own per-caller budget.
@@ -56,6 +76,31 @@ const BatchPredictionSchema = Type.Object({
   latency_ms: Type.Number(),
 })
 
+const StreamedLineSchema = Type.Union(
+  [
+    Type.Object({
+      index: Type.Integer(),
+      model: Type.String(),
+      version: Type.String(),
+      ...PredictionFields,
+    }),
+    Type.Object({
+      index: Type.Integer(),
+      errors: Type.Array(Type.Object({ path: Type.String(), message: Type.String() })),
+    }),
+    Type.Object({
+      index: Type.Integer(),
+      problem: Type.Record(Type.String(), Type.Unknown(), {
+        description: 'Why the stream stopped at this instance (e.g. PREDICTION_QUEUE_FULL).',
+      }),
+    }),
+  ],
+  {
+    description:
+      'One line per instance, in order: its prediction, or its problems; a line with `problem` ends the stream early.',
+  },
+)
+
 const IrisPredictionSchema = Type.Object({
   class: Type.Integer({ description: 'Index of the predicted class.' }),
   label: Type.String(),
@@ -70,7 +115,7 @@ const failures = problemResponses(400, 404, 413, 415, 422, 503)
 
 export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions> = async (
   app,
-  { predictions, batchMax },
+  { predictions, batchMax, streamBatchMax, streamChunkRows },
 ) => {
   app.addHook('onError', retryAfterWhenQueueFull)
   // A remote backend's call carries the trace context of the request that led to it.
@@ -95,7 +140,8 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
         response: { 200: PredictionSchema, ...failures },
       },
     },
-    async (request) => predictions.predict(request.params.name, request.body.inputs, request.query),
+    async (request) =>
+      predictions.predict(request.params.name, request.body.inputs, optionsOf(request)),
   )
 
   app.post(
@@ -107,18 +153,51 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
         description:
           `Up to ${batchMax} instances, run as one inference call. Invalid instances are reported ` +
           'by index in `errors` (their `predictions` entry is null) while the valid ones are ' +
-          'predicted; a batch with no valid instance is refused with 422.',
+          'predicted; a batch with no valid instance is refused with 422. With ' +
+          `\`Accept: ${NDJSON}\`, up to ${streamBatchMax} instances are answered as one JSON ` +
+          'line each, in order, streamed as they are predicted.',
         tags,
         params: ModelParamsSchema,
         querystring: VersionQuerySchema,
         body: Type.Object({
-          instances: Type.Array(InputsSchema, { minItems: 1, maxItems: batchMax }),
+          instances: Type.Array(InputsSchema, {
+            minItems: 1,
+            maxItems: Math.max(batchMax, streamBatchMax),
+          }),
         }),
-        response: { 200: BatchPredictionSchema, ...failures },
+        produces: ['application/json', NDJSON],
+        response: {
+          200: {
+            content: {
+              'application/json': { schema: BatchPredictionSchema },
+              [NDJSON]: { schema: StreamedLineSchema },
+            },
+          },
+          ...failures,
+        },
       },
     },
-    async (request) =>
-      predictions.predictBatch(request.params.name, request.body.instances, request.query),
+    async (request, reply) => {
+      const { instances } = request.body
+      if (!wantsNdjson(request.headers.accept)) {
+        return predictions.predictBatch(request.params.name, instances, optionsOf(request))
+      }
+      if (instances.length > streamBatchMax) {
+        throw new ValidationFailed(
+          [{ path: 'body.instances', message: `must hold at most ${streamBatchMax} instances` }],
+          `A streamed batch may hold at most ${streamBatchMax} instances; split it.`,
+        )
+      }
+      // Resolved before the status line leaves, so an unknown model is still a 404.
+      const served = await predictions.resolve(request.params.name, request.query)
+      const lines = streamBatchPredictions(predictions, served.name, instances, {
+        ...optionsOf(request),
+        version: served.version,
+        chunkRows: streamChunkRows,
+      })
+      // A stream is sent as it comes; the response schema documents its lines.
+      return reply.type(NDJSON).send(Readable.from(lines, { objectMode: false }) as never)
+    },
   )
 
   app.post(
@@ -141,6 +220,6 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
         response: { 200: IrisPredictionSchema, ...failures },
       },
     },
-    async (request) => predictions.predictIris(request.body.features),
+    async (request) => predictions.predictIris(request.body.features, optionsOf(request)),
   )
 }

@@ -1,0 +1,127 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { NewPredictionLogRow } from '../../../db/schema/index.js'
+import type { Caller } from '../../../shared/caller.js'
+import type { PredictionLogRepository } from './repository.js'
+
+/** Who asked for a prediction and under which request: what the log records beside it. */
+export interface PredictionContext {
+  requestId?: string
+  caller?: Pick<Caller, 'userId' | 'apiKeyId'> | null
+}
+
+export interface LoggedPrediction {
+  model: string
+  version: string
+  inputs: Record<string, unknown>
+  output: Record<string, unknown>
+  latencyMs: number
+  context?: PredictionContext
+}
+
+export interface PredictionLogDeps {
+  repository: Pick<PredictionLogRepository, 'insertMany'>
+  /** The share of one model's predictions to record, 0-1. */
+  sampleRate: (model: string) => number
+  /** Predictions waiting to be written; beyond, new ones are dropped and counted. */
+  bufferMax: number
+  flushIntervalMs: number
+  metrics: Registry
+  log: FastifyBaseLogger
+  random?: () => number
+  now?: () => Date
+}
+
+export interface PredictionLog {
+  /** Takes a prediction for the log, or drops it; never waits and never throws. */
+  record(prediction: LoggedPrediction): void
+  /** Writes what is buffered now (the timer does this on its own). */
+  flush(): Promise<void>
+  /** Stops the timer and writes what is left. */
+  close(): Promise<void>
+}
+
+/**
+ * The prediction log's writer: predictions are sampled, buffered in memory and written in
+ * batches by a timer, so the request path pays for an array push and never for a database
+ * round trip. The buffer is bounded: when the database is slower than the traffic, the
+ * newest predictions are dropped and counted rather than held, since a log that grows
+ * without bound would cost the service its memory.
+ */
+export function createPredictionLog({
+  repository,
+  sampleRate,
+  bufferMax,
+  flushIntervalMs,
+  metrics,
+  log,
+  random = Math.random,
+  now = () => new Date(),
+}: PredictionLogDeps): PredictionLog {
+  const records = new Counter({
+    name: 'prediction_log_records_total',
+    help: 'Predictions offered to the prediction log, by outcome: written, dropped (buffer full) or failed (write error).',
+    labelNames: ['outcome'] as const,
+    registers: [metrics],
+  })
+  let buffer: NewPredictionLogRow[] = []
+  new Gauge({
+    name: 'prediction_log_buffered',
+    help: 'Predictions waiting to be written to the prediction log.',
+    registers: [metrics],
+    collect() {
+      this.set(buffer.length)
+    },
+  })
+  const written = records.labels('written')
+  const dropped = records.labels('dropped')
+  const failed = records.labels('failed')
+
+  let writing: Promise<void> = Promise.resolve()
+  const timer = setInterval(() => void flush(), flushIntervalMs)
+  timer.unref()
+
+  function flush(): Promise<void> {
+    // One write at a time, so rows reach the table in the order they were served.
+    writing = writing.then(async () => {
+      if (buffer.length === 0) return
+      const rows = buffer
+      buffer = []
+      try {
+        await repository.insertMany(rows)
+        written.inc(rows.length)
+      } catch (error) {
+        failed.inc(rows.length)
+        log.warn({ err: error, rows: rows.length }, 'prediction log write failed; rows dropped')
+      }
+    })
+    return writing
+  }
+
+  return {
+    record({ model, version, inputs, output, latencyMs, context }) {
+      const rate = sampleRate(model)
+      if (rate <= 0 || (rate < 1 && random() >= rate)) return
+      if (buffer.length >= bufferMax) {
+        dropped.inc()
+        return
+      }
+      buffer.push({
+        model,
+        version,
+        inputs,
+        output,
+        latencyMs,
+        requestId: context?.requestId ?? null,
+        userId: context?.caller?.userId ?? null,
+        apiKeyId: context?.caller?.apiKeyId ?? null,
+        createdAt: now(),
+      })
+    },
+    flush,
+    async close() {
+      clearInterval(timer)
+      await flush()
+    },
+  }
+}
