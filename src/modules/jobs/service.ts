@@ -110,7 +110,7 @@ export function createJobService(deps: JobServiceDeps) {
       if (!changed) {
         const current = await jobs.findById(row.id)
         throw new JobFinished(`Job ${id} has already ended (${current?.status}).`, {
-          status: current?.status,
+          job_status: current?.status,
         })
       }
       if (changed.status === 'cancelled') bus.publish({ job_id: id, seq: changed.eventSeq })
