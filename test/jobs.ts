@@ -131,7 +131,14 @@ export interface JobsTestApp extends TestApp {
  */
 export async function buildJobsTestApp(
   env: Record<string, string> = {},
-  { worker: withWorker = true }: { worker?: boolean } = {},
+  {
+    worker: withWorker = true,
+    register,
+  }: {
+    worker?: boolean
+    /** Further handlers, registered in the app and the worker alike. */
+    register?: (registry: JobHandlerRegistry) => void
+  } = {},
 ): Promise<JobsTestApp> {
   const own = await createJobsDatabase()
   const fullEnv: Record<string, string> = {
@@ -147,21 +154,45 @@ export async function buildJobsTestApp(
   }
   const t = await buildTestApp(fullEnv, own.database ? { database: own.database } : {})
   await createTestJobTables(t.database.db)
-  registerTestJobs(t.app.jobs.registry, t.database.db)
+  const registerAll = (registry: JobHandlerRegistry) => {
+    registerTestJobs(registry, t.database.db)
+    register?.(registry)
+  }
+  registerAll(t.app.jobs.registry)
   const worker =
     SERVICES_MODE && withWorker
       ? await startWorker(testConfig({ LOG_LEVEL: 'silent', ...fullEnv }), {
-          register: (registry) => registerTestJobs(registry, t.database.db),
+          register: registerAll,
         })
       : null
-  return {
+  const app: JobsTestApp = {
     ...t,
     env: fullEnv,
     worker,
     async close() {
-      await worker?.close()
+      await app.worker?.close()
       await t.close()
       await own.drop()
     },
   }
+  return app
+}
+
+export interface SseEvent {
+  id: number
+  event: string
+  data: Record<string, unknown>
+}
+
+/** The events of a text/event-stream body (comment lines skipped). */
+export function parseSse(body: string): SseEvent[] {
+  return body
+    .split('\n\n')
+    .map((block) => block.split('\n').filter((line) => line !== '' && !line.startsWith(':')))
+    .filter((lines) => lines.length > 0)
+    .map((lines) => {
+      const field = (name: string) =>
+        lines.find((line) => line.startsWith(`${name}: `))?.slice(name.length + 2) ?? ''
+      return { id: Number(field('id')), event: field('event'), data: JSON.parse(field('data')) }
+    })
 }

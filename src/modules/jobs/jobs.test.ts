@@ -7,25 +7,9 @@ import {
   type JobsTestApp,
 } from '../../../test/jobs.js'
 import { createTestUser, injectAs, SERVICES_MODE, type TestUser, unique } from '../../../test/helpers.js'
+import type { JobHandlerRegistry } from './handlers.js'
+import { enqueueJob } from './repository.js'
 import type { Job } from './schemas.js'
-
-interface SseEvent {
-  id: number
-  event: string
-  data: Record<string, unknown>
-}
-
-export function parseSse(body: string): SseEvent[] {
-  return body
-    .split('\n\n')
-    .map((block) => block.split('\n').filter((line) => !line.startsWith(':')))
-    .filter((lines) => lines.length > 0 && lines[0] !== '')
-    .map((lines) => {
-      const field = (name: string) =>
-        lines.find((line) => line.startsWith(`${name}: `))?.slice(name.length + 2) ?? ''
-      return { id: Number(field('id')), event: field('event'), data: JSON.parse(field('data')) }
-    })
-}
 
 describe('jobs API', () => {
   let t: JobsTestApp
@@ -34,13 +18,10 @@ describe('jobs API', () => {
   let viewer: TestUser
 
   beforeAll(async () => {
-    t = await buildJobsTestApp()
-    alice = await createTestUser(t)
-    bob = await createTestUser(t)
-    viewer = await createTestUser(t, 'viewer')
-    // A stand-in for the datasets module's handler, so the start route has a type to start.
-    if (!t.app.jobs.registry.get('dataset_export')) {
-      t.app.jobs.registry.register('dataset_export', async ({ job }) => ({
+    // A stand-in for the datasets module's export, so the start route has a type to start.
+    const standIn = (registry: JobHandlerRegistry) => {
+      if (registry.get('dataset_export')) return
+      registry.register('dataset_export', async ({ job }) => ({
         dataset_id: job.params.dataset_id,
         format: job.params.format,
         path: 'unused',
@@ -48,6 +29,10 @@ describe('jobs API', () => {
         rows: 0,
       }))
     }
+    t = await buildJobsTestApp({}, { register: standIn })
+    alice = await createTestUser(t)
+    bob = await createTestUser(t)
+    viewer = await createTestUser(t, 'viewer')
   })
   afterAll(() => t?.close())
 
@@ -235,21 +220,26 @@ describe('jobs API', () => {
     })
 
     it('when a queued job is cancelled, then it ends cancelled without running', async () => {
-      const id = await t.database.db.transaction(async (tx) => {
-        const { enqueueJob } = await import('./repository.js')
-        // Not due for an hour: it stays queued whatever runs it.
-        const row = await enqueueJob(tx, { type: 'test_effect', params: { key: unique() }, owner_id: alice.id })
-        await tx.execute(sql`UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = ${row.id}`)
-        return row.id
-      })
       if (SERVICES_MODE) {
-        // In server mode the delay is BullMQ's; cancel before any worker could take it.
+        // Nothing takes jobs in server mode without a worker; the last test of the file.
         await t.worker?.close()
         t.worker = null
       }
+      const id = await t.database.db.transaction(async (tx) => {
+        const row = await enqueueJob(tx, {
+          type: 'test_effect',
+          params: { key: unique() },
+          owner_id: alice.id,
+        })
+        // Not due for an hour: the embedded runner leaves it queued.
+        await tx.execute(sql`UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = ${row.id}`)
+        return row.id
+      })
       const response = await injectAs(t, alice)({ method: 'POST', url: `/v1/jobs/${id}/cancel` })
       expect(response.json()).toMatchObject({ status: 'cancelled', cancel_requested: true })
       expect(await countRows(t.database.db, 'test_job_runs', sql`job_id = ${id}`)).toBe(0)
+      const again = await injectAs(t, alice)({ method: 'POST', url: `/v1/jobs/${id}/cancel` })
+      expect(again.statusCode).toBe(409)
     })
   })
 })

@@ -142,7 +142,7 @@ export const jobRoutes: FastifyPluginAsyncTypebox<JobRoutesOptions> = async (
       await jobs.get(caller, request.params.id) // 404 before the stream starts
       const after = Number(request.headers['last-event-id'] ?? 0)
       const stream = openStream()
-      request.raw.on('close', () => stream.controller.abort())
+      reply.raw.on('close', () => stream.controller.abort())
       startEventStream(reply)
       const heartbeat = setInterval(() => reply.raw.write(': keep-alive\n\n'), heartbeatMs)
       try {
@@ -199,6 +199,9 @@ function startEventStream(reply: FastifyReply) {
     'cache-control': 'no-cache, no-transform',
     // Stops nginx from buffering the stream.
     'x-accel-buffering': 'no',
+    // A stream is the connection's last answer: no idle keep-alive socket is left behind
+    // for a closing server to wait for.
+    connection: 'close',
   })
   reply.raw.write(': stream open\n\n')
 }
