@@ -232,6 +232,20 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
+  // Before auth: its onRequest hook marks upgrade requests, so that a handshake refused by
+  // auth (401) still has its socket closed after the answer instead of left open.
+  await app.register(websocket, {
+    options: {
+      maxPayload: 64 * 1024,
+      // A browser cannot set headers on a WebSocket: it sends its token as a subprotocol
+      // (`bearer.<token>`), which must never be echoed back; the other one it offers is.
+      handleProtocols: (protocols) => webSocketProtocol(protocols),
+    },
+    preClose: (done) => {
+      for (const client of app.websocketServer.clients) client.close(WS_CLOSE.goingAway)
+      done()
+    },
+  })
   // Before auth, which counts failed authentications against the client address.
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
@@ -264,18 +278,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     checks: () => ({ ...checks, ...modelChecks(serving.server) }),
   })
 
-  await app.register(websocket, {
-    options: {
-      maxPayload: 64 * 1024,
-      // A browser cannot set headers on a WebSocket: it sends its token as a subprotocol
-      // (`bearer.<token>`), which must never be echoed back; the other one it offers is.
-      handleProtocols: (protocols) => webSocketProtocol(protocols),
-    },
-    preClose: (done) => {
-      for (const client of app.websocketServer.clients) client.close(WS_CLOSE.goingAway)
-      done()
-    },
-  })
   await app.register(authRoutes, {
     prefix: '/v1/auth',
     auth: modules.auth,
