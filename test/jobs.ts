@@ -6,7 +6,14 @@ import { migrate } from '../src/db/migrate.js'
 import type { JobHandler, JobHandlerRegistry } from '../src/modules/jobs/handlers.js'
 import { PermanentJobError } from '../src/modules/jobs/handlers.js'
 import { startWorker, type RunningWorker } from '../src/worker-app.js'
-import { buildTestApp, SERVICES_MODE, type TestApp, testConfig, unique } from './helpers.js'
+import {
+  buildTestApp,
+  createTestDatabase,
+  SERVICES_MODE,
+  type TestApp,
+  testConfig,
+  unique,
+} from './helpers.js'
 
 /** A job type only tests register: its effect is a row a test can count. */
 declare module '../src/modules/jobs/contract.js' {
@@ -90,8 +97,18 @@ export async function eventually<T>(
 }
 
 /** A database of its own in services mode (the relay would take other files' jobs). */
-export async function createJobsDatabase(): Promise<{ url?: string; database: DatabaseHandle | null; drop(): Promise<void> }> {
-  if (!SERVICES_MODE) return { database: null, drop: async () => {} }
+export interface JobsDatabase {
+  /** Its URL in services mode (for a worker to open); none embedded. */
+  url?: string
+  database: DatabaseHandle
+  drop(): Promise<void>
+}
+
+export async function createJobsDatabase(): Promise<JobsDatabase> {
+  if (!SERVICES_MODE) {
+    const database = await createTestDatabase()
+    return { database, drop: () => database.close() }
+  }
   const shared = new URL(process.env.DATABASE_URL as string)
   const name = `${shared.pathname.slice(1)}_j${unique().toLowerCase()}`.slice(0, 63)
   const admin = new pg.Client({ connectionString: shared.href })
@@ -134,13 +151,16 @@ export async function buildJobsTestApp(
   {
     worker: withWorker = true,
     register,
+    database: shared,
   }: {
     worker?: boolean
+    /** A database to share with other apps (e.g. across a restart); it stays open on close. */
+    database?: JobsDatabase
     /** Further handlers, registered in the app and the worker alike. */
     register?: (registry: JobHandlerRegistry) => void
   } = {},
 ): Promise<JobsTestApp> {
-  const own = await createJobsDatabase()
+  const own = shared ?? (await createJobsDatabase())
   const fullEnv: Record<string, string> = {
     JOBS_POLL_INTERVAL_MS: '50',
     JOB_RETRY_BASE_MS: '50',
@@ -152,7 +172,7 @@ export async function buildJobsTestApp(
     ...(own.url ? { DATABASE_URL: own.url } : {}),
     ...env,
   }
-  const t = await buildTestApp(fullEnv, own.database ? { database: own.database } : {})
+  const t = await buildTestApp(fullEnv, { database: own.database })
   await createTestJobTables(t.database.db)
   const registerAll = (registry: JobHandlerRegistry) => {
     registerTestJobs(registry, t.database.db)
@@ -172,7 +192,7 @@ export async function buildJobsTestApp(
     async close() {
       await app.worker?.close()
       await t.close()
-      await own.drop()
+      if (!shared) await own.drop()
     },
   }
   return app
