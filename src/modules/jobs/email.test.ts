@@ -101,11 +101,15 @@ describe('email jobs', () => {
     await eventually(async () => sentTo(customer.email).length === 1, 20_000, 'the email')
     const [message] = sentTo(customer.email)
     expect(message?.raw).toContain(order.id)
-    const [delivery] = await t.database.db
-      .select()
-      .from(emailDeliveries)
-      .where(eq(emailDeliveries.eventKey, `order_confirmation:${order.id}`))
-    expect(delivery?.messageId).toBe(message?.messageId)
+    // Recorded just after the SMTP server accepted it.
+    const delivery = await eventually(async () => {
+      const [row] = await t.database.db
+        .select()
+        .from(emailDeliveries)
+        .where(eq(emailDeliveries.eventKey, `order_confirmation:${order.id}`))
+      return row
+    })
+    expect(delivery.messageId).toBe(message?.messageId)
   })
 
   it('when an order is refused, then no email job is left behind', async () => {
