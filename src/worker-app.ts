@@ -6,7 +6,7 @@ import { databaseSettings, redisSettings } from './app.js'
 import type { Config } from './config.js'
 import { inTransaction, openDatabase } from './db/client.js'
 import type { JobHandlerRegistry } from './modules/jobs/handlers.js'
-import { checkEvictionPolicy } from './modules/jobs/queue.js'
+import { checkEvictionPolicy, queueConnection } from './modules/jobs/queue.js'
 import { createJobSystem } from './modules/jobs/system.js'
 import { loggerOptions } from './platform/logging.js'
 import { connectRedis } from './platform/redis.js'
@@ -63,7 +63,9 @@ export async function startWorker(config: Config, overrides: WorkerOverrides = {
     reply.type(metrics.contentType).send(await metrics.metrics()),
   )
 
-  await checkEvictionPolicy(redis, log)
+  // On a connection that waits for Redis, unlike the app client that fails fast.
+  const probe = queueConnection(config.REDIS_URL)
+  await checkEvictionPolicy(probe, log).finally(() => probe.disconnect())
   await jobs.start()
   await http.listen({ host: config.HOST, port: config.WORKER_PORT })
   log.info(

@@ -3,9 +3,8 @@ import { sql } from 'drizzle-orm'
 import pg from 'pg'
 import { createPostgresDatabase, type DatabaseHandle, type Executor } from '../src/db/client.js'
 import { migrate } from '../src/db/migrate.js'
-import type { JobHandler, JobHandlerRegistry } from '../src/modules/jobs/handlers.js'
-import { PermanentJobError } from '../src/modules/jobs/handlers.js'
-import { startWorker, type RunningWorker } from '../src/worker-app.js'
+import type { JobHandlerRegistry } from '../src/modules/jobs/handlers.js'
+import { type RunningWorker, startWorker } from '../src/worker-app.js'
 import {
   buildTestApp,
   createTestDatabase,
@@ -14,65 +13,7 @@ import {
   testConfig,
   unique,
 } from './helpers.js'
-
-/** A job type only tests register: its effect is a row a test can count. */
-declare module '../src/modules/jobs/contract.js' {
-  interface JobTypes {
-    test_effect: {
-      params: {
-        /** The effect's key: one row in test_job_effects however often the job runs. */
-        key: string
-        /** Progress checkpoints, each after `step_ms`. */
-        steps?: number
-        step_ms?: number
-        /** Attempts that throw before succeeding. */
-        fail_times?: number
-        /** Always fails with a permanent error. */
-        poison?: boolean
-      }
-      result: { key: string; attempt: number }
-    }
-  }
-}
-
-const TABLES = [
-  `CREATE TABLE IF NOT EXISTS test_job_runs (
-    job_id uuid NOT NULL, attempt integer NOT NULL, pid integer NOT NULL,
-    started_at timestamptz NOT NULL DEFAULT clock_timestamp())`,
-  `CREATE TABLE IF NOT EXISTS test_job_effects (
-    key text PRIMARY KEY, job_id uuid NOT NULL, written_at timestamptz NOT NULL DEFAULT now())`,
-]
-
-/**
- * The test job: records each run, walks its checkpoints, then writes its effect keyed by
- * the params' key, idempotently (a re-run after a crash writes nothing more).
- */
-export function testEffectHandler(db: Executor): JobHandler<'test_effect'> {
-  return async ({ job, progress }) => {
-    const { key, steps = 0, step_ms = 0, fail_times = 0, poison } = job.params
-    await db.execute(
-      sql`INSERT INTO test_job_runs (job_id, attempt, pid) VALUES (${job.id}, ${job.attempt}, ${process.pid})`,
-    )
-    if (poison) throw new PermanentJobError('POISON', 'this job can never succeed')
-    if (job.attempt <= fail_times) throw new Error(`attempt ${job.attempt} fails on purpose`)
-    for (let step = 1; step <= steps; step++) {
-      await sleep(step_ms)
-      await progress(step / (steps + 1), `step ${step} of ${steps}`)
-    }
-    await db.execute(
-      sql`INSERT INTO test_job_effects (key, job_id) VALUES (${key}, ${job.id}) ON CONFLICT (key) DO NOTHING`,
-    )
-    return { key, attempt: job.attempt }
-  }
-}
-
-export async function createTestJobTables(db: Executor) {
-  for (const statement of TABLES) await db.execute(sql.raw(statement))
-}
-
-export function registerTestJobs(registry: JobHandlerRegistry, db: Executor) {
-  registry.register('test_effect', testEffectHandler(db), { maxAttempts: 3 })
-}
+import { createTestJobTables, registerTestJobs } from './job-effects.js'
 
 export async function countRows(db: Executor, table: string, where = sql`true`): Promise<number> {
   const result = (await db.execute(
@@ -130,7 +71,9 @@ export async function createJobsDatabase(): Promise<JobsDatabase> {
       await database.close()
       const dropper = new pg.Client({ connectionString: shared.href })
       await dropper.connect()
-      await dropper.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).finally(() => dropper.end())
+      await dropper
+        .query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+        .finally(() => dropper.end())
     },
   }
 }
@@ -216,3 +159,5 @@ export function parseSse(body: string): SseEvent[] {
       return { id: Number(field('id')), event: field('event'), data: JSON.parse(field('data')) }
     })
 }
+
+export { createTestJobTables, registerTestJobs, testEffectHandler } from './job-effects.js'
