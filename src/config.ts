@@ -273,7 +273,7 @@ const EnvSchema = Type.Object({
     minimum: 0,
     maximum: 65535,
     default: 8001,
-    description: 'the TCP port of the worker process\'s /health and /metrics',
+    description: "the TCP port of the worker process's /health and /metrics",
   }),
   WORKER_SHUTDOWN_GRACE_MS: Type.Integer({
     minimum: 0,
@@ -283,12 +283,12 @@ const EnvSchema = Type.Object({
   WORKER_LOCK_MS: Type.Integer({
     minimum: 1000,
     default: 30_000,
-    description: 'milliseconds before a dead worker\'s job counts as stalled and runs again',
+    description: "milliseconds before a dead worker's job counts as stalled and runs again",
   }),
   JOB_RETRY_BASE_MS: Type.Integer({
     minimum: 1,
     default: 1000,
-    description: 'milliseconds before a failed job\'s first retry (doubling each retry)',
+    description: "milliseconds before a failed job's first retry (doubling each retry)",
   }),
   JOB_RETENTION_DAYS: Type.Integer({
     minimum: 1,

@@ -32,7 +32,10 @@ export interface RunningWorker {
  * The job worker of server mode: runs the queue's jobs with the same handlers as the API's
  * embedded runner, relays the outbox too, and serves /health and /metrics on WORKER_PORT.
  */
-export async function startWorker(config: Config, overrides: WorkerOverrides = {}): Promise<RunningWorker> {
+export async function startWorker(
+  config: Config,
+  overrides: WorkerOverrides = {},
+): Promise<RunningWorker> {
   if (!config.REDIS_URL || !config.DATABASE_URL) {
     throw new Error('the worker runs in server mode only: set DATABASE_URL and REDIS_URL')
   }

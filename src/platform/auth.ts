@@ -80,7 +80,9 @@ const BEARER_PROTOCOL = 'bearer.'
 function webSocketToken(headers: FastifyRequest['headers']): string | null {
   if (headers.upgrade?.toLowerCase() !== 'websocket') return null
   const offered = String(headers['sec-websocket-protocol'] ?? '').split(',')
-  const entry = offered.map((protocol) => protocol.trim()).find((p) => p.startsWith(BEARER_PROTOCOL))
+  const entry = offered
+    .map((protocol) => protocol.trim())
+    .find((p) => p.startsWith(BEARER_PROTOCOL))
   const token = entry?.slice(BEARER_PROTOCOL.length)
   return token && /^[A-Za-z0-9._~+/=-]+$/.test(token) ? token : null
 }

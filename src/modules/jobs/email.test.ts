@@ -81,10 +81,16 @@ describe('email jobs', () => {
   async function placeOrder(quantity = 1) {
     const [customer] = await t.database.db
       .insert(customers)
-      .values({ name: `Customer ${unique()}`, email: `customer-${unique().toLowerCase()}@example.com` })
+      .values({
+        name: `Customer ${unique()}`,
+        email: `customer-${unique().toLowerCase()}@example.com`,
+      })
       .returning()
     const product = await insertProduct(t, { stock: 5 })
-    const response = await injectAs(t, alice)({
+    const response = await injectAs(
+      t,
+      alice,
+    )({
       method: 'POST',
       url: '/v1/orders',
       payload: { customer_id: customer?.id, items: [{ product_id: product.id, quantity }] },
@@ -132,10 +138,17 @@ describe('email jobs', () => {
 
     const admin = await createTestUser(t, 'admin')
     const created = `created-${unique().toLowerCase()}@example.com`
-    const byAdmin = await injectAs(t, admin)({
+    const byAdmin = await injectAs(
+      t,
+      admin,
+    )({
       method: 'POST',
       url: '/v1/users',
-      payload: { email: created, password: `pw-${unique()}-long-enough`, full_name: 'Made By Admin' },
+      payload: {
+        email: created,
+        password: `pw-${unique()}-long-enough`,
+        full_name: 'Made By Admin',
+      },
     })
     expect(byAdmin.statusCode).toBe(201)
     expect(await emailJobOf(`welcome:${byAdmin.json().id}`)).toBeUndefined()
@@ -155,7 +168,12 @@ describe('email jobs', () => {
   it('when one event’s email job runs again or is enqueued again, then the email is not sent twice', async () => {
     const to = `again-${unique().toLowerCase()}@example.com`
     const eventKey = `welcome:${crypto.randomUUID()}`
-    const params = { to, template: 'welcome' as const, data: { full_name: 'Twice' }, event_key: eventKey }
+    const params = {
+      to,
+      template: 'welcome' as const,
+      data: { full_name: 'Twice' },
+      event_key: eventKey,
+    }
     const first = await enqueueEmail(t.database.db, params, { owner_id: null })
     const second = await enqueueEmail(t.database.db, params, { owner_id: null })
     expect(second.id).toBe(first.id)
@@ -163,7 +181,11 @@ describe('email jobs', () => {
     await eventually(async () => (await emailJobOf(eventKey))?.status === 'succeeded')
     // A redelivery of the same job (at least once) finds the recorded delivery.
     const mailer = createSmtpMailer(smtp.url, { timeoutMs: 5000 })
-    const handler = createEmailHandler({ db: t.database.db, mailer, from: 'OrderFlow <no-reply@example.com>' })
+    const handler = createEmailHandler({
+      db: t.database.db,
+      mailer,
+      from: 'OrderFlow <no-reply@example.com>',
+    })
     const rerun = await handler({
       job: { id: first.id, type: 'email', params, owner_id: null, attempt: 2, request_id: null },
       progress: async () => {},
@@ -186,7 +208,10 @@ describe('email jobs without SMTP_URL', () => {
         .values({ name: 'No Mail', email: `nomail-${unique().toLowerCase()}@example.com` })
         .returning()
       const product = await insertProduct(t, { stock: 5 })
-      const response = await injectAs(t, alice)({
+      const response = await injectAs(
+        t,
+        alice,
+      )({
         method: 'POST',
         url: '/v1/orders',
         payload: { customer_id: customer?.id, items: [{ product_id: product.id, quantity: 1 }] },

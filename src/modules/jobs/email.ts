@@ -47,7 +47,10 @@ export function messageIdOf(eventKey: string, domain: string): string {
   return `<${createHash('sha256').update(eventKey).digest('hex').slice(0, 32)}@${domain}>`
 }
 
-const TEMPLATES: Record<EmailTemplate, (data: Record<string, unknown>) => { subject: string; text: string }> = {
+const TEMPLATES: Record<
+  EmailTemplate,
+  (data: Record<string, unknown>) => { subject: string; text: string }
+> = {
   order_confirmation: (data) => ({
     subject: `Your order ${String(data.order_id)} is confirmed`,
     text: [

@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
-import { buildJobsTestApp, type JobsTestApp, parseSse } from '../../../test/jobs.js'
 import { createTestUser, injectAs, type TestUser, unique } from '../../../test/helpers.js'
+import { buildJobsTestApp, type JobsTestApp, parseSse } from '../../../test/jobs.js'
 
 describe('job events (SSE and WebSocket)', () => {
   let t: JobsTestApp
@@ -33,10 +33,15 @@ describe('job events (SSE and WebSocket)', () => {
     expect(response.headers['content-type']).toContain('text/event-stream')
     const events = parseSse(response.body)
     expect(events.map((e) => e.id)).toEqual(events.map((_, i) => i + 1))
-    const progress = events.filter((e) => e.event === 'progress').map((e) => Number(e.data.progress))
+    const progress = events
+      .filter((e) => e.event === 'progress')
+      .map((e) => Number(e.data.progress))
     expect(progress.length).toBe(5)
     expect(progress).toEqual([...progress].sort((a, b) => a - b))
-    expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'succeeded', progress: 1 } })
+    expect(events.at(-1)).toMatchObject({
+      event: 'status',
+      data: { status: 'succeeded', progress: 1 },
+    })
     expect(events[0]).toMatchObject({ event: 'status', data: { status: 'running' } })
   })
 
@@ -47,7 +52,10 @@ describe('job events (SSE and WebSocket)', () => {
     )
     const resumed = parseSse(
       (
-        await injectAs(t, alice)({
+        await injectAs(
+          t,
+          alice,
+        )({
           method: 'GET',
           url: `/v1/jobs/${job.id}/events`,
           headers: { 'last-event-id': '2' },
@@ -55,7 +63,10 @@ describe('job events (SSE and WebSocket)', () => {
       ).body,
     )
     expect(resumed).toEqual(all.slice(2))
-    const afterEnd = await injectAs(t, alice)({
+    const afterEnd = await injectAs(
+      t,
+      alice,
+    )({
       method: 'GET',
       url: `/v1/jobs/${job.id}/events`,
       headers: { 'last-event-id': String(all.length) },
@@ -102,18 +113,20 @@ describe('job events (SSE and WebSocket)', () => {
   })
 
   const connect = (url: string, options: WebSocket.ClientOptions = {}, protocols?: string[]) =>
-    new Promise<{ messages: { id: number; event: string; data: Record<string, unknown> }[]; code: number; protocol: string }>(
-      (resolve, reject) => {
-        const socket = new WebSocket(url, protocols, options)
-        const messages: { id: number; event: string; data: Record<string, unknown> }[] = []
-        socket.on('message', (data) => messages.push(JSON.parse(String(data))))
-        socket.on('close', (code) => resolve({ messages, code, protocol: socket.protocol }))
-        socket.on('unexpected-response', (_request, response) =>
-          reject(Object.assign(new Error('handshake refused'), { status: response.statusCode })),
-        )
-        socket.on('error', reject)
-      },
-    )
+    new Promise<{
+      messages: { id: number; event: string; data: Record<string, unknown> }[]
+      code: number
+      protocol: string
+    }>((resolve, reject) => {
+      const socket = new WebSocket(url, protocols, options)
+      const messages: { id: number; event: string; data: Record<string, unknown> }[] = []
+      socket.on('message', (data) => messages.push(JSON.parse(String(data))))
+      socket.on('close', (code) => resolve({ messages, code, protocol: socket.protocol }))
+      socket.on('unexpected-response', (_request, response) =>
+        reject(Object.assign(new Error('handshake refused'), { status: response.statusCode })),
+      )
+      socket.on('error', reject)
+    })
 
   it('when a client follows a job over WebSocket with a bearer header, then it gets the events and a normal close at the end', async () => {
     const job = await start()
@@ -138,7 +151,9 @@ describe('job events (SSE and WebSocket)', () => {
 
   it('when the handshake has no valid credentials or names another user’s job, then it is refused with 401 or 404', async () => {
     const job = await start({ steps: 1, step_ms: 1 })
-    await expect(connect(`ws://${base}/v1/jobs/${job.id}/ws`)).rejects.toMatchObject({ status: 401 })
+    await expect(connect(`ws://${base}/v1/jobs/${job.id}/ws`)).rejects.toMatchObject({
+      status: 401,
+    })
     await expect(
       connect(`ws://${base}/v1/jobs/${job.id}/ws`, {}, ['orderflow.v1', 'bearer.not-a-token']),
     ).rejects.toMatchObject({ status: 401 })

@@ -3,8 +3,8 @@ import type { JobRow } from '../../db/schema/index.js'
 import type { JobType } from './contract.js'
 import type { JobEventBus } from './events.js'
 import {
-  type JobContext,
   JobCancelledError,
+  type JobContext,
   type JobHandlerRegistry,
   JobInterruptedError,
   PermanentJobError,
@@ -52,7 +52,7 @@ export function createJobExecutor(deps: JobExecutorDeps) {
     if (!row) {
       // Ended or gone; or cancelled while it waited or while a run that died had it.
       const current = await jobs.findById(id)
-      if (current && current.cancelRequestedAt && !current.finishedAt) {
+      if (current?.cancelRequestedAt && !current.finishedAt) {
         announce(await jobs.cancelled(id))
       }
       return { outcome: 'skipped' }
@@ -87,7 +87,11 @@ export function createJobExecutor(deps: JobExecutorDeps) {
         log: jobLog,
         async progress(fraction, message) {
           const clamped = Math.min(1, Math.max(0, Number.isFinite(fraction) ? fraction : 0))
-          const { cancelRequested, row: changed } = await jobs.progress(id, clamped, message ?? null)
+          const { cancelRequested, row: changed } = await jobs.progress(
+            id,
+            clamped,
+            message ?? null,
+          )
           announce(changed)
           if (cancelRequested) throw new JobCancelledError()
           if (controller.signal.aborted) throw controller.signal.reason

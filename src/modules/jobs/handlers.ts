@@ -37,7 +37,11 @@ export interface JobHandlerOptions<T extends JobType> {
    * that the dataset exists and is the caller's; throws an AppError (404, 422) to refuse.
    */
   accept?: (params: JobParams<T>, caller: Caller) => Promise<void>
-  cleanup?: (job: { id: string; params: JobParams<T>; result: JobResult<T> | null }) => Promise<void>
+  cleanup?: (job: {
+    id: string
+    params: JobParams<T>
+    result: JobResult<T> | null
+  }) => Promise<void>
 }
 
 export interface RegisteredHandler<T extends JobType = JobType> extends JobHandlerOptions<T> {
@@ -58,7 +62,8 @@ export function createJobHandlerRegistry(): JobHandlerRegistry {
   const handlers = new Map<string, RegisteredHandler>()
   return {
     register(type, handler, options = {}) {
-      if (handlers.has(type)) throw new Error(`a handler for job type ${type} is already registered`)
+      if (handlers.has(type))
+        throw new Error(`a handler for job type ${type} is already registered`)
       handlers.set(type, { ...options, handler } as unknown as RegisteredHandler)
     },
     get: (type) => handlers.get(type) as never,

@@ -1,5 +1,5 @@
-import type { FastifyBaseLogger } from 'fastify'
 import { lt } from 'drizzle-orm'
+import type { FastifyBaseLogger } from 'fastify'
 import type { Executor } from '../../db/client.js'
 import { idempotencyKeys, refreshTokens } from '../../db/schema/index.js'
 import type { JobHandler, JobHandlerRegistry } from './handlers.js'
@@ -90,4 +90,3 @@ export function scheduleHousekeeping(deps: {
     stop: () => clearInterval(timer),
   }
 }
-

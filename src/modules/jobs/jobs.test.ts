@@ -1,12 +1,13 @@
 import { sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  buildJobsTestApp,
-  countRows,
-  eventually,
-  type JobsTestApp,
-} from '../../../test/jobs.js'
-import { createTestUser, injectAs, SERVICES_MODE, type TestUser, unique } from '../../../test/helpers.js'
+  createTestUser,
+  injectAs,
+  SERVICES_MODE,
+  type TestUser,
+  unique,
+} from '../../../test/helpers.js'
+import { buildJobsTestApp, countRows, eventually, type JobsTestApp } from '../../../test/jobs.js'
 import type { JobHandlerRegistry } from './handlers.js'
 import { enqueueJob } from './repository.js'
 import type { Job } from './schemas.js'
@@ -59,7 +60,10 @@ describe('jobs API', () => {
   describe('POST /v1/jobs', () => {
     it('when a user starts a dataset export, then it answers 202 with the queued job and its Location', async () => {
       const dataset = crypto.randomUUID()
-      const response = await injectAs(t, alice)({
+      const response = await injectAs(
+        t,
+        alice,
+      )({
         method: 'POST',
         url: '/v1/jobs',
         payload: { type: 'dataset_export', params: { dataset_id: dataset, format: 'csv' } },
@@ -67,14 +71,21 @@ describe('jobs API', () => {
       expect(response.statusCode).toBe(202)
       const job = response.json() as Job
       expect(response.headers.location).toBe(`/v1/jobs/${job.id}`)
-      expect(job).toMatchObject({ type: 'dataset_export', owner_id: alice.id, request_id: response.headers['x-request-id'] })
+      expect(job).toMatchObject({
+        type: 'dataset_export',
+        owner_id: alice.id,
+        request_id: response.headers['x-request-id'],
+      })
       expect((await finished(job.id)).status).toBe('succeeded')
     })
 
     it('when a user tries to start an internal job type, then 422 and nothing is queued', async () => {
       const before = await countRows(t.database.db, 'jobs', sql`type = 'email'`)
       for (const type of ['email', 'housekeeping', 'dataset_import', 'no_such_type']) {
-        const response = await injectAs(t, alice)({
+        const response = await injectAs(
+          t,
+          alice,
+        )({
           method: 'POST',
           url: '/v1/jobs',
           payload: { type, params: {} },
@@ -86,7 +97,10 @@ describe('jobs API', () => {
     })
 
     it('when the params do not fit the type, then 422 names the field', async () => {
-      const response = await injectAs(t, alice)({
+      const response = await injectAs(
+        t,
+        alice,
+      )({
         method: 'POST',
         url: '/v1/jobs',
         payload: { type: 'dataset_export', params: { dataset_id: 'nope', format: 'xlsx' } },
@@ -96,10 +110,16 @@ describe('jobs API', () => {
     })
 
     it('when a viewer tries to start a job, then 403', async () => {
-      const response = await injectAs(t, viewer)({
+      const response = await injectAs(
+        t,
+        viewer,
+      )({
         method: 'POST',
         url: '/v1/jobs',
-        payload: { type: 'dataset_export', params: { dataset_id: crypto.randomUUID(), format: 'csv' } },
+        payload: {
+          type: 'dataset_export',
+          params: { dataset_id: crypto.randomUUID(), format: 'csv' },
+        },
       })
       expect(response.statusCode).toBe(403)
     })
@@ -129,7 +149,10 @@ describe('jobs API', () => {
       await finished(mine.id)
       await finished(theirs.id, bob)
       const ids = async (as: TestUser) =>
-        ((await injectAs(t, as)({ method: 'GET', url: '/v1/jobs?page_size=100' })).json().items as Job[]).map((j) => j.id)
+        (
+          (await injectAs(t, as)({ method: 'GET', url: '/v1/jobs?page_size=100' })).json()
+            .items as Job[]
+        ).map((j) => j.id)
       expect(await ids(alice)).toContain(mine.id)
       expect(await ids(alice)).not.toContain(theirs.id)
       expect(await ids(bob)).not.toContain(mine.id)
@@ -139,10 +162,14 @@ describe('jobs API', () => {
     it('when a list is filtered by status and type, then only matching jobs come back', async () => {
       const job = await start(alice, { poison: true })
       await finished(job.id)
-      const page = (await injectAs(t, alice)({ method: 'GET', url: '/v1/jobs?status=failed' })).json()
+      const page = (
+        await injectAs(t, alice)({ method: 'GET', url: '/v1/jobs?status=failed' })
+      ).json()
       expect(page.items.map((j: Job) => j.id)).toContain(job.id)
       expect(page.items.every((j: Job) => j.status === 'failed')).toBe(true)
-      const emails = (await injectAs(t, alice)({ method: 'GET', url: '/v1/jobs?type=email' })).json()
+      const emails = (
+        await injectAs(t, alice)({ method: 'GET', url: '/v1/jobs?type=email' })
+      ).json()
       expect(emails.items.every((j: Job) => j.type === 'email')).toBe(true)
       expect(emails.items.map((j: Job) => j.id)).not.toContain(job.id)
       const bad = await injectAs(t, alice)({ method: 'GET', url: '/v1/jobs?status=sleeping' })
@@ -201,7 +228,10 @@ describe('jobs API', () => {
     it('when a running job is cancelled, then it stops at its next checkpoint and ends cancelled', async () => {
       const job = await start(alice, { steps: 200, step_ms: 20 })
       await eventually(async () => (await fetchJob(job.id)).progress > 0, 20_000, 'progress')
-      const response = await injectAs(t, alice)({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` })
+      const response = await injectAs(
+        t,
+        alice,
+      )({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` })
       expect(response.statusCode).toBe(200)
       expect(response.json().cancel_requested).toBe(true)
       const done = await finished(job.id)
@@ -213,9 +243,16 @@ describe('jobs API', () => {
     it('when a finished job is cancelled, then 409 JOB_FINISHED and it stays as it was', async () => {
       const job = await start(alice)
       await finished(job.id)
-      const response = await injectAs(t, alice)({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` })
+      const response = await injectAs(
+        t,
+        alice,
+      )({ method: 'POST', url: `/v1/jobs/${job.id}/cancel` })
       expect(response.statusCode).toBe(409)
-      expect(response.json()).toMatchObject({ code: 'JOB_FINISHED', status: 409, job_status: 'succeeded' })
+      expect(response.json()).toMatchObject({
+        code: 'JOB_FINISHED',
+        status: 409,
+        job_status: 'succeeded',
+      })
       expect((await fetchJob(job.id)).status).toBe('succeeded')
     })
 
@@ -232,7 +269,9 @@ describe('jobs API', () => {
           owner_id: alice.id,
         })
         // Not due for an hour: the embedded runner leaves it queued.
-        await tx.execute(sql`UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = ${row.id}`)
+        await tx.execute(
+          sql`UPDATE jobs SET run_after = now() + interval '1 hour' WHERE id = ${row.id}`,
+        )
         return row.id
       })
       const response = await injectAs(t, alice)({ method: 'POST', url: `/v1/jobs/${id}/cancel` })

@@ -62,7 +62,9 @@ describe('outbox and restarts', () => {
         await eventually(async () => (await statusOf(row.id)) === 'succeeded', 20_000, 'the job')
         const [after] = await own.database.db.select().from(jobs).where(sql`id = ${row.id}`)
         expect(after?.attempts).toBe(2)
-        expect(await countRows(own.database.db, 'test_job_effects', sql`job_id = ${row.id}`)).toBe(1)
+        expect(await countRows(own.database.db, 'test_job_effects', sql`job_id = ${row.id}`)).toBe(
+          1,
+        )
       } finally {
         await t.close()
       }
@@ -120,7 +122,8 @@ describe('housekeeping', () => {
     try {
       await Promise.all(instances.map((instance) => instance.tick()))
       await Promise.all(instances.map((instance) => instance.tick()))
-      const slot = (iso: string) => countRows(own.database.db, 'jobs', sql`dedupe_key = ${`housekeeping:${iso}`}`)
+      const slot = (iso: string) =>
+        countRows(own.database.db, 'jobs', sql`dedupe_key = ${`housekeeping:${iso}`}`)
       expect(await slot('2030-01-01T10:00:00.000Z')).toBe(1)
       now += 60_000
       await Promise.all(instances.map((instance) => instance.tick()))
@@ -134,7 +137,12 @@ describe('housekeeping', () => {
     const db = own.database.db
     const [user] = await db
       .insert(users)
-      .values({ email: `hk-${unique().toLowerCase()}@example.com`, fullName: 'HK', role: 'user', passwordHash: 'x' })
+      .values({
+        email: `hk-${unique().toLowerCase()}@example.com`,
+        fullName: 'HK',
+        role: 'user',
+        passwordHash: 'x',
+      })
       .returning()
     const userId = user?.id as string
     const past = new Date(Date.now() - 3600_000)
@@ -154,13 +162,25 @@ describe('housekeeping', () => {
       tokenHash: hash,
       expiresAt,
     })
-    await db.insert(refreshTokens).values([token(`old-${unique()}`, past), token(`new-${unique()}`, future)])
-    const old = await enqueueJob(db, { type: 'test_effect', params: { key: 'old' }, owner_id: null })
-    const recent = await enqueueJob(db, { type: 'test_effect', params: { key: 'recent' }, owner_id: null })
+    await db
+      .insert(refreshTokens)
+      .values([token(`old-${unique()}`, past), token(`new-${unique()}`, future)])
+    const old = await enqueueJob(db, {
+      type: 'test_effect',
+      params: { key: 'old' },
+      owner_id: null,
+    })
+    const recent = await enqueueJob(db, {
+      type: 'test_effect',
+      params: { key: 'recent' },
+      owner_id: null,
+    })
     await db.execute(
       sql`UPDATE jobs SET status = 'succeeded', finished_at = now() - interval '40 days' WHERE id = ${old.id}`,
     )
-    await db.execute(sql`UPDATE jobs SET status = 'succeeded', finished_at = now() WHERE id = ${recent.id}`)
+    await db.execute(
+      sql`UPDATE jobs SET status = 'succeeded', finished_at = now() WHERE id = ${recent.id}`,
+    )
 
     const t = await buildJobsTestApp({ JOB_RETENTION_DAYS: '30' }, { database: own })
     try {

@@ -67,7 +67,9 @@ export function createQueueWorker(settings: QueueWorkerSettings, deps: QueueWork
     void jobs
       .fail(id, { code: 'JOB_FAILED', message: error.message })
       .then((row) => row && deps.announce(row.id, row.eventSeq))
-      .catch((failure: unknown) => log.warn({ err: failure, job_id: id }, 'could not record failure'))
+      .catch((failure: unknown) =>
+        log.warn({ err: failure, job_id: id }, 'could not record failure'),
+      )
   })
 
   return {

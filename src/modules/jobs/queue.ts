@@ -71,7 +71,10 @@ export type QueueProducer = ReturnType<typeof createQueueProducer>
  * Warns when Redis may evict keys: BullMQ's keys must never be evicted, or queued jobs
  * vanish (the jobs table still has them, but nothing would run them until re-relayed).
  */
-export async function checkEvictionPolicy(redis: Redis, log: FastifyBaseLogger): Promise<string | null> {
+export async function checkEvictionPolicy(
+  redis: Redis,
+  log: FastifyBaseLogger,
+): Promise<string | null> {
   try {
     const answer = (await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as string[]
     const policy = answer[1] ?? null

@@ -19,7 +19,13 @@ export interface OutboxRelayDeps {
  * that dies after enqueueing but before its commit only makes the next one enqueue the
  * same id again, which the queue ignores.
  */
-export function createOutboxRelay({ jobs, deliver, log, intervalMs, batchSize = 100 }: OutboxRelayDeps) {
+export function createOutboxRelay({
+  jobs,
+  deliver,
+  log,
+  intervalMs,
+  batchSize = 100,
+}: OutboxRelayDeps) {
   let timer: NodeJS.Timeout | undefined
   let pass: Promise<void> | null = null
   let again = false

@@ -74,7 +74,8 @@ export function createJobRepository(db: Executor) {
    * event history never disagree, and numbers the event from the row's counter.
    */
   async function change(id: string, { set, where, event }: Change, tx?: Executor) {
-    const result = await rowsOf((tx ?? db).execute(sql`
+    const result = await rowsOf(
+      (tx ?? db).execute(sql`
       WITH changed AS (
         UPDATE jobs SET ${set}, event_seq = event_seq + 1, updated_at = now()
         WHERE id = ${id} AND ${where}
@@ -84,7 +85,8 @@ export function createJobRepository(db: Executor) {
         SELECT id, event_seq, ${event('changed')} FROM changed
         RETURNING seq
       )
-      SELECT changed.*, (SELECT seq FROM appended) AS appended_seq FROM changed`))
+      SELECT changed.*, (SELECT seq FROM appended) AS appended_seq FROM changed`),
+    )
     const [row] = result as Record<string, unknown>[]
     return row ? toJobRow(row) : null
   }
@@ -181,14 +183,16 @@ export function createJobRepository(db: Executor) {
     /** The embedded runner's pick: the next due queued job, taken as `start` does. */
     async startNextDue(types: string[]): Promise<JobRow | null> {
       if (types.length === 0) return null
-      const result = await rowsOf(db.execute(sql`
+      const result = await rowsOf(
+        db.execute(sql`
         SELECT id FROM jobs
         WHERE status = 'queued' AND run_after <= now()
           AND type IN (${sql.join(
             types.map((type) => sql`${type}`),
             sql`, `,
           )})
-        ORDER BY run_after, created_at LIMIT 1`))
+        ORDER BY run_after, created_at LIMIT 1`),
+      )
       const [next] = result as { id: string }[]
       if (!next) return null
       return this.start(next.id)

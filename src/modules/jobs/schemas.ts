@@ -1,6 +1,12 @@
 import { type Static, Type } from 'typebox'
 import { JOB_STATUSES } from '../../db/schema/index.js'
-import { IdSchema, PageQuerySchema, PageSchema, StringEnum, TimestampSchema } from '../../shared/schemas.js'
+import {
+  IdSchema,
+  PageQuerySchema,
+  PageSchema,
+  StringEnum,
+  TimestampSchema,
+} from '../../shared/schemas.js'
 import { JOB_TYPES } from './contract.js'
 
 export const JobStatusSchema = StringEnum(JOB_STATUSES)

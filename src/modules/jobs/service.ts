@@ -54,11 +54,10 @@ export function createJobService(deps: JobServiceDeps) {
 
   async function visible(caller: Caller, id: string): Promise<JobRow> {
     const row = await jobs.findById(id)
-    if (!row || !row.ownerId || !canSee(caller, row.ownerId)) {
-      // Jobs without an owner (housekeeping) are visible to viewers and admins only.
-      if (row && !row.ownerId && ownerScope(caller) === null) return row
-      throw notFound(id)
-    }
+    if (!row) throw notFound(id)
+    // Jobs without an owner (housekeeping) are visible to viewers and admins only.
+    const visibleToCaller = row.ownerId ? canSee(caller, row.ownerId) : ownerScope(caller) === null
+    if (!visibleToCaller) throw notFound(id)
     return row
   }
 

@@ -159,7 +159,10 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
       : settings.SMTP_URL
         ? createSmtpMailer(settings.SMTP_URL, { timeoutMs: settings.SMTP_TIMEOUT_MS })
         : null
-  if (mailer) registry.register('email', createEmailHandler({ db, mailer, from: settings.SMTP_FROM }), { maxAttempts: 5 })
+  if (mailer)
+    registry.register('email', createEmailHandler({ db, mailer, from: settings.SMTP_FROM }), {
+      maxAttempts: 5,
+    })
   registry.register(
     'housekeeping',
     createHousekeepingHandler({
@@ -171,7 +174,12 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
   )
   const housekeeping =
     settings.HOUSEKEEPING_INTERVAL_MS > 0
-      ? scheduleHousekeeping({ db, intervalMs: settings.HOUSEKEEPING_INTERVAL_MS, log, enqueued: wake })
+      ? scheduleHousekeeping({
+          db,
+          intervalMs: settings.HOUSEKEEPING_INTERVAL_MS,
+          log,
+          enqueued: wake,
+        })
       : null
 
   const service = createJobService({
