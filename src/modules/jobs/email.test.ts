@@ -198,7 +198,8 @@ describe('email jobs', () => {
   })
 })
 
-describe('email jobs without SMTP_URL', () => {
+// Builds an app of its own, which takes a while on a busy machine.
+describe('email jobs without SMTP_URL', { timeout: 90_000 }, () => {
   it('when no SMTP server is configured, then placing an order queues no email', async () => {
     const t = await buildJobsTestApp()
     try {
