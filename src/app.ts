@@ -32,6 +32,9 @@ import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
 import { generationRoutes } from './modules/models/generation/routes.js'
+import { queueOrderConfirmation, queueWelcome } from './modules/jobs/notifications.js'
+import { jobRoutes, WS_CLOSE } from './modules/jobs/routes.js'
+import { createJobSystem, type Jobs } from './modules/jobs/system.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createDriftGauges } from './modules/models/monitoring/drift-gauges.js'
 import { createPredictionLog } from './modules/models/monitoring/prediction-log.js'
@@ -70,7 +73,7 @@ import { createProductService } from './modules/products/service.js'
 import { createUserRepository } from './modules/users/repository.js'
 import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
-import { type Authenticate, auth, securitySchemes } from './platform/auth.js'
+import { type Authenticate, auth, securitySchemes, webSocketProtocol } from './platform/auth.js'
 import { conditionalGet } from './platform/conditional-get.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
@@ -121,6 +124,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** For the start-up message: whether an active admin exists. */
     hasActiveAdmin(): Promise<boolean>
+    /** The job system: modules register their handlers here and enqueue through it. */
+    jobs: Jobs
   }
 }
 
@@ -275,6 +280,18 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await predictionLog.close()
   })
   app.addHook('onClose', () => serving.close())
+  const jobs = createJobSystem({
+    role: 'api',
+    db: database.db,
+    inTransaction: inTransaction(database.db),
+    redis,
+    settings: config,
+    metrics: metricsRegistry,
+    log: app.log,
+  })
+  // Before the database closes (onClose): running jobs finish or stop first.
+  app.addHook('preClose', () => jobs.close())
+  app.decorate('jobs', jobs)
   const caches = {
     orders: readCaches.resource<Order>('order'),
     products: readCaches.resource<Product>('product'),
@@ -287,6 +304,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     serving.hooks,
     serving.allowedHosts,
     caches,
+    jobs,
     {
       userStates,
       keyOwners,
@@ -324,8 +342,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(websocket, {
     options: {
       maxPayload: config.WS_MAX_MESSAGE_BYTES,
-      // Select our subprotocol, never a credential a browser offered beside it.
-      handleProtocols: (offered) => (offered.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+      // Select a subprotocol offered, never a credential a browser offered beside it.
+      handleProtocols: (offered) => webSocketProtocol(offered),
     },
     preClose: () => closeSockets(app.websocketServer.clients),
     errorHandler: onSocketError,
@@ -365,6 +383,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())
+  if (jobs.queueCheck) checks.queue = jobs.queueCheck
   await app.register(health, {
     // A model whose active version failed to load is named, e.g. `model:iris`.
     checks: () => ({
@@ -422,6 +441,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     generation: serving.generation,
     maxTokens: config.GENERATE_MAX_TOKENS,
   })
+  await app.register(jobRoutes, { prefix: '/v1/jobs', jobs: jobs.service })
   await app.register(kserveRoutes, {
     prefix: '/v2',
     server: serving.server,
@@ -438,6 +458,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   })
 
   await modelsLoaded
+  // Once every module has registered its handlers: only then may jobs run.
+  app.addHook('onReady', () => jobs.start())
   await app.ready()
   return app
 }
@@ -499,6 +521,7 @@ function createModules(
   serving: ServingHooks,
   allowedHosts: AllowedHosts,
   caches: { orders: ResourceCache<Order>; products: ResourceCache<Product> },
+  jobs: Pick<Jobs, 'emailEnabled'>,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -531,6 +554,8 @@ function createModules(
       users: userRepository,
       inTransaction: transaction,
       credentialsChanged: auth.credentialsChanged,
+      // Emails are queued only when they can be sent (SMTP_URL set).
+      signedUp: jobs.emailEnabled ? queueWelcome : undefined,
     }),
     auth: createAuthService({
       users: userRepository,
@@ -563,6 +588,7 @@ function createModules(
       exactCountMax: config.ORDER_COUNT_EXACT_MAX,
       cache: caches.orders,
       productCache: caches.products,
+      placed: jobs.emailEnabled ? queueOrderConfirmation : undefined,
     }),
     customers: createCustomerService({
       customers: createCustomerRepository(db),

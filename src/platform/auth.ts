@@ -123,6 +123,14 @@ function readCredentials(request: FastifyRequest): Credentials {
   throw new Unauthenticated('This route needs a bearer token or an X-API-Key header.')
 }
 
+/** The subprotocol a WebSocket handshake answers with: the first offered that is no credential. */
+export function webSocketProtocol(offered: Set<string>): string | false {
+  for (const protocol of offered) {
+    if (!protocol.startsWith('bearer.') && !protocol.startsWith('api-key.')) return protocol
+  }
+  return false
+}
+
 /**
  * Authentication and role checks for every route under /v1 and /v2/models, in one place, so a new route
  * is protected unless it says otherwise. Also documents each operation's security

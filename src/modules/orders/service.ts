@@ -32,6 +32,11 @@ export interface OrderServiceDeps {
   cache: ResourceCache<Order>
   /** Single-product reads: placing, cancelling and deleting orders move their stock. */
   productCache: Pick<ResourceCache<unknown>, 'changed'>
+  /**
+   * Runs in the transaction that places an order, so what it records (the confirmation
+   * email's job) commits with the order or not at all.
+   */
+  placed?: TransactionHook<Order>
 }
 
 /** Where each status may go next; the statuses without an entry are final. */
@@ -143,6 +148,7 @@ export function createOrderService({
   exactCountMax,
   cache,
   productCache,
+  placed,
 }: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
@@ -255,6 +261,7 @@ export function createOrderService({
           },
           tx,
         )
+        await placed?.(tx, created)
         await alsoInTransaction?.(tx, created)
         return created
       })
