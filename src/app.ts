@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, {
@@ -28,6 +29,10 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { createDatasetRepository } from './modules/datasets/repository.js'
+import { datasetRoutes } from './modules/datasets/routes.js'
+import { createRowStore } from './modules/datasets/row-store.js'
+import { createDatasetService } from './modules/datasets/service.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
 import { createModelRepository } from './modules/models/repository.js'
@@ -258,6 +263,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(orderRoutes, { prefix: '/v1/orders', orders: modules.orders })
   await app.register(customerRoutes, { prefix: '/v1/customers', customers: modules.customers })
   await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
+  await app.register(datasetRoutes, {
+    prefix: '/v1/datasets',
+    datasets: modules.datasets,
+    maxBytes: config.DATASET_MAX_BYTES,
+    batchMaxFiles: config.DATASET_BATCH_MAX_FILES,
+    spoolDir: join(config.DATA_DIR, 'uploads', 'spool'),
+  })
   await app.register(modelRoutes, {
     prefix: '/v1/models',
     registry: modules.models,
@@ -362,12 +374,28 @@ function createModules(
       inTransaction: transaction,
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),
+    datasets: createDatasetService({
+      datasets: createDatasetRepository(db),
+      rows: createRowStore(database),
+      inTransaction: transaction,
+      limits: datasetLimits(config),
+    }),
     models: createModelRegistry({
       models: modelRepository,
       inTransaction: transaction,
       backend: inference,
       serving,
     }),
+  }
+}
+
+/** Upload limits, and where uploads wait for their import job (DATA_DIR, shared by workers). */
+export function datasetLimits(config: Config) {
+  return {
+    inlineMaxBytes: config.DATASET_INLINE_MAX_BYTES,
+    maxColumns: config.DATASET_MAX_COLUMNS,
+    maxLineBytes: config.DATASET_MAX_LINE_BYTES,
+    uploadDir: join(config.DATA_DIR, 'uploads'),
   }
 }
 

@@ -42,7 +42,9 @@ const MAX_IDENTIFIER = 63
  * `column_<position>` and a repeated one gets `_2`, `_3`; SQL names keep only lower-case
  * letters, digits and underscores, so no request value ever reaches SQL as an identifier.
  */
-export function nameColumns(sourceNames: readonly string[]): Omit<DatasetColumn, 'type' | 'nullable'>[] {
+export function nameColumns(
+  sourceNames: readonly string[],
+): Omit<DatasetColumn, 'type' | 'nullable'>[] {
   const apiNames = new Set<string>()
   const sqlNames = new Set<string>(['_row'])
   return sourceNames.map((source, index) => {

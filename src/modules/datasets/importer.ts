@@ -10,7 +10,13 @@ import {
   widen,
 } from './columns.js'
 import { DatasetImportFailed } from './errors.js'
-import { type BadLine, type ReadSettings, readRecords, type SourceRecord, UnreadableFile } from './readers.js'
+import {
+  type BadLine,
+  type ReadSettings,
+  readRecords,
+  type SourceRecord,
+  UnreadableFile,
+} from './readers.js'
 import type { RowStore } from './row-store.js'
 import { ColumnStatsCollector } from './stats.js'
 
@@ -137,7 +143,11 @@ class TypeLearner {
   readonly kinds: ValueKind[] = []
   readonly nulls: boolean[] = []
 
-  constructor(private readonly declared: (ColumnType | undefined)[]) {}
+  constructor(
+    private readonly declared: (ColumnType | undefined)[],
+    /** Declared `nullable: false`: a missing value makes the line bad. */
+    private readonly required: boolean[] = [],
+  ) {}
 
   /** A BadLine when a value does not fit; otherwise records what it saw. */
   learn(values: readonly unknown[], names: readonly string[], line: number, fromText: boolean) {
@@ -148,6 +158,7 @@ class TypeLearner {
       try {
         if (declared) {
           kind = convert(value, declared, fromText) === null ? null : declared
+          if (kind === null && this.required[i]) throw new ValueError('is required')
         } else {
           kind = kindOf(value, fromText)
           if (kind === 'string') convert(value, 'string', fromText)
@@ -169,11 +180,20 @@ function declaredTypes(settings: ImportSettings, names: readonly string[]) {
   const missing = settings.schema.filter((c) => !names.includes(c.name)).map((c) => c.name)
   if (missing.length > 0) {
     throw importFailed(
-      missing.map((name) => ({ line: 1, column: name, reason: 'is declared in the schema but not in the file' })),
+      missing.map((name) => ({
+        line: 1,
+        column: name,
+        reason: 'is declared in the schema but not in the file',
+      })),
       missing.length,
     )
   }
   return names.map((name) => byName.get(name)?.type)
+}
+
+function declaredRequired(settings: ImportSettings, names: readonly string[]) {
+  const byName = new Map((settings.schema ?? []).map((column) => [column.name, column]))
+  return names.map((name) => byName.get(name)?.nullable === false)
 }
 
 function finalColumns(
@@ -187,7 +207,9 @@ function finalColumns(
     return {
       ...column,
       type: given?.type ?? learner.kinds[i] ?? 'string',
-      nullable: given ? given.nullable !== false : (learner.nulls[i] ?? false) || learner.kinds[i] === undefined,
+      nullable: given
+        ? given.nullable !== false
+        : (learner.nulls[i] ?? false) || learner.kinds[i] === undefined,
     }
   })
 }
@@ -208,9 +230,10 @@ function csvShape(settings: ImportSettings): Shape {
       if (!('fields' in record)) return null
       if (header === null) {
         header = record.fields
-        if (header.length > settings.maxColumns) tooManyColumns(header.length, settings.maxColumns, record.line)
+        if (header.length > settings.maxColumns)
+          tooManyColumns(header.length, settings.maxColumns, record.line)
         const names = nameColumns(header).map((c) => c.source_name)
-        learner = new TypeLearner(declaredTypes(settings, names))
+        learner = new TypeLearner(declaredTypes(settings, names), declaredRequired(settings, names))
         return null
       }
       const check = checkCsvRecord(record.fields, header, record.line)
@@ -225,7 +248,8 @@ function csvShape(settings: ImportSettings): Shape {
       let headerSeen = false
       return (record) => {
         if ('bad' in record) return record.bad
-        if (!('fields' in record)) return { line: record.line, column: null, reason: 'is not a row' }
+        if (!('fields' in record))
+          return { line: record.line, column: null, reason: 'is not a row' }
         if (!headerSeen) {
           headerSeen = true
           return { line: record.line, column: null, reason: 'header' }
@@ -236,7 +260,11 @@ function csvShape(settings: ImportSettings): Shape {
   }
 }
 
-function checkCsvRecord(fields: string[], header: readonly unknown[], line: number): BadLine | null {
+function checkCsvRecord(
+  fields: string[],
+  header: readonly unknown[],
+  line: number,
+): BadLine | null {
   if (fields.length === header.length) return null
   return {
     line,
@@ -248,7 +276,10 @@ function checkCsvRecord(fields: string[], header: readonly unknown[], line: numb
 function objectShape(settings: ImportSettings): Shape {
   const keys: string[] = settings.schema ? settings.schema.map((c) => c.name) : []
   const known = new Set(keys)
-  const learner = new TypeLearner(settings.schema ? settings.schema.map((c) => c.type) : [])
+  const learner = new TypeLearner(
+    settings.schema ? settings.schema.map((c) => c.type) : [],
+    declaredRequired(settings, keys),
+  )
   let rows = 0
   return {
     scan(record) {
@@ -257,7 +288,8 @@ function objectShape(settings: ImportSettings): Shape {
       if (!settings.schema) {
         for (const key of Object.keys(record.object)) {
           if (known.has(key)) continue
-          if (keys.length >= settings.maxColumns) tooManyColumns(keys.length + 1, settings.maxColumns, record.line)
+          if (keys.length >= settings.maxColumns)
+            tooManyColumns(keys.length + 1, settings.maxColumns, record.line)
           known.add(key)
           keys.push(key)
           // A key first seen now was missing from every earlier record.
@@ -274,7 +306,8 @@ function objectShape(settings: ImportSettings): Shape {
     mapper() {
       return (record) => {
         if ('bad' in record) return record.bad
-        if (!('object' in record)) return { line: record.line, column: null, reason: 'is not a row' }
+        if (!('object' in record))
+          return { line: record.line, column: null, reason: 'is not a row' }
         const object = record.object
         return keys.map((key) => object[key])
       }
@@ -320,7 +353,11 @@ async function loadRows(
 }
 
 /** The row's stored values, or null for a line the scan already reported. */
-function toRow(values: unknown[], columns: DatasetColumn[], fromText: boolean): StoredValue[] | null {
+function toRow(
+  values: unknown[],
+  columns: DatasetColumn[],
+  fromText: boolean,
+): StoredValue[] | null {
   const row: StoredValue[] = new Array(columns.length)
   for (let i = 0; i < columns.length; i++) {
     const column = columns[i] as DatasetColumn

@@ -98,7 +98,16 @@ function countNewlines(bytes: Uint8Array): number {
 function firstInvalidUtf8(bytes: Uint8Array): number {
   for (let i = 0; i < bytes.length; i++) {
     const byte = bytes[i] as number
-    const extra = byte < 0x80 ? 0 : byte >= 0xc2 && byte < 0xe0 ? 1 : byte >= 0xe0 && byte < 0xf0 ? 2 : byte >= 0xf0 && byte < 0xf5 ? 3 : -1
+    const extra =
+      byte < 0x80
+        ? 0
+        : byte >= 0xc2 && byte < 0xe0
+          ? 1
+          : byte >= 0xe0 && byte < 0xf0
+            ? 2
+            : byte >= 0xf0 && byte < 0xf5
+              ? 3
+              : -1
     if (extra < 0) return i
     for (let k = 1; k <= extra; k++) {
       const next = bytes[i + k]
@@ -164,7 +173,10 @@ function csvReason(error: CsvError): string {
 }
 
 async function* readNdjson(settings: ReadSettings): AsyncGenerator<SourceRecord> {
-  const lines = createInterface({ input: decodedText(settings), crlfDelay: Number.POSITIVE_INFINITY })
+  const lines = createInterface({
+    input: decodedText(settings),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  })
   let line = 0
   for await (const raw of lines) {
     line++
@@ -255,7 +267,10 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 }
 
 /** The format a file's first bytes show, or null for none this service reads. */
-export function detectFormat(head: Uint8Array, encoding: TextEncoding | undefined): DatasetFormat | null {
+export function detectFormat(
+  head: Uint8Array,
+  encoding: TextEncoding | undefined,
+): DatasetFormat | null {
   if (head.length >= 4 && Buffer.from(head.subarray(0, 4)).toString('latin1') === 'PAR1') {
     return 'parquet'
   }
