@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { sql } from 'drizzle-orm'
 import { parquetReadObjects } from 'hyparquet'
 import { ByteWriter, parquetWrite } from 'hyparquet-writer'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -441,7 +442,7 @@ describe('downloading', () => {
     const parquet = await asAlice({ url: `/v1/datasets/${dataset.id}/download?format=parquet` })
     expect(parquet.statusCode).toBe(200)
     const bytes = parquet.rawPayload
-    const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)
+    const file = new Uint8Array(bytes).buffer
     const read = await parquetReadObjects({ file })
     expect(read.map((r) => r.name)).toEqual(items.map((r) => r.name))
     expect(read.map((r) => Number(r.age))).toEqual(items.map((r) => r.age))
@@ -486,9 +487,7 @@ describe('ownership', () => {
     ).toBe(204)
     expect((await asAlice({ url: `/v1/datasets/${dataset.id}` })).statusCode).toBe(404)
     const table = await t.database.db.execute(
-      // biome-ignore lint/suspicious/noExplicitAny: raw catalog query
-      (await import('drizzle-orm'))
-        .sql`SELECT to_regclass(${`datasets.rows_${dataset.id.replaceAll('-', '')}`}) AS t` as any,
+      sql`SELECT to_regclass(${`datasets.rows_${dataset.id.replaceAll('-', '')}`}) AS t`,
     )
     expect((table as unknown as { rows: { t: unknown }[] }).rows[0]?.t).toBeNull()
   })
