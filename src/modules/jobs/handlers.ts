@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import type { Caller } from '../../shared/caller.js'
 import type { JobParams, JobResult, JobType } from './contract.js'
 
 export interface JobContext<T extends JobType> {
@@ -31,6 +32,11 @@ export interface JobHandlerOptions<T extends JobType> {
    * file) when housekeeping purges the job after JOB_RETENTION_DAYS. Must tolerate running
    * twice.
    */
+  /**
+   * Checks a user's request to start this job (`POST /v1/jobs`) before it is queued, e.g.
+   * that the dataset exists and is the caller's; throws an AppError (404, 422) to refuse.
+   */
+  accept?: (params: JobParams<T>, caller: Caller) => Promise<void>
   cleanup?: (job: { id: string; params: JobParams<T>; result: JobResult<T> | null }) => Promise<void>
 }
 
@@ -65,6 +71,14 @@ export class JobCancelledError extends Error {
   constructor() {
     super('the job was cancelled')
     this.name = 'JobCancelledError'
+  }
+}
+
+/** The reason of a job's signal when the process stops before the job could finish. */
+export class JobInterruptedError extends Error {
+  constructor() {
+    super('the process is shutting down')
+    this.name = 'JobInterruptedError'
   }
 }
 

@@ -74,7 +74,7 @@ export function createJobRepository(db: Executor) {
    * event history never disagree, and numbers the event from the row's counter.
    */
   async function change(id: string, { set, where, event }: Change, tx?: Executor) {
-    const result = await (tx ?? db).execute(sql`
+    const result = await rowsOf((tx ?? db).execute(sql`
       WITH changed AS (
         UPDATE jobs SET ${set}, event_seq = event_seq + 1, updated_at = now()
         WHERE id = ${id} AND ${where}
@@ -84,8 +84,8 @@ export function createJobRepository(db: Executor) {
         SELECT id, event_seq, ${event('changed')} FROM changed
         RETURNING seq
       )
-      SELECT changed.*, (SELECT seq FROM appended) AS appended_seq FROM changed`)
-    const [row] = result.rows as Record<string, unknown>[]
+      SELECT changed.*, (SELECT seq FROM appended) AS appended_seq FROM changed`))
+    const [row] = result as Record<string, unknown>[]
     return row ? toJobRow(row) : null
   }
 
@@ -141,11 +141,13 @@ export function createJobRepository(db: Executor) {
       deliver: (rows: Pick<JobRow, 'id' | 'type' | 'maxAttempts'>[]) => Promise<void>,
     ): Promise<number> {
       return db.transaction(async (tx) => {
-        const claimed = await tx.execute(sql`
-          SELECT id, type, max_attempts FROM jobs
-          WHERE enqueued_at IS NULL ORDER BY created_at LIMIT ${limit}
-          FOR UPDATE SKIP LOCKED`)
-        const rows = (claimed.rows as { id: string; type: string; max_attempts: number }[]).map(
+        const claimed = await rowsOf(
+          tx.execute(sql`
+            SELECT id, type, max_attempts FROM jobs
+            WHERE enqueued_at IS NULL ORDER BY created_at LIMIT ${limit}
+            FOR UPDATE SKIP LOCKED`),
+        )
+        const rows = (claimed as { id: string; type: string; max_attempts: number }[]).map(
           (row) => ({ id: row.id, type: row.type, maxAttempts: row.max_attempts }),
         )
         if (rows.length === 0) return 0
@@ -170,7 +172,7 @@ export function createJobRepository(db: Executor) {
      */
     start: (id: string) =>
       change(id, {
-        set: sql`status = 'running', attempts = attempts + 1,
+        set: sql`status = 'running', attempts = attempts + 1, enqueued_at = coalesce(enqueued_at, now()),
           started_at = coalesce(started_at, now()), error = NULL`,
         where: sql`status IN ('queued', 'running') AND cancel_requested_at IS NULL`,
         event: statusEvent,
@@ -179,15 +181,15 @@ export function createJobRepository(db: Executor) {
     /** The embedded runner's pick: the next due queued job, taken as `start` does. */
     async startNextDue(types: string[]): Promise<JobRow | null> {
       if (types.length === 0) return null
-      const result = await db.execute(sql`
+      const result = await rowsOf(db.execute(sql`
         SELECT id FROM jobs
         WHERE status = 'queued' AND run_after <= now()
           AND type IN (${sql.join(
             types.map((type) => sql`${type}`),
             sql`, `,
           )})
-        ORDER BY run_after, created_at LIMIT 1`)
-      const [next] = result.rows as { id: string }[]
+        ORDER BY run_after, created_at LIMIT 1`))
+      const [next] = result as { id: string }[]
       if (!next) return null
       return this.start(next.id)
     },
@@ -297,6 +299,11 @@ export function createJobRepository(db: Executor) {
 }
 
 export type JobRepository = ReturnType<typeof createJobRepository>
+
+/** The rows of a raw statement, which both drivers answer as `{ rows }`. */
+async function rowsOf(query: Promise<unknown>): Promise<unknown[]> {
+  return ((await query) as { rows: unknown[] }).rows
+}
 
 /** A raw `RETURNING *` row in the shape Drizzle's typed queries give. */
 function toJobRow(row: Record<string, unknown>): JobRow {
