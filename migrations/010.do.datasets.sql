@@ -14,8 +14,10 @@ CREATE TABLE datasets (
   -- The column mapping (API name, name in the file, SQL name, type, nullable) and its stats.
   columns      jsonb NOT NULL DEFAULT '[]',
   row_count    bigint NOT NULL DEFAULT 0,
+  -- The uploaded file's size and SHA-256; a dataset made by a job (batch predictions) has
+  -- no file: size 0, no hash.
   size_bytes   bigint NOT NULL CONSTRAINT datasets_size_nonnegative CHECK (size_bytes >= 0),
-  sha256       text NOT NULL CONSTRAINT datasets_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+  sha256       text CONSTRAINT datasets_sha256_hex CHECK (sha256 ~ '^[0-9a-f]{64}$'),
   -- Import options (delimiter, encoding, on_error) and, for skipped or failed lines, the report.
   import       jsonb NOT NULL DEFAULT '{}',
   error        jsonb,

@@ -30,6 +30,7 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { type DatasetJobDeps, registerDatasetJobs } from './modules/datasets/jobs.js'
 import { createDatasetRepository } from './modules/datasets/repository.js'
 import { datasetRoutes } from './modules/datasets/routes.js'
 import { createRowStore } from './modules/datasets/row-store.js'
@@ -217,6 +218,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       userChanges.publish(userId)
     },
   })
+  registerDatasetJobs(jobs.registry, datasetJobDeps(config, database, serving))
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -355,7 +357,7 @@ function createModules(
   inference: InferenceBackend,
   modelRepository: ReturnType<typeof createModelRepository>,
   serving: ServingHooks,
-  jobs: Pick<Jobs, 'emailEnabled'>,
+  jobs: Pick<Jobs, 'emailEnabled' | 'wake'>,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -417,6 +419,7 @@ function createModules(
       rows: createRowStore(database),
       inTransaction: transaction,
       limits: datasetLimits(config),
+      jobEnqueued: () => jobs.wake(),
     }),
     models: createModelRegistry({
       models: modelRepository,
@@ -434,6 +437,32 @@ export function datasetLimits(config: Config) {
     maxColumns: config.DATASET_MAX_COLUMNS,
     maxLineBytes: config.DATASET_MAX_LINE_BYTES,
     uploadDir: join(config.DATA_DIR, 'uploads'),
+  }
+}
+
+/**
+ * What the dataset job handlers need; the worker process builds the same from its own
+ * database and model serving, so both run one handler code.
+ */
+export function datasetJobDeps(
+  config: Config,
+  database: DatabaseHandle,
+  serving: Pick<ReturnType<typeof createModelServing>, 'predictions' | 'server'>,
+): DatasetJobDeps {
+  const users = createUserRepository(database.db)
+  return {
+    datasets: createDatasetRepository(database.db),
+    rows: createRowStore(database),
+    inTransaction: inTransaction(database.db),
+    limits: datasetLimits(config),
+    exportDir: join(config.DATA_DIR, 'exports'),
+    roleOf: async (userId) => (await users.findById(userId))?.role,
+    predictions: {
+      predictBatch: (model, instances, options) =>
+        serving.predictions.predictBatch(model, instances, options),
+      card: async (model, options) => (await serving.server.resolve(model, options)).card,
+    },
+    predictChunkRows: config.PREDICT_BATCH_MAX,
   }
 }
 

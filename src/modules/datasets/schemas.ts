@@ -62,7 +62,9 @@ export const DatasetSchema = Type.Object(
     status: StringEnum(DATASET_STATUSES),
     row_count: Type.Integer({ minimum: 0 }),
     size_bytes: Type.Integer({ minimum: 0 }),
-    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    sha256: Type.Union([Type.String({ pattern: '^[0-9a-f]{64}$' }), Type.Null()], {
+      description: 'SHA-256 of the uploaded file; null for a dataset a job produced.',
+    }),
     columns: Type.Array(DatasetColumnSchema),
     import: Type.Object(
       {

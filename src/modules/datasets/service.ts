@@ -51,6 +51,8 @@ export interface DatasetServiceDeps {
   rows: RowStore
   inTransaction: InTransaction
   limits: DatasetLimits
+  /** Called once an import job is committed, so the runner starts it without waiting. */
+  jobEnqueued?: () => void
 }
 
 export interface UploadInput extends UploadFields {
@@ -146,6 +148,7 @@ export function createDatasetService({
   rows,
   inTransaction,
   limits,
+  jobEnqueued,
 }: DatasetServiceDeps) {
   async function visible(caller: Caller, id: string): Promise<DatasetRow> {
     const row = await datasets.find(id)
@@ -290,6 +293,7 @@ export function createDatasetService({
             await removeFile(path)
             throw error
           })
+          jobEnqueued?.()
           return { status: 202, dataset: toDataset(dataset), job_id: job.id }
         }
         const settings = importSettings(file.path, format, file.head, input, limits)

@@ -37,7 +37,7 @@ export const datasets = pgTable('datasets', {
   columns: jsonb('columns').$type<DatasetColumn[]>().notNull().default([]),
   rowCount: bigint('row_count', { mode: 'number' }).notNull().default(0),
   sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
-  sha256: text('sha256').notNull(),
+  sha256: text('sha256'),
   import: jsonb('import').$type<DatasetImportInfo>().notNull().default({}),
   error: jsonb('error').$type<DatasetError>(),
   jobId: uuid('job_id').unique('datasets_job_id_key'),
