@@ -53,6 +53,8 @@ export function nameColumns(
     const sanitised =
       name
         .normalize('NFKD')
+        // Accents come off (Å -> a) rather than turning into underscores.
+        .replace(/\p{M}+/gu, '')
         .toLowerCase()
         .replace(/[^a-z0-9_]+/g, '_')
         .replace(/^_+|_+$/g, '')
