@@ -12,6 +12,7 @@ import {
   injectAs,
   type TestApp,
   type TestUser,
+  unique,
 } from '../../../test/helpers.js'
 import { formBody } from '../../../test/models.js'
 
@@ -28,7 +29,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'datasets-test-'))
   t = await buildTestApp({
     DATA_DIR: dataDir,
-    DATASET_INLINE_MAX_BYTES: '1000000',
+    DATASET_INLINE_MAX_BYTES: '300000000',
     DATASET_MAX_LINE_BYTES: '65536',
   })
   ;[alice, bob, viewer] = await Promise.all([
@@ -287,6 +288,43 @@ describe('uploading a CSV file', () => {
   it('when an unknown field is sent, then 422 and nothing is kept', async () => {
     const response = await upload('a\n1\n', { colour: 'red' })
     expect(response.statusCode).toBe(422)
+    expect(spooledFiles()).toEqual([])
+  })
+})
+
+describe('streaming', () => {
+  it('when 192 MiB arrive over HTTP, then the process grows by a fraction of the file and the upload is refused by its content', async () => {
+    const address = await t.app.listen({ port: 0, host: '127.0.0.1' })
+    const boundary = `b${unique()}`
+    const line = `${'x'.repeat(1000)}\n`
+    const total = 192 * 1024 * 1024
+    async function* body() {
+      yield new TextEncoder().encode(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\na,b\n`,
+      )
+      const chunk = new TextEncoder().encode(line.repeat(256))
+      for (let sent = 0; sent < total; sent += chunk.length) yield chunk
+      yield new TextEncoder().encode(`\r\n--${boundary}--\r\n`)
+    }
+    const before = process.memoryUsage().rss
+    let peak = before
+    const timer = setInterval(() => {
+      peak = Math.max(peak, process.memoryUsage().rss)
+    }, 20)
+    try {
+      const response = await fetch(`${address}/v1/datasets`, {
+        method: 'POST',
+        headers: { ...alice.headers, 'content-type': `multipart/form-data; boundary=${boundary}` },
+        body: ReadableStream.from(body()),
+        duplex: 'half',
+      } as RequestInit)
+      // Every line has one field where the header has two: the scan stops at the tenth.
+      expect(response.status).toBe(422)
+      expect(((await response.json()) as { bad_line_count: number }).bad_line_count).toBe(10)
+    } finally {
+      clearInterval(timer)
+    }
+    expect((peak - before) / 1024 / 1024).toBeLessThan(48)
     expect(spooledFiles()).toEqual([])
   })
 })

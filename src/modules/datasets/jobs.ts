@@ -106,8 +106,10 @@ async function runImport(deps: DatasetJobDeps, ctx: JobContext<'dataset_import'>
     await removeFile(params.upload_path)
     throw new PermanentJobError(error.code, error.message)
   }
-  await deps.datasets.update(dataset.id, importedValues(outcome, settings))
+  const updated = await deps.datasets.update(dataset.id, importedValues(outcome, settings))
   await removeFile(params.upload_path)
+  // Deleted while it imported: the table just built belongs to nothing.
+  if (!updated) await deps.rows.dropTable(dataset.id)
   return { dataset_id: dataset.id, rows: outcome.rowCount, skipped: outcome.skipped.count }
 }
 
