@@ -692,6 +692,17 @@ function problems(rows: readonly (ScenarioResult & { mode: string })[]): string[
 }
 
 async function main() {
+  // The ingest suite runs its servers in this process and has options of its own.
+  const argv = process.argv.slice(2)
+  if (
+    argv.some(
+      (arg, i) => arg === '--suite=ingest' || (arg === '--suite' && argv[i + 1] === 'ingest'),
+    )
+  ) {
+    const { runIngestSuite } = await import('./ingest.js')
+    await runIngestSuite(argv)
+    return
+  }
   const options = parseOptions(process.argv.slice(2))
   const run: Run = {
     // SKUs must be unique across runs: services mode keeps its rows in a shared database.

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import websocket from '@fastify/websocket'
@@ -32,6 +33,11 @@ import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
 import { generationRoutes } from './modules/models/generation/routes.js'
+import { type DatasetJobDeps, registerDatasetJobs } from './modules/datasets/jobs.js'
+import { createDatasetRepository } from './modules/datasets/repository.js'
+import { datasetRoutes } from './modules/datasets/routes.js'
+import { createRowStore } from './modules/datasets/row-store.js'
+import { createDatasetService } from './modules/datasets/service.js'
 import { queueOrderConfirmation, queueWelcome } from './modules/jobs/notifications.js'
 import { jobRoutes, WS_CLOSE } from './modules/jobs/routes.js'
 import { createJobSystem, type Jobs } from './modules/jobs/system.js'
@@ -315,6 +321,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       },
     },
   )
+  registerDatasetJobs(jobs.registry, datasetJobDeps(config, database, serving))
   if (config.ADMIN_EMAIL && config.ADMIN_PASSWORD) {
     const created = await modules.users.ensureAdmin({
       email: config.ADMIN_EMAIL,
@@ -413,6 +420,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(orderRoutes, { prefix: '/v1/orders', orders: modules.orders })
   await app.register(customerRoutes, { prefix: '/v1/customers', customers: modules.customers })
   await app.register(auditRoutes, { prefix: '/v1/audit-events', audit: modules.audit })
+  await app.register(datasetRoutes, {
+    prefix: '/v1/datasets',
+    datasets: modules.datasets,
+    maxBytes: config.DATASET_MAX_BYTES,
+    batchMaxFiles: config.DATASET_BATCH_MAX_FILES,
+    spoolDir: join(config.DATA_DIR, 'uploads', 'spool'),
+  })
   await app.register(modelRoutes, {
     prefix: '/v1/models',
     registry: modules.models,
@@ -521,7 +535,7 @@ function createModules(
   serving: ServingHooks,
   allowedHosts: AllowedHosts,
   caches: { orders: ResourceCache<Order>; products: ResourceCache<Product> },
-  jobs: Pick<Jobs, 'emailEnabled'>,
+  jobs: Pick<Jobs, 'emailEnabled' | 'wake'>,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -596,6 +610,13 @@ function createModules(
       orderCache: caches.orders,
     }),
     audit: createAuditService({ events: createAuditRepository(db) }),
+    datasets: createDatasetService({
+      datasets: createDatasetRepository(db),
+      rows: createRowStore(database),
+      inTransaction: transaction,
+      limits: datasetLimits(config),
+      jobEnqueued: () => jobs.wake(),
+    }),
     models: createModelRegistry({
       models: modelRepository,
       inTransaction: transaction,
@@ -631,6 +652,42 @@ function createOidc(
     publicUrl: config.PUBLIC_URL,
     clientRedirectUris: [...config.oidcClientRedirectUris, ...docsRedirect],
   })
+}
+
+/** Upload limits, and where uploads wait for their import job (DATA_DIR, shared by workers). */
+export function datasetLimits(config: Config) {
+  return {
+    inlineMaxBytes: config.DATASET_INLINE_MAX_BYTES,
+    maxColumns: config.DATASET_MAX_COLUMNS,
+    maxLineBytes: config.DATASET_MAX_LINE_BYTES,
+    uploadDir: join(config.DATA_DIR, 'uploads'),
+  }
+}
+
+/**
+ * What the dataset job handlers need; the worker process builds the same from its own
+ * database and model serving, so both run one handler code.
+ */
+export function datasetJobDeps(
+  config: Config,
+  database: DatabaseHandle,
+  serving: Pick<ReturnType<typeof createModelServing>, 'predictions' | 'server'>,
+): DatasetJobDeps {
+  const users = createUserRepository(database.db)
+  return {
+    datasets: createDatasetRepository(database.db),
+    rows: createRowStore(database),
+    inTransaction: inTransaction(database.db),
+    limits: datasetLimits(config),
+    exportDir: join(config.DATA_DIR, 'exports'),
+    roleOf: async (userId) => (await users.findById(userId))?.role,
+    predictions: {
+      predictBatch: (model, instances, options) =>
+        serving.predictions.predictBatch(model, instances, options),
+      card: async (model, options) => (await serving.server.resolve(model, options)).card,
+    },
+    predictChunkRows: config.PREDICT_BATCH_MAX,
+  }
 }
 
 export function databaseSettings(config: Config) {

@@ -304,6 +304,33 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  DATASET_MAX_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 1_073_741_824,
+    description: 'bytes of one uploaded dataset file (larger answers 413)',
+  }),
+  DATASET_INLINE_MAX_BYTES: Type.Integer({
+    minimum: 0,
+    default: 8_388_608,
+    description: 'bytes up to which an upload imports during the request; larger ones in a job',
+  }),
+  DATASET_MAX_COLUMNS: Type.Integer({
+    minimum: 1,
+    maximum: 1500,
+    default: 500,
+    description: 'columns one dataset may have (1-1500)',
+  }),
+  DATASET_MAX_LINE_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 1_048_576,
+    description: 'bytes of one line (one record) of an uploaded file',
+  }),
+  DATASET_BATCH_MAX_FILES: Type.Integer({
+    minimum: 1,
+    maximum: 100,
+    default: 10,
+    description: 'files one batch upload may carry (1-100)',
+  }),
   WORKER_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 1000,

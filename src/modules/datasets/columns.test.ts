@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest'
+import { convert, kindOf, nameColumns, ValueError, widen } from './columns.js'
+import { detectDelimiter, detectEncoding, detectFormat } from './readers.js'
+import { ColumnStatsCollector } from './stats.js'
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+
+describe('column names', () => {
+  it('when names are unfit for SQL, then SQL names keep only safe characters and stay unique', () => {
+    const named = nameColumns(['Total (€)', 'total', '', '_row', 'x'.repeat(80), 'ÅRSTALL'])
+    expect(named.map((c) => c.sql_name)).toEqual([
+      'total',
+      'total_2',
+      'column_3',
+      'row',
+      'x'.repeat(50),
+      'arstall',
+    ])
+    for (const { sql_name } of named) expect(sql_name).toMatch(/^[a-z_][a-z0-9_]{0,62}$/)
+  })
+})
+
+describe('type inference', () => {
+  it('when text looks like a type, then that type; JSON strings stay strings unless dates', () => {
+    expect(
+      [
+        '12',
+        '-3',
+        '1.5',
+        '1e3',
+        'TRUE',
+        '2024-02-29',
+        '2024-02-30',
+        '2024-01-01 10:00',
+        'x',
+        '',
+      ].map((v) => kindOf(v, true)),
+    ).toEqual([
+      'integer',
+      'integer',
+      'number',
+      'number',
+      'boolean',
+      'date',
+      'string',
+      'timestamp',
+      'string',
+      null,
+    ])
+    expect(kindOf('12', false)).toBe('string')
+    expect(kindOf('2024-01-01', false)).toBe('date')
+    expect(kindOf(12n ** 30n, false)).toBe('string')
+    expect(kindOf('99999999999999999999', true)).toBe('number')
+    expect(kindOf({ a: 1 }, false)).toBe('string')
+  })
+
+  it('when types meet, then they widen to the narrowest common one', () => {
+    expect(widen('integer', 'number')).toBe('number')
+    expect(widen('date', 'timestamp')).toBe('timestamp')
+    expect(widen('boolean', 'integer')).toBe('string')
+    expect(widen(null, 'date')).toBe('date')
+  })
+
+  it('when a value does not fit its column, then a ValueError says why', () => {
+    expect(() => convert('1.5', 'integer', true)).toThrow(ValueError)
+    expect(() => convert('yes', 'boolean', true)).toThrow('is not a boolean')
+    expect(() => convert('a\u0000b', 'string', true)).toThrow('NUL')
+    expect(convert('2024-05-01T12:00:00+02:00', 'timestamp', true)).toBe('2024-05-01T10:00:00.000Z')
+    expect(convert('2024-05-01', 'timestamp', true)).toBe('2024-05-01T00:00:00.000Z')
+    expect(convert({ a: [1] }, 'string', false)).toBe('{"a":[1]}')
+  })
+})
+
+describe('statistics', () => {
+  it('when a column has many distinct values, then the estimate is within 5 %', () => {
+    const stats = new ColumnStatsCollector('integer')
+    for (let i = 0; i < 200_000; i++) stats.add(i % 150_000)
+    stats.add(null)
+    const result = stats.result()
+    expect(result.distinct_exact).toBe(false)
+    expect(Math.abs(result.distinct_count - 150_000) / 150_000).toBeLessThan(0.05)
+    expect(result).toMatchObject({ min: 0, max: 149_999, null_count: 1 })
+  })
+
+  it('when a boolean column is summarised, then the mean is the share of true', () => {
+    const stats = new ColumnStatsCollector('boolean')
+    for (const v of ['t', 't', 'f', 't']) stats.add(v)
+    expect(stats.result()).toMatchObject({
+      min: false,
+      max: true,
+      mean: 0.75,
+      distinct_count: 2,
+      distinct_exact: true,
+    })
+  })
+})
+
+describe('format detection', () => {
+  it('when content starts like a format, then that format, whatever else is claimed', () => {
+    expect(detectFormat(bytes('PAR1....'), undefined)).toBe('parquet')
+    expect(detectFormat(bytes('  \n[{"a":1}]'), undefined)).toBe('json')
+    expect(detectFormat(bytes('{"a":1}\n'), undefined)).toBe('ndjson')
+    expect(detectFormat(bytes('\uFEFFa,b\n1,2\n'), undefined)).toBe('csv')
+    expect(detectFormat(new Uint8Array([0, 1, 2, 3]), undefined)).toBeNull()
+    expect(detectFormat(bytes(''), undefined)).toBeNull()
+  })
+
+  it('when a header is split by semicolons, tabs or pipes outside quotes, then that delimiter', () => {
+    expect(detectDelimiter(bytes('a;b;"c,d,e"\n1;2;3'), 'utf-8')).toBe(';')
+    expect(detectDelimiter(bytes('a\tb\tc\n'), 'utf-8')).toBe('\t')
+    expect(detectDelimiter(bytes('a|b\n'), 'utf-8')).toBe('|')
+    expect(detectDelimiter(bytes('single\n'), 'utf-8')).toBe(',')
+    expect(detectEncoding(new Uint8Array([0xff, 0xfe, 0x61, 0]))).toBe('utf-16le')
+  })
+})

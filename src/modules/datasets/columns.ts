@@ -1,0 +1,218 @@
+/** Column types, name sanitising, type inference and value conversion for imported rows. */
+
+export const COLUMN_TYPES = ['integer', 'number', 'boolean', 'string', 'date', 'timestamp'] as const
+export type ColumnType = (typeof COLUMN_TYPES)[number]
+
+export const SQL_TYPES: Record<ColumnType, string> = {
+  integer: 'bigint',
+  number: 'double precision',
+  boolean: 'boolean',
+  string: 'text',
+  date: 'date',
+  timestamp: 'timestamptz',
+}
+
+export interface ColumnStats {
+  min: string | number | boolean | null
+  max: string | number | boolean | null
+  mean: number | null
+  null_count: number
+  distinct_count: number
+  /** False when `distinct_count` is a HyperLogLog estimate. */
+  distinct_exact: boolean
+}
+
+/** One column as the API shows it and as the rows table stores it. */
+export interface DatasetColumn {
+  /** The unique name the API uses (rows, filters, sorts). */
+  name: string
+  /** The header, key or field as the file had it. */
+  source_name: string
+  /** The column in the rows table: sanitised, so it is always a safe SQL identifier. */
+  sql_name: string
+  type: ColumnType
+  nullable: boolean
+  stats?: ColumnStats
+}
+
+const MAX_IDENTIFIER = 63
+
+/**
+ * Unique API names and SQL names for the file's own names. An empty name becomes
+ * `column_<position>` and a repeated one gets `_2`, `_3`; SQL names keep only lower-case
+ * letters, digits and underscores, so no request value ever reaches SQL as an identifier.
+ */
+export function nameColumns(
+  sourceNames: readonly string[],
+): Omit<DatasetColumn, 'type' | 'nullable'>[] {
+  const apiNames = new Set<string>()
+  const sqlNames = new Set<string>(['_row'])
+  return sourceNames.map((source, index) => {
+    const base = source.trim() === '' ? `column_${index + 1}` : source.trim()
+    const name = uniqueName(base, apiNames, Number.POSITIVE_INFINITY)
+    const sanitised =
+      name
+        .normalize('NFKD')
+        // Accents come off (Å -> a) rather than turning into underscores.
+        .replace(/\p{M}+/gu, '')
+        .toLowerCase()
+        .replace(/[^a-z0-9_]+/g, '_')
+        .replace(/^_+|_+$/g, '')
+        .slice(0, 50) || `column_${index + 1}`
+    const sqlBase = /^[a-z_]/.test(sanitised) ? sanitised : `c_${sanitised}`
+    return { name, source_name: source, sql_name: uniqueName(sqlBase, sqlNames, MAX_IDENTIFIER) }
+  })
+}
+
+function uniqueName(base: string, taken: Set<string>, maxLength: number): string {
+  let candidate = base.slice(0, maxLength)
+  for (let n = 2; taken.has(candidate); n++) {
+    const suffix = `_${n}`
+    candidate = `${base.slice(0, maxLength - suffix.length)}${suffix}`
+  }
+  taken.add(candidate)
+  return candidate
+}
+
+/** Always quoted, though sanitised names never need it: one rule for every identifier. */
+export const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`
+
+const INTEGER = /^[+-]?\d+$/
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/
+const DATE = /^(\d{4})-(\d{2})-(\d{2})$/
+const TIMESTAMP =
+  /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}(:?\d{2})?)?$/i
+const INT64_MAX = 9223372036854775807n
+const INT64_MIN = -9223372036854775808n
+
+/** `null` for a missing value; the narrowest type otherwise. */
+export type ValueKind = ColumnType | null
+
+/**
+ * The kind of one raw value. Text from a CSV file is read for what it looks like; a JSON or
+ * Parquet value keeps its own type, and only its strings are read for dates and timestamps
+ * (`"42"` in JSON stays a string: the file said so).
+ */
+export function kindOf(value: unknown, fromText: boolean): ValueKind {
+  if (value === null || value === undefined) return null
+  switch (typeof value) {
+    case 'boolean':
+      return 'boolean'
+    case 'number':
+      return Number.isSafeInteger(value) ? 'integer' : 'number'
+    case 'bigint':
+      return value >= INT64_MIN && value <= INT64_MAX ? 'integer' : 'string'
+    case 'string':
+      break
+    default:
+      return value instanceof Date ? 'timestamp' : 'string'
+  }
+  const text = value as string
+  if (fromText) {
+    if (text === '') return null
+    if (INTEGER.test(text)) {
+      const big = BigInt(text)
+      return big >= INT64_MIN && big <= INT64_MAX ? 'integer' : 'number'
+    }
+    if (NUMBER.test(text)) return 'number'
+    const lower = text.toLowerCase()
+    if (lower === 'true' || lower === 'false') return 'boolean'
+  }
+  if (DATE.test(text) && toDate(text) !== null) return 'date'
+  if (TIMESTAMP.test(text) && toTimestamp(text) !== null) return 'timestamp'
+  return 'string'
+}
+
+/** The narrowest type holding values of both types. */
+export function widen(a: ValueKind, b: ValueKind): ValueKind {
+  if (a === null) return b
+  if (b === null || a === b) return a
+  const pair = new Set([a, b])
+  if (pair.has('integer') && pair.has('number')) return 'number'
+  if (pair.has('date') && pair.has('timestamp')) return 'timestamp'
+  return 'string'
+}
+
+function toDate(text: string): string | null {
+  const match = DATE.exec(text)
+  if (!match) return null
+  const [, y, m, d] = match
+  const date = new Date(Date.UTC(Number(y), Number(m) - 1, Number(d)))
+  return date.getUTCMonth() === Number(m) - 1 && date.getUTCDate() === Number(d) ? text : null
+}
+
+function toTimestamp(text: string): string | null {
+  const match = TIMESTAMP.exec(text)
+  if (!match) return null
+  // A timestamp without an offset is taken as UTC, the API's time zone.
+  const normalised = `${text.replace(' ', 'T')}${match[9] ? '' : 'Z'}`
+  const date = new Date(normalised)
+  if (Number.isNaN(date.getTime()) || toDate(text.slice(0, 10)) === null) return null
+  return date.toISOString()
+}
+
+/** A value as the rows table takes it: text Postgres casts, or a number. */
+export type StoredValue = string | number | null
+
+export class ValueError extends Error {}
+
+/**
+ * Converts a raw value to the column's type, or throws a ValueError saying why not. Strings
+ * must be storable as PostgreSQL text (no NUL).
+ */
+export function convert(value: unknown, type: ColumnType, fromText: boolean): StoredValue {
+  if (value === null || value === undefined || (fromText && value === '')) return null
+  switch (type) {
+    case 'string': {
+      const text =
+        typeof value === 'string'
+          ? value
+          : value instanceof Date
+            ? value.toISOString()
+            : typeof value === 'object'
+              ? JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))
+              : String(value)
+      if (text.includes('\u0000')) throw new ValueError('holds a NUL character')
+      return text
+    }
+    case 'integer': {
+      if (typeof value === 'number' && Number.isSafeInteger(value)) return value
+      if (typeof value === 'bigint' && value >= INT64_MIN && value <= INT64_MAX)
+        return value.toString()
+      if (fromText && typeof value === 'string' && INTEGER.test(value)) {
+        const big = BigInt(value)
+        if (big >= INT64_MIN && big <= INT64_MAX) return big.toString()
+      }
+      throw new ValueError('is not an integer')
+    }
+    case 'number': {
+      if (typeof value === 'number' && Number.isFinite(value)) return value
+      if (typeof value === 'bigint') return Number(value)
+      if (fromText && typeof value === 'string' && NUMBER.test(value)) return Number(value)
+      throw new ValueError('is not a number')
+    }
+    case 'boolean': {
+      if (typeof value === 'boolean') return value ? 't' : 'f'
+      if (fromText && typeof value === 'string') {
+        const lower = value.toLowerCase()
+        if (lower === 'true') return 't'
+        if (lower === 'false') return 'f'
+      }
+      throw new ValueError('is not a boolean (true or false)')
+    }
+    case 'date': {
+      if (value instanceof Date) return value.toISOString().slice(0, 10)
+      const date = typeof value === 'string' ? toDate(value) : null
+      if (date === null) throw new ValueError('is not a date (YYYY-MM-DD)')
+      return date
+    }
+    case 'timestamp': {
+      if (value instanceof Date && !Number.isNaN(value.getTime())) return value.toISOString()
+      const text = typeof value === 'string' ? value : null
+      const stamp =
+        text === null ? null : toDate(text) ? `${text}T00:00:00.000Z` : toTimestamp(text)
+      if (stamp === null) throw new ValueError('is not an ISO 8601 timestamp')
+      return stamp
+    }
+  }
+}

@@ -1,0 +1,318 @@
+import { createReadStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { Readable } from 'node:stream'
+import { type CsvError, parse } from 'csv-parse'
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet'
+import streamArray from 'stream-json/streamers/stream-array.js'
+
+export const FORMATS = ['csv', 'json', 'ndjson', 'parquet'] as const
+export type DatasetFormat = (typeof FORMATS)[number]
+
+export const ENCODINGS = ['utf-8', 'utf-16le', 'utf-16be', 'latin1', 'windows-1252'] as const
+export type TextEncoding = (typeof ENCODINGS)[number]
+
+/** A line the import could not take: where, which column (when one is to blame), and why. */
+export interface BadLine {
+  line: number
+  column: string | null
+  reason: string
+}
+
+/** Thrown for a file that cannot be read on at all (a broken JSON array, bad encoding). */
+export class UnreadableFile extends Error {
+  constructor(readonly bad: BadLine) {
+    super(bad.reason)
+  }
+}
+
+/**
+ * One record of the file: CSV rows are arrays (the first is the header), every other format
+ * gives objects. `line` is the line in the file (CSV, NDJSON) or the record's position from 1
+ * (JSON array elements, Parquet rows).
+ */
+export type SourceRecord =
+  | { line: number; fields: string[] }
+  | { line: number; object: Record<string, unknown> }
+  | { line: number; bad: BadLine }
+
+export interface ReadSettings {
+  path: string
+  format: DatasetFormat
+  delimiter: string
+  encoding: TextEncoding
+  maxLineBytes: number
+}
+
+const PARQUET_CHUNK_ROWS = 10_000
+
+/** The file's records in order, streamed: memory holds one chunk, never the file. */
+export function readRecords(settings: ReadSettings): AsyncIterable<SourceRecord> {
+  switch (settings.format) {
+    case 'csv':
+      return readCsv(settings)
+    case 'ndjson':
+      return readNdjson(settings)
+    case 'json':
+      return readJsonArray(settings)
+    case 'parquet':
+      return readParquet(settings.path)
+  }
+}
+
+/** Text of the file decoded by its encoding; bytes that are not valid in it fail the read. */
+function decodedText(settings: ReadSettings): Readable {
+  const bytes = createReadStream(settings.path, { highWaterMark: 256 * 1024 })
+  const decoder = new TextDecoder(settings.encoding, { fatal: true, ignoreBOM: false })
+  let lines = 1
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of bytes as AsyncIterable<Buffer>) {
+        let text: string
+        try {
+          text = decoder.decode(chunk, { stream: true })
+        } catch {
+          bytes.destroy()
+          throw new UnreadableFile({
+            line: lines + countNewlines(chunk.subarray(0, firstInvalidUtf8(chunk))),
+            column: null,
+            reason: `is not valid ${settings.encoding} text; give the file's encoding`,
+          })
+        }
+        lines += countNewlines(chunk)
+        if (text.length > 0) yield text
+      }
+      const rest = decoder.decode()
+      if (rest.length > 0) yield rest
+    })(),
+    { objectMode: false, encoding: 'utf8' },
+  )
+}
+
+function countNewlines(bytes: Uint8Array): number {
+  let count = 0
+  for (let at = bytes.indexOf(10); at !== -1; at = bytes.indexOf(10, at + 1)) count++
+  return count
+}
+
+/** Where UTF-8 decoding of a chunk failed, to name the line; approximate at chunk edges. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i] as number
+    const extra =
+      byte < 0x80
+        ? 0
+        : byte >= 0xc2 && byte < 0xe0
+          ? 1
+          : byte >= 0xe0 && byte < 0xf0
+            ? 2
+            : byte >= 0xf0 && byte < 0xf5
+              ? 3
+              : -1
+    if (extra < 0) return i
+    for (let k = 1; k <= extra; k++) {
+      const next = bytes[i + k]
+      if (next === undefined) return i
+      if ((next & 0xc0) !== 0x80) return i
+    }
+    i += extra
+  }
+  return bytes.length
+}
+
+async function* readCsv(settings: ReadSettings): AsyncGenerator<SourceRecord> {
+  const skipped: BadLine[] = []
+  const parser = parse({
+    delimiter: settings.delimiter,
+    bom: true,
+    relax_column_count: true,
+    skip_empty_lines: true,
+    max_record_size: settings.maxLineBytes,
+    info: true,
+    skip_records_with_error: true,
+    on_skip: (error: CsvError | undefined) => {
+      if (!error) return undefined
+      skipped.push({ line: lineOfCsvError(error), column: null, reason: csvReason(error) })
+      return undefined
+    },
+  })
+  const text = decodedText(settings)
+  text.on('error', (error) => parser.destroy(error))
+  text.pipe(parser)
+  for await (const { record, info } of parser as AsyncIterable<{
+    record: string[]
+    info: { lines: number }
+  }>) {
+    while (skipped.length > 0) {
+      const bad = skipped.shift() as BadLine
+      yield { line: bad.line, bad }
+    }
+    yield { line: info.lines, fields: record }
+  }
+  for (const bad of skipped) yield { line: bad.line, bad }
+}
+
+function lineOfCsvError(error: CsvError): number {
+  const lines = (error as CsvError & { lines?: number }).lines
+  return typeof lines === 'number' ? lines : 0
+}
+
+function csvReason(error: CsvError): string {
+  switch (error.code) {
+    case 'CSV_MAX_RECORD_SIZE':
+      return 'is longer than the line-length limit'
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return 'opens a quote that is never closed'
+    case 'CSV_INVALID_CLOSING_QUOTE':
+    case 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE':
+      return 'has characters after a closing quote'
+    case 'INVALID_OPENING_QUOTE':
+      return 'has a quote inside an unquoted field'
+    default:
+      return `is not valid CSV (${error.code})`
+  }
+}
+
+async function* readNdjson(settings: ReadSettings): AsyncGenerator<SourceRecord> {
+  const lines = createInterface({
+    input: decodedText(settings),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  })
+  let line = 0
+  for await (const raw of lines) {
+    line++
+    const text = line === 1 ? raw.replace(/^\uFEFF/, '') : raw
+    if (text.trim() === '') continue
+    if (Buffer.byteLength(text) > settings.maxLineBytes) {
+      yield { line, bad: { line, column: null, reason: 'is longer than the line-length limit' } }
+      continue
+    }
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch {
+      yield { line, bad: { line, column: null, reason: 'is not valid JSON' } }
+      continue
+    }
+    if (!isPlainObject(value)) {
+      yield { line, bad: { line, column: null, reason: 'is not a JSON object' } }
+      continue
+    }
+    yield { line, object: value }
+  }
+}
+
+async function* readJsonArray(settings: ReadSettings): AsyncGenerator<SourceRecord> {
+  const elements = decodedText(settings).pipe(streamArray.withParserAsStream())
+  let position = 0
+  try {
+    for await (const { value } of elements as AsyncIterable<{ value: unknown }>) {
+      position++
+      if (!isPlainObject(value)) {
+        yield {
+          line: position,
+          bad: { line: position, column: null, reason: 'is not a JSON object' },
+        }
+      } else {
+        yield { line: position, object: value }
+      }
+    }
+  } catch (error) {
+    if (error instanceof UnreadableFile) throw error
+    throw new UnreadableFile({
+      line: position + 1,
+      column: null,
+      reason: `is not valid JSON (${(error as Error).message.slice(0, 200)})`,
+    })
+  }
+}
+
+async function* readParquet(path: string): AsyncGenerator<SourceRecord> {
+  let file: Awaited<ReturnType<typeof asyncBufferFromFile>>
+  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>
+  try {
+    file = await asyncBufferFromFile(path)
+    metadata = await parquetMetadataAsync(file)
+  } catch (error) {
+    throw new UnreadableFile({
+      line: 0,
+      column: null,
+      reason: `is not a readable Parquet file (${(error as Error).message.slice(0, 200)})`,
+    })
+  }
+  const total = Number(metadata.num_rows)
+  for (let start = 0; start < total; start += PARQUET_CHUNK_ROWS) {
+    let rows: Record<string, unknown>[]
+    try {
+      rows = await parquetReadObjects({
+        file,
+        metadata,
+        rowStart: start,
+        rowEnd: Math.min(total, start + PARQUET_CHUNK_ROWS),
+      })
+    } catch (error) {
+      throw new UnreadableFile({
+        line: start + 1,
+        column: null,
+        reason: `could not be decoded (${(error as Error).message.slice(0, 200)})`,
+      })
+    }
+    for (const [offset, row] of rows.entries()) {
+      yield { line: start + offset + 1, object: row }
+    }
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** The format a file's first bytes show, or null for none this service reads. */
+export function detectFormat(
+  head: Uint8Array,
+  encoding: TextEncoding | undefined,
+): DatasetFormat | null {
+  if (head.length >= 4 && Buffer.from(head.subarray(0, 4)).toString('latin1') === 'PAR1') {
+    return 'parquet'
+  }
+  const text = decodeHead(head, encoding ?? detectEncoding(head))
+  if (text === null) return null
+  const start = text.replace(/^\uFEFF/, '').trimStart()
+  if (start.startsWith('[')) return 'json'
+  if (start.startsWith('{')) return 'ndjson'
+  // Text without control characters other than tab, CR and LF reads as CSV.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for binary content.
+  if (start.length > 0 && !/[\u0000-\u0008\u000E-\u001F]/.test(start)) return 'csv'
+  return null
+}
+
+/** UTF-16 by its byte-order mark; everything else is read as UTF-8 unless told otherwise. */
+export function detectEncoding(head: Uint8Array): TextEncoding {
+  if (head[0] === 0xff && head[1] === 0xfe) return 'utf-16le'
+  if (head[0] === 0xfe && head[1] === 0xff) return 'utf-16be'
+  return 'utf-8'
+}
+
+function decodeHead(head: Uint8Array, encoding: TextEncoding): string | null {
+  // The head may end inside a character: decode leniently, then judge what came out.
+  const text = new TextDecoder(encoding, { fatal: false }).decode(head)
+  const broken = (text.match(/\uFFFD/g) ?? []).length
+  return broken > 4 ? null : text
+}
+
+/** The delimiter that splits the header line most often, outside quotes; a comma otherwise. */
+export function detectDelimiter(head: Uint8Array, encoding: TextEncoding): string {
+  const text = new TextDecoder(encoding).decode(head).replace(/^\uFEFF/, '')
+  const candidates = [',', ';', '\t', '|']
+  const counts = new Map(candidates.map((c) => [c, 0]))
+  let quoted = false
+  for (const char of text) {
+    if (char === '"') quoted = !quoted
+    else if (!quoted && (char === '\n' || char === '\r')) break
+    else if (!quoted && counts.has(char)) counts.set(char, (counts.get(char) as number) + 1)
+  }
+  let best = ','
+  for (const candidate of candidates) {
+    if ((counts.get(candidate) as number) > (counts.get(best) as number)) best = candidate
+  }
+  return best
+}

@@ -1,0 +1,191 @@
+import { once } from 'node:events'
+import { sql } from 'drizzle-orm'
+import type pg from 'pg'
+import { from as copyFrom } from 'pg-copy-streams'
+import type { DatabaseHandle, Executor } from '../../db/client.js'
+import { type DatasetColumn, quoteIdent, SQL_TYPES, type StoredValue } from './columns.js'
+
+/**
+ * The typed table holding one dataset's rows, in the `datasets` schema. Its name derives
+ * from the dataset id alone, so a re-run import finds (and rebuilds) the same table; `_row`
+ * is the record's position, the default order and the cursor's tie-breaker.
+ */
+export function rowsTable(datasetId: string): string {
+  if (!/^[0-9a-f-]{36}$/.test(datasetId)) throw new Error('A dataset id is a UUID.')
+  return `datasets.${quoteIdent(`rows_${datasetId.replaceAll('-', '')}`)}`
+}
+
+/** Writes rows into a rows table; `close` waits until they are all stored. */
+export interface RowSink {
+  write(row: StoredValue[]): Promise<void> | undefined
+  close(): Promise<void>
+  /** Stops without storing what is pending; the caller drops the table. */
+  abort(): Promise<void>
+}
+
+/** The raw clients behind Drizzle, for what it does not do: COPY and array-bound batches. */
+interface RawClient {
+  query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>
+}
+
+export function createRowStore(database: DatabaseHandle) {
+  const client = (database.db as unknown as { $client: RawClient }).$client
+
+  async function createTable(datasetId: string, columns: readonly DatasetColumn[]) {
+    const table = rowsTable(datasetId)
+    const definitions = columns.map((c) => `${quoteIdent(c.sql_name)} ${SQL_TYPES[c.type]}`)
+    await client.query(`DROP TABLE IF EXISTS ${table}`)
+    await client.query(`CREATE TABLE ${table} (_row bigint NOT NULL, ${definitions.join(', ')})`)
+  }
+
+  /**
+   * COPY FROM STDIN in server mode (PostgreSQL's fastest load); in embedded mode, batches
+   * bound as one array per column and spread by `unnest`: one statement and a fixed number
+   * of parameters per few thousand rows, where a multi-row VALUES list would need a
+   * parameter per value and a new plan per batch size.
+   */
+  function openSink(datasetId: string, columns: readonly DatasetColumn[]): Promise<RowSink> {
+    return database.kind === 'postgres'
+      ? openCopySink(client as unknown as pg.Pool, datasetId, columns)
+      : Promise.resolve(openBatchSink(client, datasetId, columns))
+  }
+
+  /** The primary key comes after the load: one index build instead of one insert per row. */
+  async function finishTable(datasetId: string) {
+    const table = rowsTable(datasetId)
+    await client.query(`ALTER TABLE ${table} ADD PRIMARY KEY (_row)`)
+    await client.query(`ANALYZE ${table}`)
+  }
+
+  async function dropTable(datasetId: string, executor?: Executor) {
+    const statement = `DROP TABLE IF EXISTS ${rowsTable(datasetId)}`
+    if (executor) await executor.execute(sql.raw(statement))
+    else await client.query(statement)
+  }
+
+  return { createTable, openSink, finishTable, dropTable }
+}
+
+export type RowStore = ReturnType<typeof createRowStore>
+
+const BATCH_ROWS = 5000
+
+function openBatchSink(
+  client: RawClient,
+  datasetId: string,
+  columns: readonly DatasetColumn[],
+): RowSink {
+  const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
+  const types = ['bigint', ...columns.map((c) => SQL_TYPES[c.type])]
+  const statement =
+    `INSERT INTO ${rowsTable(datasetId)} (${names.join(', ')}) ` +
+    `SELECT ${types.map((type, i) => `u.c${i}::${type}`).join(', ')} ` +
+    `FROM unnest(${types.map((_, i) => `$${i + 1}::text[]`).join(', ')}) ` +
+    `AS u(${types.map((_, i) => `c${i}`).join(', ')})`
+  let batch: (string | null)[][] = types.map(() => [])
+  let size = 0
+  let position = 0
+  let pending: Promise<unknown> = Promise.resolve()
+
+  const flush = async () => {
+    if (size === 0) return
+    const params = batch
+    batch = types.map(() => [])
+    size = 0
+    // One batch in flight while the next is parsed; the second waits for the first.
+    await pending
+    pending = client.query(statement, params)
+    pending.catch(() => {})
+  }
+
+  return {
+    write(row) {
+      position++
+      ;(batch[0] as (string | null)[]).push(String(position))
+      for (let i = 0; i < row.length; i++) {
+        const value = row[i]
+        ;(batch[i + 1] as (string | null)[]).push(
+          value === null || value === undefined ? null : String(value),
+        )
+      }
+      size++
+      return size >= BATCH_ROWS ? flush() : undefined
+    },
+    async close() {
+      await flush()
+      await pending
+    },
+    async abort() {
+      await pending.catch(() => {})
+    },
+  }
+}
+
+async function openCopySink(
+  pool: pg.Pool,
+  datasetId: string,
+  columns: readonly DatasetColumn[],
+): Promise<RowSink> {
+  const connection = await pool.connect()
+  const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
+  const stream = connection.query(
+    copyFrom(`COPY ${rowsTable(datasetId)} (${names.join(', ')}) FROM STDIN WITH (FORMAT csv)`),
+  )
+  let failure: Error | undefined
+  stream.on('error', (error) => {
+    failure = error
+  })
+  let position = 0
+  let chunk = ''
+  let released = false
+  const release = (error?: Error) => {
+    if (released) return
+    released = true
+    connection.release(error)
+  }
+
+  const send = async () => {
+    if (failure) throw failure
+    const text = chunk
+    chunk = ''
+    if (!stream.write(text)) await Promise.race([once(stream, 'drain'), once(stream, 'error')])
+    if (failure) throw failure
+  }
+
+  return {
+    write(row) {
+      position++
+      let line = String(position)
+      for (const value of row) line += `,${value === null ? '' : csvCell(value)}`
+      chunk += `${line}\n`
+      return chunk.length >= 256 * 1024 ? send() : undefined
+    },
+    async close() {
+      try {
+        if (chunk.length > 0) await send()
+        stream.end()
+        await new Promise<void>((resolve, reject) => {
+          if (failure) return reject(failure)
+          stream.once('finish', resolve)
+          stream.once('error', reject)
+        })
+        release()
+      } catch (error) {
+        release(error as Error)
+        throw error
+      }
+    },
+    async abort() {
+      // Destroying the COPY would leave the connection mid-protocol: it is discarded instead.
+      release(new Error('COPY aborted'))
+      stream.destroy()
+    },
+  }
+}
+
+/** A CSV cell for COPY: quoted when needed; an empty string is quoted so it stays non-null. */
+function csvCell(value: string | number): string {
+  if (typeof value === 'number') return String(value)
+  if (value === '' || /[",\n\r]/.test(value)) return `"${value.replaceAll('"', '""')}"`
+  return value
+}
