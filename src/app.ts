@@ -60,6 +60,13 @@ import { rateLimits } from './platform/rate-limit.js'
 import { connectRedis } from './platform/redis.js'
 import { generateRequestId } from './platform/request-id.js'
 import { serverTiming } from './platform/server-timing.js'
+import {
+  httpTracing,
+  traceInference,
+  traceQuery,
+  traceRedis,
+  tracingEnabled,
+} from './platform/tracing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
@@ -129,6 +136,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     clientErrorHandler: handleClientError,
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
+  // First, so that every later hook and the handler run inside the request's span.
+  if (tracingEnabled(config)) await app.register(httpTracing)
   app.setValidatorCompiler(validatorCompiler)
   // JSON is the only body this API reads; anything else answers 415.
   app.removeContentTypeParser('text/plain')
@@ -147,6 +156,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
+  if (redis && tracingEnabled(config)) traceRedis(redis)
 
   if (config.MIGRATE_ON_START) {
     const { applied } = await migrate(database)
@@ -172,9 +182,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
   const userChanges = createAuthStateEvents(redis, forget, app.log)
   app.addHook('onClose', () => userChanges.close())
-  const inference =
+  const backend =
     overrides.inference ??
     createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
+  const inference = tracingEnabled(config) ? traceInference(backend) : backend
   const metricsRegistry = new Registry()
   const modelRepository = createModelRepository(database.db)
   const serving = createModelServing({
@@ -378,6 +389,7 @@ export function databaseSettings(config: Config) {
     poolMax: config.DATABASE_POOL_MAX,
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    traceQuery: tracingEnabled(config) ? traceQuery : undefined,
   }
 }
 

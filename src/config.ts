@@ -263,6 +263,18 @@ const EnvSchema = Type.Object({
     default: 60_000,
     description: 'milliseconds',
   }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        'an OTLP/HTTP collector URL, e.g. http://otel-collector:4318 (unset: no tracing)',
+    }),
+  ),
+  OTEL_SERVICE_NAME: Type.String({
+    minLength: 1,
+    default: 'orderflow',
+    description: 'the service.name of exported spans',
+  }),
   SERVER_TIMING: Type.Boolean({
     default: false,
     description: 'true or false (true sends a Server-Timing header with the time spent)',

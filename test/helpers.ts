@@ -9,6 +9,7 @@ import {
   createEmbeddedDatabase,
   createPostgresDatabase,
   type DatabaseHandle,
+  type QueryTracer,
 } from '../src/db/client.js'
 import { migrate } from '../src/db/migrate.js'
 import { hashPassword } from '../src/modules/auth/passwords.js'
@@ -45,17 +46,20 @@ export function testConfig(env: Record<string, string> = {}): Config {
  * the shared test database in services mode (tests create their own rows and never
  * assume the tables are empty).
  */
-export async function createTestDatabase(): Promise<DatabaseHandle> {
+export async function createTestDatabase(
+  options: { traceQuery?: QueryTracer } = {},
+): Promise<DatabaseHandle> {
   if (SERVICES_MODE) {
     return createPostgresDatabase({
       url: process.env.DATABASE_URL as string,
       poolMax: 5,
       connectTimeoutMs: 5000,
       statementTimeoutMs: 15000,
+      ...options,
     })
   }
   const template = readFileSync(inject('pgliteTemplate'))
-  return createEmbeddedDatabase({ loadDataDir: new Blob([template]) })
+  return createEmbeddedDatabase({ loadDataDir: new Blob([template]), ...options })
 }
 
 /**

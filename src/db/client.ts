@@ -7,7 +7,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import pg from 'pg'
 import { lockDataDir } from './data-dir-lock.js'
-import { PGliteThread } from './pglite-thread.js'
+import { PGliteThread, type PGliteThreadTransaction } from './pglite-thread.js'
 import * as schema from './schema/index.js'
 
 export type Schema = typeof schema
@@ -36,11 +36,15 @@ export interface DatabaseHandle {
   close(): Promise<void>
 }
 
+/** Wraps each SQL statement, e.g. in a tracing span; `run` sends it. */
+export type QueryTracer = <T>(sql: string, run: () => Promise<T>) => Promise<T>
+
 export interface PostgresOptions {
   url: string
   poolMax: number
   connectTimeoutMs: number
   statementTimeoutMs: number
+  traceQuery?: QueryTracer
 }
 
 export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle {
@@ -61,6 +65,7 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
   // when it is released, so there is nothing more to do here.
   pool.on('connect', (client) => {
     client.on('error', () => {})
+    if (options.traceQuery) traceClient(client, options.traceQuery)
   })
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
   db.transaction = releasingTransaction(pool)
@@ -100,6 +105,38 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
 }
 
 /**
+ * Every statement runs through `client.query`, whether Drizzle sends it through the pool or on
+ * a transaction's client, so wrapping each connection's `query` sees them all once. The pool
+ * calls it with a callback, Drizzle without: both forms are kept.
+ */
+function traceClient(client: pg.PoolClient, tracer: QueryTracer): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  client.query = ((...args: unknown[]) => {
+    const first = args[0] as string | { text?: string; submit?: unknown }
+    // A Submittable (a cursor, a COPY stream) is not a statement with a promise to wait on.
+    if (typeof first === 'object' && typeof first?.submit === 'function') return query(...args)
+    const sql = typeof first === 'string' ? first : (first?.text ?? '')
+    const callback = args.at(-1)
+    if (typeof callback === 'function') {
+      const rest = args.slice(0, -1)
+      void tracer(
+        sql,
+        () =>
+          new Promise((resolve, reject) => {
+            query(...rest, (error: Error | null, result: unknown) => {
+              callback(error, result)
+              if (error) reject(error)
+              else resolve(result)
+            })
+          }),
+      ).catch(() => {})
+      return undefined
+    }
+    return tracer(sql, () => query(...args) as Promise<unknown>)
+  }) as typeof client.query
+}
+
+/**
  * `db.transaction` over the pool, with the connection always given back. Drizzle's own checks
  * a client out and sends BEGIN before its try/finally, so a BEGIN that fails (the server went
  * away between checkout and BEGIN) never releases the client: each outage would shrink the
@@ -130,6 +167,7 @@ export interface EmbeddedOptions {
   dataDir?: string
   /** A data directory dump (from `dumpDataDir`) to start from, e.g. a migrated template. */
   loadDataDir?: Blob
+  traceQuery?: QueryTracer
 }
 
 export interface EmbeddedDatabaseHandle extends DatabaseHandle {
@@ -155,6 +193,7 @@ export async function createEmbeddedDatabase(
     lock?.release()
     throw error
   }
+  if (options.traceQuery) traceThread(client, options.traceQuery)
   // Drizzle's PGlite driver needs only `query` and `transaction`, which the thread answers.
   const db = drizzlePglite({ client: client as unknown as PGlite, schema }) as unknown as Database
 
@@ -184,6 +223,20 @@ export async function createEmbeddedDatabase(
   }
 }
 
+/** The thread's statements, outside and inside transactions, through `tracer`. */
+function traceThread(thread: PGliteThread, tracer: QueryTracer): void {
+  const query = thread.query.bind(thread)
+  thread.query = (sql, params, options) => tracer(sql, () => query(sql, params, options))
+  const transaction = thread.transaction.bind(thread)
+  thread.transaction = (work) =>
+    transaction((tx) => {
+      // Inherits from `tx` rather than copying it, so its `closed` getter stays live.
+      const traced: PGliteThreadTransaction = Object.create(tx)
+      traced.query = (sql, params, options) => tracer(sql, () => tx.query(sql, params, options))
+      return work(traced)
+    })
+}
+
 export interface DatabaseSettings extends Omit<PostgresOptions, 'url'> {
   url?: string
   dataDir: string
@@ -193,7 +246,10 @@ export interface DatabaseSettings extends Omit<PostgresOptions, 'url'> {
 export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle> {
   if (settings.url)
     return Promise.resolve(createPostgresDatabase({ ...settings, url: settings.url }))
-  return createEmbeddedDatabase({ dataDir: resolve(settings.dataDir, 'pgdata') })
+  return createEmbeddedDatabase({
+    dataDir: resolve(settings.dataDir, 'pgdata'),
+    traceQuery: settings.traceQuery,
+  })
 }
 
 /** Runs `work` in one transaction; services receive this rather than the database itself. */
