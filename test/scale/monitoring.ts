@@ -10,9 +10,11 @@ import { ROOT } from './stack.js'
 export const PENDING_METRICS: Record<string, string> = {
   jobs_total: 'issue 13 (jobs and the worker)',
   job_duration_seconds_bucket: 'issue 13 (jobs and the worker)',
-  jobs_queue_depth: 'issue 13 (queue depth by state)',
-  model_backend_circuit_open: 'issue 14 (remote backends, circuit breaker state)',
-  model_drift_flagged: 'issue 14 (drift gauges)',
+  job_queue_depth: 'issue 13 (queue depth by state)',
+  jobs_by_status: 'issue 13 (jobs by status)',
+  upstream_breaker_state: 'issue 14 (remote backends, circuit breaker state)',
+  model_feature_drifted: 'issue 14 (drift gauges)',
+  model_feature_psi: 'issue 14 (drift gauges)',
 }
 
 const PROMQL_WORDS = new Set([
