@@ -182,7 +182,7 @@ describe('two API instances behind nginx', () => {
 
   it('when a model version is activated through one instance, then both serve it', async () => {
     const card = JSON.parse(readFileSync(join(ROOT, 'models/iris.card.json'), 'utf8'))
-    const version = `1.0.1-scale.${Date.now()}`
+    const version = `1.1.${Date.now() % 1_000_000}`
     const form = new FormData()
     form.set('card', JSON.stringify({ ...card, version }))
     form.set('onnx', new Blob([readFileSync(join(ROOT, 'models/iris.onnx'))]), 'iris.onnx')
@@ -238,7 +238,7 @@ describe('two API instances behind nginx', () => {
         method: 'POST',
         headers: admin,
         body: JSON.stringify({
-          sku: `SCALE-${randomUUID().slice(0, 8)}`,
+          sku: `SCALE-${randomUUID().slice(0, 8).toUpperCase()}`,
           name: 'Lamp',
           price: '10.00',
           stock: 10,

@@ -26,6 +26,7 @@ import { ROOT, requireBinary, scratch } from './stack.js'
 const PENDING_KEYS: Record<string, string> = {
   WORKER_PORT: 'issue 13 (worker /health and /metrics port)',
   WORKER_CONCURRENCY: 'issue 13 (jobs a worker runs at once)',
+  WORKER_SHUTDOWN_GRACE_MS: 'issue 13 (how long running jobs may finish after SIGTERM)',
 }
 
 const KNOWN_KEYS = new Set([...CONFIG_KEYS, ...Object.keys(PENDING_KEYS)])
@@ -189,8 +190,13 @@ describe('compose', () => {
     expect(config.NODE_ENV).toBe('production')
     expect(config.MIGRATE_ON_START).toBe(false)
     // The container's grace period outlasts the service's own drain and grace.
-    const stop = Number(String(compose.services['api-1']?.stop_grace_period ?? '').replace('s', ''))
-    expect(stop * 1000).toBeGreaterThan(config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_GRACE_MS)
+    const seconds = (name: string) =>
+      Number(String(compose.services[name]?.stop_grace_period ?? '').replace('s', ''))
+    expect(seconds('api-1') * 1000).toBeGreaterThan(
+      config.SHUTDOWN_DRAIN_MS + config.SHUTDOWN_GRACE_MS,
+    )
+    const worker = resolved.services.worker?.environment as Record<string, string>
+    expect(seconds('worker') * 1000).toBeGreaterThan(Number(worker.WORKER_SHUTDOWN_GRACE_MS) + 5000)
   })
 
   it('when the stack starts, then migrate runs once before the instances, with the image commands', () => {
@@ -333,6 +339,16 @@ describe('Kubernetes manifests', () => {
     }
     expect(deployment.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
       preStopMs + Number(data.SHUTDOWN_DRAIN_MS) + Number(data.SHUTDOWN_GRACE_MS),
+    )
+    // The worker lets running jobs finish for WORKER_SHUTDOWN_GRACE_MS, then closes (5 s).
+    const worker = manifests.find(
+      (m) => m.kind === 'Deployment' && m.metadata.name === 'orderflow-worker',
+    ) as unknown as { spec: { template: { spec: { terminationGracePeriodSeconds: number } } } }
+    const workerGrace = container(manifests, 'Deployment', 'orderflow-worker').env?.find(
+      (entry) => entry.name === 'WORKER_SHUTDOWN_GRACE_MS',
+    )?.value
+    expect(worker.spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThan(
+      Number(workerGrace) + 5000,
     )
   })
 })
