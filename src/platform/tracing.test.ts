@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { context, trace } from '@opentelemetry/api'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { insertProduct } from '../../test/catalog.js'
 import {
   buildTestApp,
@@ -144,12 +144,18 @@ describe('tracing', () => {
       expect(inTrace.some((span) => span.name.startsWith('redis '))).toBe(true)
     }
 
-    // The request's log lines carry the ids an operator looks the trace up by.
-    const line = t.logs.find(
-      (entry) => entry.route === '/v1/orders' && entry.method === 'POST' && entry.trace_id,
-    )
-    expect(line?.trace_id).toBe(CALLER_TRACE)
-    expect(line?.span_id).toBe(server?.spanId)
+    // The request's log lines carry the ids an operator looks the trace up by. The request
+    // line is written after the response has gone, so it may trail the answer a little.
+    await vi.waitFor(() => {
+      const line = t.logs.find(
+        (entry) => entry.route === '/v1/orders' && entry.method === 'POST' && entry.trace_id,
+      )
+      expect(
+        line?.trace_id,
+        JSON.stringify(t.logs.filter((entry) => entry.route === '/v1/orders')),
+      ).toBe(CALLER_TRACE)
+      expect(line?.span_id).toBe(server?.spanId)
+    })
   })
 
   it('when a request has no traceparent, then it starts a trace of its own', async () => {

@@ -160,7 +160,6 @@ export async function startNginx(apiPorts: number[], dir: string) {
   let config = source
     .replace(/^worker_processes .*$/m, 'worker_processes 1;')
     .replace(/^pid .*$/m, `pid ${join(dir, 'nginx.pid')};`)
-    .replace(/^\s*listen \[::\]:80;\n/m, '')
     .replace(/listen 80;/, `listen 127.0.0.1:${port};`)
   apiPorts.forEach((apiPort, index) => {
     config = config.replace(`server api-${index + 1}:8000`, `server 127.0.0.1:${apiPort}`)
