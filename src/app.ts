@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import websocket from '@fastify/websocket'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -28,6 +29,9 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
+import { queueOrderConfirmation, queueWelcome } from './modules/jobs/notifications.js'
+import { jobRoutes, WS_CLOSE } from './modules/jobs/routes.js'
+import { createJobSystem, type Jobs } from './modules/jobs/system.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createModelRegistry, type ServingHooks } from './modules/models/registry.js'
 import { createModelRepository } from './modules/models/repository.js'
@@ -47,7 +51,7 @@ import { createProductService } from './modules/products/service.js'
 import { createUserRepository } from './modules/users/repository.js'
 import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
-import { type Authenticate, auth } from './platform/auth.js'
+import { type Authenticate, auth, webSocketProtocol } from './platform/auth.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { idempotency } from './platform/idempotency.js'
@@ -96,6 +100,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** For the start-up message: whether an active admin exists. */
     hasActiveAdmin(): Promise<boolean>
+    /** The job system: modules register their handlers here and enqueue through it. */
+    jobs: Jobs
   }
 }
 
@@ -197,7 +203,19 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log: app.log,
   })
   app.addHook('onClose', () => serving.close())
-  const modules = createModules(config, database, inference, modelRepository, serving.hooks, {
+  const jobs = createJobSystem({
+    role: 'api',
+    db: database.db,
+    inTransaction: inTransaction(database.db),
+    redis,
+    settings: config,
+    metrics: metricsRegistry,
+    log: app.log,
+  })
+  // Before the database closes (onClose): running jobs finish or stop first.
+  app.addHook('preClose', () => jobs.close())
+  app.decorate('jobs', jobs)
+  const modules = createModules(config, database, inference, modelRepository, serving.hooks, jobs, {
     userStates,
     keyOwners,
     credentialsChanged: (userId) => {
@@ -225,6 +243,20 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await app.register(closedQueryStrings)
   await app.register(notFound)
   await app.register(httpSecurity, { config })
+  // Before auth: its onRequest hook marks upgrade requests, so that a handshake refused by
+  // auth (401) still has its socket closed after the answer instead of left open.
+  await app.register(websocket, {
+    options: {
+      maxPayload: 64 * 1024,
+      // A browser cannot set headers on a WebSocket: it sends its token as a subprotocol
+      // (`bearer.<token>`), which must never be echoed back; the other one it offers is.
+      handleProtocols: (protocols) => webSocketProtocol(protocols),
+    },
+    preClose: (done) => {
+      for (const client of app.websocketServer.clients) client.close(WS_CLOSE.goingAway)
+      done()
+    },
+  })
   // Before auth, which counts failed authentications against the client address.
   await app.register(rateLimits, {
     max: config.RATE_LIMIT_MAX,
@@ -251,6 +283,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }
   if (redis) checks.redis = async () => void (await redis.ping())
+  if (jobs.queueCheck) checks.queue = jobs.queueCheck
   await app.register(health, {
     // A model whose active version failed to load is named, e.g. `model:iris`.
     checks: () => ({ ...checks, ...modelChecks(serving.server) }),
@@ -279,6 +312,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     predictions: serving.predictions,
     batchMax: config.PREDICT_BATCH_MAX,
   })
+  await app.register(jobRoutes, { prefix: '/v1/jobs', jobs: jobs.service })
   await app.register(kserveRoutes, {
     prefix: '/v2',
     server: serving.server,
@@ -294,6 +328,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     versionsOf: async (name) => (await modules.models.get(name)).versions.map((v) => v.version),
   })
 
+  // Once every module has registered its handlers: only then may jobs run.
+  app.addHook('onReady', () => jobs.start())
   await app.ready()
   return app
 }
@@ -320,6 +356,7 @@ function createModules(
   inference: InferenceBackend,
   modelRepository: ReturnType<typeof createModelRepository>,
   serving: ServingHooks,
+  jobs: Pick<Jobs, 'emailEnabled'>,
   auth: {
     userStates: CredentialCache<UserAuthState>
     keyOwners: CredentialCache<ApiKeyOwner>
@@ -341,6 +378,8 @@ function createModules(
       users: userRepository,
       inTransaction: transaction,
       credentialsChanged: auth.credentialsChanged,
+      // Emails are queued only when they can be sent (SMTP_URL set).
+      signedUp: jobs.emailEnabled ? queueWelcome : undefined,
     }),
     auth: createAuthService({
       users: userRepository,
@@ -367,6 +406,7 @@ function createModules(
       inTransaction: transaction,
       maxTotalQuantity: config.ORDER_MAX_TOTAL_QUANTITY,
       exactCountMax: config.ORDER_COUNT_EXACT_MAX,
+      placed: jobs.emailEnabled ? queueOrderConfirmation : undefined,
     }),
     customers: createCustomerService({
       customers: createCustomerRepository(db),

@@ -275,6 +275,70 @@ const EnvSchema = Type.Object({
     default: 'orderflow',
     description: 'the service.name of exported spans',
   }),
+  WORKER_CONCURRENCY: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 2,
+    description: 'jobs one worker process (or the embedded runner) runs at once',
+  }),
+  WORKER_PORT: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: 8001,
+    description: "the TCP port of the worker process's /health and /metrics",
+  }),
+  WORKER_SHUTDOWN_GRACE_MS: Type.Integer({
+    minimum: 0,
+    default: 30_000,
+    description: 'milliseconds a stopping worker lets running jobs finish before aborting them',
+  }),
+  WORKER_LOCK_MS: Type.Integer({
+    minimum: 1000,
+    default: 30_000,
+    description: "milliseconds before a dead worker's job counts as stalled and runs again",
+  }),
+  JOB_RETRY_BASE_MS: Type.Integer({
+    minimum: 1,
+    default: 1000,
+    description: "milliseconds before a failed job's first retry (doubling each retry)",
+  }),
+  JOB_RETENTION_DAYS: Type.Integer({
+    minimum: 1,
+    default: 30,
+    description: 'days a finished job (its events and temporary data) is kept',
+  }),
+  JOBS_POLL_INTERVAL_MS: Type.Integer({
+    minimum: 10,
+    maximum: 60_000,
+    default: 500,
+    description: 'milliseconds between outbox relay passes (and embedded queue polls)',
+  }),
+  HOUSEKEEPING_INTERVAL_MS: Type.Integer({
+    minimum: 0,
+    default: 3_600_000,
+    description: 'milliseconds between housekeeping runs (0 = never)',
+  }),
+  QUEUE_PREFIX: Type.String({
+    pattern: '^[A-Za-z0-9:_-]{1,64}$',
+    default: 'orderflow',
+    description: 'the Redis key prefix of the job queue',
+  }),
+  SMTP_URL: Type.Optional(
+    Type.String({
+      pattern: '^smtps?://',
+      description: 'an smtp:// or smtps:// URL (unset: no emails are sent)',
+    }),
+  ),
+  SMTP_FROM: Type.String({
+    minLength: 3,
+    default: 'OrderFlow <no-reply@orderflow.local>',
+    description: 'the From address of emails',
+  }),
+  SMTP_TIMEOUT_MS: Type.Integer({
+    minimum: 100,
+    default: 10_000,
+    description: 'milliseconds an SMTP connection or answer may take',
+  }),
   SERVER_TIMING: Type.Boolean({
     default: false,
     description: 'true or false (true sends a Server-Timing header with the time spent)',
@@ -373,7 +437,7 @@ export function loadConfig(
 /** Never echoed, even when invalid: a mistyped secret is still most of the secret. */
 const SECRET_KEYS = new Set(['JWT_SECRET', 'ADMIN_PASSWORD'])
 /** Echoed without their password: the rest is what an operator needs to spot the mistake. */
-const URL_KEYS = new Set(['DATABASE_URL', 'REDIS_URL'])
+const URL_KEYS = new Set(['DATABASE_URL', 'REDIS_URL', 'SMTP_URL'])
 
 function shown(key: string, value: unknown): string {
   if (SECRET_KEYS.has(key)) return `${key} (value not shown)`

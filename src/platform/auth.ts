@@ -65,7 +65,30 @@ function readCredentials(request: FastifyRequest): Credentials {
   const authorization = request.headers.authorization
   const match = authorization ? /^Bearer +([A-Za-z0-9._~+/=-]+)$/i.exec(authorization) : null
   if (match?.[1]) return { kind: 'bearer', token: match[1] }
+  const token = webSocketToken(request.headers)
+  if (token) return { kind: 'bearer', token }
   throw new Unauthenticated('This route needs a bearer token or an X-API-Key header.')
+}
+
+const BEARER_PROTOCOL = 'bearer.'
+
+/**
+ * The bearer token a browser's WebSocket handshake carries as a subprotocol
+ * (`new WebSocket(url, ['orderflow.v1', 'bearer.' + token])`): browsers cannot set headers
+ * there, and a token in the URL would end up in logs.
+ */
+function webSocketToken(headers: FastifyRequest['headers']): string | null {
+  if (headers.upgrade?.toLowerCase() !== 'websocket') return null
+  const offered = String(headers['sec-websocket-protocol'] ?? '').split(',')
+  const entry = offered.map((protocol) => protocol.trim()).find((p) => p.startsWith(BEARER_PROTOCOL))
+  const token = entry?.slice(BEARER_PROTOCOL.length)
+  return token && /^[A-Za-z0-9._~+/=-]+$/.test(token) ? token : null
+}
+
+/** The subprotocol a WebSocket handshake answers with: the first offered that is no token. */
+export function webSocketProtocol(offered: Set<string>): string | false {
+  for (const protocol of offered) if (!protocol.startsWith(BEARER_PROTOCOL)) return protocol
+  return false
 }
 
 /**

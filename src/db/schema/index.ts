@@ -1,6 +1,7 @@
 export * from './audit.js'
 export * from './customers.js'
 export * from './idempotency.js'
+export * from './jobs.js'
 export * from './models.js'
 export * from './orders.js'
 export * from './products.js'

@@ -27,6 +27,11 @@ export interface OrderServiceDeps {
   maxTotalQuantity: number
   /** The most orders a page counts exactly before estimating (ORDER_COUNT_EXACT_MAX). */
   exactCountMax: number
+  /**
+   * Runs in the transaction that places an order, so what it records (the confirmation
+   * email's job) commits with the order or not at all.
+   */
+  placed?: TransactionHook<Order>
 }
 
 /** Where each status may go next; the statuses without an entry are final. */
@@ -136,6 +141,7 @@ export function createOrderService({
   inTransaction,
   maxTotalQuantity,
   exactCountMax,
+  placed,
 }: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
@@ -246,6 +252,7 @@ export function createOrderService({
           },
           tx,
         )
+        await placed?.(tx, created)
         await alsoInTransaction?.(tx, created)
         return created
       })

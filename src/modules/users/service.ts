@@ -1,4 +1,4 @@
-import type { InTransaction } from '../../db/client.js'
+import type { InTransaction, TransactionHook } from '../../db/client.js'
 import type { UserRow } from '../../db/schema/index.js'
 import type { Caller, Role } from '../../shared/caller.js'
 import { isForeignKeyViolation, isUniqueViolation, ValidationFailed } from '../../shared/errors.js'
@@ -26,6 +26,11 @@ export interface UserServiceDeps {
    * auth state is dropped at once (see auth/user-state-cache.ts).
    */
   credentialsChanged?: (userId: string) => void
+  /**
+   * Runs in the transaction of a self-service sign-up, so what it records (the welcome
+   * email's job) commits with the new user or not at all.
+   */
+  signedUp?: TransactionHook<User>
 }
 
 const EMAIL_CONSTRAINT = 'users_email_key'
@@ -61,6 +66,7 @@ export function createUserService({
   users,
   inTransaction,
   credentialsChanged = () => {},
+  signedUp,
 }: UserServiceDeps) {
   /** With `selfService`, the new user is recorded as the actor of its own creation. */
   async function create(
@@ -90,6 +96,7 @@ export function createUserService({
           selfService ? { ...actor, userId: user.id } : actor,
           userAudit('create', user.id, createdChanges(user, AUDITED_FIELDS)),
         )
+        if (selfService) await signedUp?.(tx, user)
         return user
       })
     } catch (error) {

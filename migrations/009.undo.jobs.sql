@@ -1,0 +1,3 @@
+DROP TABLE email_deliveries;
+DROP TABLE job_events;
+DROP TABLE jobs;

@@ -1,0 +1,90 @@
+import { Queue } from 'bullmq'
+import type { FastifyBaseLogger } from 'fastify'
+import { Redis } from 'ioredis'
+import type { Deliver } from './relay.js'
+
+/** The one BullMQ queue every job travels on; its jobs carry only the job id. */
+export const QUEUE_NAME = 'jobs'
+/** The name of every BullMQ job on the queue; the type is in the jobs table. */
+export const QUEUE_JOB_NAME = 'run'
+
+export interface QueueSettings {
+  redisUrl: string
+  /** BullMQ's key prefix, so several deployments (or test runs) can share one Redis. */
+  prefix: string
+  retryBaseMs: number
+}
+
+/**
+ * A connection as BullMQ needs one: no per-command retry limit and no command timeout, since
+ * its workers wait in blocking commands. Separate from the app's Redis client, whose short
+ * timeouts suit request paths.
+ */
+export function queueConnection(url: string): Redis {
+  const connection = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: false })
+  connection.on('error', () => {}) // reconnects by itself; readiness reports the outage
+  return connection
+}
+
+/**
+ * The BullMQ producer side: hands relayed jobs to the queue. Attempts and exponential backoff
+ * are BullMQ's; the job id is the row's id, so adding the same job twice adds it once.
+ */
+export function createQueueProducer(settings: QueueSettings, log: FastifyBaseLogger) {
+  const connection = queueConnection(settings.redisUrl)
+  const queue = new Queue(QUEUE_NAME, { connection, prefix: settings.prefix })
+  queue.on('error', (error) => log.warn({ err: error }, 'job queue error'))
+  const deliver: Deliver = async (rows) => {
+    await queue.addBulk(
+      rows.map((row) => ({
+        name: QUEUE_JOB_NAME,
+        data: { job_id: row.id, type: row.type },
+        opts: {
+          jobId: row.id,
+          attempts: row.maxAttempts,
+          backoff: { type: 'exponential', delay: settings.retryBaseMs },
+          // The jobs table keeps the record; Redis keeps only what is in flight.
+          removeOnComplete: true,
+          removeOnFail: { age: 7 * 24 * 3600 },
+        },
+      })),
+    )
+  }
+  return {
+    queue,
+    deliver,
+    counts: () =>
+      queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'),
+    async ping() {
+      await connection.ping()
+    },
+    async close() {
+      await queue.close()
+      connection.disconnect()
+    },
+  }
+}
+
+export type QueueProducer = ReturnType<typeof createQueueProducer>
+
+/**
+ * Warns when Redis may evict keys: BullMQ's keys must never be evicted, or queued jobs
+ * vanish (the jobs table still has them, but nothing would run them until re-relayed).
+ */
+export async function checkEvictionPolicy(redis: Redis, log: FastifyBaseLogger): Promise<string | null> {
+  try {
+    const answer = (await redis.call('CONFIG', 'GET', 'maxmemory-policy')) as string[]
+    const policy = answer[1] ?? null
+    if (policy && policy !== 'noeviction') {
+      log.warn(
+        { maxmemory_policy: policy },
+        'Redis maxmemory-policy is not noeviction: queued jobs can be evicted under memory pressure; set maxmemory-policy noeviction',
+      )
+    }
+    return policy
+  } catch (error) {
+    // Managed Redis services often refuse CONFIG; the operator has to check it there.
+    log.warn({ err: error }, 'could not read Redis maxmemory-policy; make sure it is noeviction')
+    return null
+  }
+}

@@ -1,0 +1,214 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Redis } from 'ioredis'
+import type { Registry } from 'prom-client'
+import type { Config } from '../../config.js'
+import type { Database, InTransaction } from '../../db/client.js'
+import type { JobType } from './contract.js'
+import { createEmailHandler, createSmtpMailer, type Mailer } from './email.js'
+import { createJobEventBus, type JobEventBus } from './events.js'
+import { createJobExecutor } from './execute.js'
+import { createJobHandlerRegistry, type JobHandlerRegistry } from './handlers.js'
+import { createHousekeepingHandler, scheduleHousekeeping } from './housekeeping.js'
+import { createJobMetrics, registerQueueDepth } from './metrics.js'
+import { createQueueProducer } from './queue.js'
+import { createQueueWorker } from './queue-worker.js'
+import { createOutboxRelay } from './relay.js'
+import { createJobRepository, type JobRepository, type JobRow, type NewJob } from './repository.js'
+import { createEmbeddedRunner } from './runner.js'
+import { createJobService, type JobService } from './service.js'
+
+/** The settings the job system reads; all from the validated config. */
+export type JobSettings = Pick<
+  Config,
+  | 'REDIS_URL'
+  | 'QUEUE_PREFIX'
+  | 'WORKER_CONCURRENCY'
+  | 'WORKER_SHUTDOWN_GRACE_MS'
+  | 'WORKER_LOCK_MS'
+  | 'JOB_RETRY_BASE_MS'
+  | 'JOB_RETENTION_DAYS'
+  | 'JOBS_POLL_INTERVAL_MS'
+  | 'HOUSEKEEPING_INTERVAL_MS'
+  | 'SMTP_URL'
+  | 'SMTP_FROM'
+  | 'SMTP_TIMEOUT_MS'
+>
+
+export interface JobSystemDeps {
+  /**
+   * `api`: serves the jobs API; runs the jobs itself in embedded mode (no REDIS_URL), else
+   * only relays them to the queue. `worker`: runs the queue's jobs (server mode only).
+   */
+  role: 'api' | 'worker'
+  db: Database
+  inTransaction: InTransaction
+  /** The process's Redis client (pub/sub of job events); null in embedded mode. */
+  redis: Redis | null
+  settings: JobSettings
+  metrics: Registry
+  log: FastifyBaseLogger
+  /** Sends emails; built from SMTP_URL by default, a test's double otherwise. */
+  mailer?: Mailer | null
+}
+
+/** What other modules see of the job system (`app.jobs`). */
+export interface Jobs {
+  /** Handlers are registered here by their module, before the app is ready. */
+  registry: JobHandlerRegistry
+  /** Enqueues a job in its own transaction; use `enqueueJob(tx, ...)` inside a transaction. */
+  enqueue<T extends JobType>(job: NewJob<T>): Promise<JobRow>
+  /** Relays (or runs) committed jobs now instead of at the next poll. */
+  wake(): void
+  /** Whether emails go out (SMTP_URL set): producers enqueue no email job otherwise. */
+  emailEnabled: boolean
+}
+
+export interface JobSystem extends Jobs {
+  repository: JobRepository
+  service: JobService
+  bus: JobEventBus
+  /** Readiness of the queue (server mode); null when there is none. */
+  queueCheck: (() => Promise<void>) | null
+  /** Starts relaying, running and scheduling; call once every handler is registered. */
+  start(): Promise<void>
+  /** Stops taking work, lets running jobs finish (within the grace period) and closes. */
+  close(): Promise<void>
+  /** True while the worker takes jobs (worker role). */
+  isRunning(): boolean
+}
+
+/**
+ * Wires the job system for one process: the registry, the repository, the event bus, and —
+ * by mode and role — the embedded runner, the outbox relay with its BullMQ producer, or the
+ * BullMQ worker. One code path per role, shared by the API (app.ts) and `npm run worker`.
+ */
+export function createJobSystem(deps: JobSystemDeps): JobSystem {
+  const { role, db, inTransaction, redis, settings, log } = deps
+  const serverMode = Boolean(settings.REDIS_URL)
+  if (role === 'worker' && !serverMode) throw new Error('the worker needs REDIS_URL')
+  const registry = createJobHandlerRegistry()
+  const repository = createJobRepository(db)
+  const bus = createJobEventBus(redis, `${settings.QUEUE_PREFIX}:job-events`, log)
+  const runsJobs = role === 'worker' || !serverMode
+
+  const executor = runsJobs
+    ? createJobExecutor({
+        jobs: repository,
+        registry,
+        bus,
+        metrics: createJobMetrics(deps.metrics),
+        log,
+        retryBaseMs: settings.JOB_RETRY_BASE_MS,
+      })
+    : null
+  const runner =
+    executor && !serverMode
+      ? createEmbeddedRunner({
+          jobs: repository,
+          executor,
+          registry,
+          log,
+          concurrency: settings.WORKER_CONCURRENCY,
+          pollIntervalMs: settings.JOBS_POLL_INTERVAL_MS,
+          shutdownGraceMs: settings.WORKER_SHUTDOWN_GRACE_MS,
+        })
+      : null
+  const queueSettings = serverMode
+    ? {
+        redisUrl: settings.REDIS_URL as string,
+        prefix: settings.QUEUE_PREFIX,
+        retryBaseMs: settings.JOB_RETRY_BASE_MS,
+      }
+    : null
+  const producer = queueSettings ? createQueueProducer(queueSettings, log) : null
+  const relay = producer
+    ? createOutboxRelay({
+        jobs: repository,
+        deliver: producer.deliver,
+        log,
+        intervalMs: settings.JOBS_POLL_INTERVAL_MS,
+      })
+    : null
+  const worker =
+    executor && queueSettings && role === 'worker'
+      ? createQueueWorker(
+          {
+            redisUrl: queueSettings.redisUrl,
+            prefix: queueSettings.prefix,
+            concurrency: settings.WORKER_CONCURRENCY,
+            lockDurationMs: settings.WORKER_LOCK_MS,
+            shutdownGraceMs: settings.WORKER_SHUTDOWN_GRACE_MS,
+          },
+          {
+            executor,
+            jobs: repository,
+            log,
+            announce: (id, seq) => bus.publish({ job_id: id, seq }),
+          },
+        )
+      : null
+  registerQueueDepth(deps.metrics, () => repository.countByStatus(), producer?.counts)
+
+  const wake = () => {
+    runner?.wake()
+    void relay?.wake()
+  }
+  const mailer =
+    deps.mailer !== undefined
+      ? deps.mailer
+      : settings.SMTP_URL
+        ? createSmtpMailer(settings.SMTP_URL, { timeoutMs: settings.SMTP_TIMEOUT_MS })
+        : null
+  if (mailer) registry.register('email', createEmailHandler({ db, mailer, from: settings.SMTP_FROM }), { maxAttempts: 5 })
+  registry.register(
+    'housekeeping',
+    createHousekeepingHandler({
+      db,
+      jobs: repository,
+      registry,
+      retentionDays: settings.JOB_RETENTION_DAYS,
+    }),
+  )
+  const housekeeping =
+    settings.HOUSEKEEPING_INTERVAL_MS > 0
+      ? scheduleHousekeeping({ db, intervalMs: settings.HOUSEKEEPING_INTERVAL_MS, log, enqueued: wake })
+      : null
+
+  const service = createJobService({
+    jobs: repository,
+    inTransaction,
+    registry,
+    bus,
+    queued: wake,
+    eventsPollMs: 2000,
+  })
+
+  let started = false
+  return {
+    registry,
+    repository,
+    service,
+    bus,
+    emailEnabled: mailer !== null,
+    enqueue: (job) => service.enqueue(job),
+    wake,
+    queueCheck: producer ? () => producer.ping() : null,
+    async start() {
+      started = true
+      await runner?.start()
+      relay?.start()
+      worker?.start()
+    },
+    isRunning: () => worker?.isRunning() ?? started,
+    async close() {
+      housekeeping?.stop()
+      await relay?.stop()
+      await worker?.close()
+      await runner?.stop()
+      executor?.close()
+      await producer?.close()
+      await bus.close()
+      mailer?.close()
+    },
+  }
+}

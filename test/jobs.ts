@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { sql } from 'drizzle-orm'
+import pg from 'pg'
+import { createPostgresDatabase, type DatabaseHandle, type Executor } from '../src/db/client.js'
+import { migrate } from '../src/db/migrate.js'
+import type { JobHandler, JobHandlerRegistry } from '../src/modules/jobs/handlers.js'
+import { PermanentJobError } from '../src/modules/jobs/handlers.js'
+import { startWorker, type RunningWorker } from '../src/worker-app.js'
+import {
+  buildTestApp,
+  createTestDatabase,
+  SERVICES_MODE,
+  type TestApp,
+  testConfig,
+  unique,
+} from './helpers.js'
+
+/** A job type only tests register: its effect is a row a test can count. */
+declare module '../src/modules/jobs/contract.js' {
+  interface JobTypes {
+    test_effect: {
+      params: {
+        /** The effect's key: one row in test_job_effects however often the job runs. */
+        key: string
+        /** Progress checkpoints, each after `step_ms`. */
+        steps?: number
+        step_ms?: number
+        /** Attempts that throw before succeeding. */
+        fail_times?: number
+        /** Always fails with a permanent error. */
+        poison?: boolean
+      }
+      result: { key: string; attempt: number }
+    }
+  }
+}
+
+const TABLES = [
+  `CREATE TABLE IF NOT EXISTS test_job_runs (
+    job_id uuid NOT NULL, attempt integer NOT NULL, pid integer NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp())`,
+  `CREATE TABLE IF NOT EXISTS test_job_effects (
+    key text PRIMARY KEY, job_id uuid NOT NULL, written_at timestamptz NOT NULL DEFAULT now())`,
+]
+
+/**
+ * The test job: records each run, walks its checkpoints, then writes its effect keyed by
+ * the params' key, idempotently (a re-run after a crash writes nothing more).
+ */
+export function testEffectHandler(db: Executor): JobHandler<'test_effect'> {
+  return async ({ job, progress }) => {
+    const { key, steps = 0, step_ms = 0, fail_times = 0, poison } = job.params
+    await db.execute(
+      sql`INSERT INTO test_job_runs (job_id, attempt, pid) VALUES (${job.id}, ${job.attempt}, ${process.pid})`,
+    )
+    if (poison) throw new PermanentJobError('POISON', 'this job can never succeed')
+    if (job.attempt <= fail_times) throw new Error(`attempt ${job.attempt} fails on purpose`)
+    for (let step = 1; step <= steps; step++) {
+      await sleep(step_ms)
+      await progress(step / (steps + 1), `step ${step} of ${steps}`)
+    }
+    await db.execute(
+      sql`INSERT INTO test_job_effects (key, job_id) VALUES (${key}, ${job.id}) ON CONFLICT (key) DO NOTHING`,
+    )
+    return { key, attempt: job.attempt }
+  }
+}
+
+export async function createTestJobTables(db: Executor) {
+  for (const statement of TABLES) await db.execute(sql.raw(statement))
+}
+
+export function registerTestJobs(registry: JobHandlerRegistry, db: Executor) {
+  registry.register('test_effect', testEffectHandler(db), { maxAttempts: 3 })
+}
+
+export async function countRows(db: Executor, table: string, where = sql`true`): Promise<number> {
+  const result = (await db.execute(
+    sql`SELECT count(*)::int AS n FROM ${sql.identifier(table)} WHERE ${where}`,
+  )) as unknown as { rows: { n: number }[] }
+  return Number(result.rows[0]?.n ?? 0)
+}
+
+/** Polls `check` until it returns a value (not undefined/false), or fails after `timeoutMs`. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/** A database of its own in services mode (the relay would take other files' jobs). */
+export interface JobsDatabase {
+  /** Its URL in services mode (for a worker to open); none embedded. */
+  url?: string
+  database: DatabaseHandle
+  drop(): Promise<void>
+}
+
+export async function createJobsDatabase(): Promise<JobsDatabase> {
+  if (!SERVICES_MODE) {
+    const database = await createTestDatabase()
+    return { database, drop: () => database.close() }
+  }
+  const shared = new URL(process.env.DATABASE_URL as string)
+  const name = `${shared.pathname.slice(1)}_j${unique().toLowerCase()}`.slice(0, 63)
+  const admin = new pg.Client({ connectionString: shared.href })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE "${name}"`).finally(() => admin.end())
+  const url = new URL(shared)
+  url.pathname = `/${name}`
+  const database = createPostgresDatabase({
+    url: url.href,
+    poolMax: 5,
+    connectTimeoutMs: 5000,
+    statementTimeoutMs: 15000,
+  })
+  await migrate(database)
+  return {
+    url: url.href,
+    database,
+    async drop() {
+      await database.close()
+      const dropper = new pg.Client({ connectionString: shared.href })
+      await dropper.connect()
+      await dropper.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).finally(() => dropper.end())
+    },
+  }
+}
+
+export interface JobsTestApp extends TestApp {
+  /** The env both the app and any worker use (DATABASE_URL, QUEUE_PREFIX, ...). */
+  env: Record<string, string>
+  /** In-process worker (services mode); null in embedded mode, where the app runs jobs. */
+  worker: RunningWorker | null
+}
+
+/**
+ * An app whose jobs run: by itself in embedded mode; with a worker (the same code as
+ * `npm run worker`, in this process) in services mode. The test job type is registered.
+ */
+export async function buildJobsTestApp(
+  env: Record<string, string> = {},
+  {
+    worker: withWorker = true,
+    register,
+    database: shared,
+  }: {
+    worker?: boolean
+    /** A database to share with other apps (e.g. across a restart); it stays open on close. */
+    database?: JobsDatabase
+    /** Further handlers, registered in the app and the worker alike. */
+    register?: (registry: JobHandlerRegistry) => void
+  } = {},
+): Promise<JobsTestApp> {
+  const own = shared ?? (await createJobsDatabase())
+  const fullEnv: Record<string, string> = {
+    JOBS_POLL_INTERVAL_MS: '50',
+    JOB_RETRY_BASE_MS: '50',
+    WORKER_SHUTDOWN_GRACE_MS: '5000',
+    WORKER_LOCK_MS: '2000',
+    HOUSEKEEPING_INTERVAL_MS: '0',
+    WORKER_PORT: '0',
+    QUEUE_PREFIX: `test-jobs-${unique()}`,
+    ...(own.url ? { DATABASE_URL: own.url } : {}),
+    ...env,
+  }
+  const t = await buildTestApp(fullEnv, { database: own.database })
+  await createTestJobTables(t.database.db)
+  const registerAll = (registry: JobHandlerRegistry) => {
+    registerTestJobs(registry, t.database.db)
+    register?.(registry)
+  }
+  registerAll(t.app.jobs.registry)
+  const worker =
+    SERVICES_MODE && withWorker
+      ? await startWorker(testConfig({ LOG_LEVEL: 'silent', ...fullEnv }), {
+          register: registerAll,
+        })
+      : null
+  const app: JobsTestApp = {
+    ...t,
+    env: fullEnv,
+    worker,
+    async close() {
+      await app.worker?.close()
+      await t.close()
+      if (!shared) await own.drop()
+    },
+  }
+  return app
+}
+
+export interface SseEvent {
+  id: number
+  event: string
+  data: Record<string, unknown>
+}
+
+/** The events of a text/event-stream body (comment lines skipped). */
+export function parseSse(body: string): SseEvent[] {
+  return body
+    .split('\n\n')
+    .map((block) => block.split('\n').filter((line) => line !== '' && !line.startsWith(':')))
+    .filter((lines) => lines.length > 0)
+    .map((lines) => {
+      const field = (name: string) =>
+        lines.find((line) => line.startsWith(`${name}: `))?.slice(name.length + 2) ?? ''
+      return { id: Number(field('id')), event: field('event'), data: JSON.parse(field('data')) }
+    })
+}
