@@ -4,7 +4,9 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import pg from 'pg'
+import { SMTPServer } from 'smtp-server'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import WebSocket from 'ws'
 import { freePort } from '../processes.js'
 import { metricNamesUsed, PENDING_METRICS } from './monitoring.js'
 import {
@@ -19,6 +21,7 @@ import {
   startApi,
   startNginx,
   startPrometheus,
+  startWorker,
 } from './stack.js'
 
 /**
@@ -38,6 +41,41 @@ let nginx: { url: string; process: Running }
 let prometheus: { url: string; process: Running }
 let work: ReturnType<typeof scratch>
 let adminToken: string
+let worker: Api
+let smtp: Awaited<ReturnType<typeof startSmtp>>
+
+/**
+ * A real SMTP server on loopback. While `hold` is on, a message's DATA is never answered,
+ * so the job sending it stays in the middle of its work; only answered messages count.
+ */
+async function startSmtp() {
+  const accepted: string[] = []
+  const state = { hold: false, held: 0 }
+  const server = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, session, callback) {
+      stream.on('data', () => {})
+      stream.on('end', () => {
+        if (state.hold) {
+          state.held++
+          return
+        }
+        accepted.push(...session.envelope.rcptTo.map((recipient) => recipient.address))
+        callback()
+      })
+    },
+  })
+  const port = await freePort()
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    accepted,
+    state,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  }
+}
 
 async function json(response: Response) {
   const text = await response.text()
@@ -83,6 +121,44 @@ async function requestsServed(api: Api): Promise<number> {
   return total
 }
 
+/** An order for a new customer, through `base`; its confirmation email is a job of the user's. */
+async function placeOrder(user: { authorization: string }, base: string) {
+  const headers = { ...user, 'content-type': 'application/json' }
+  const customerEmail = `c-${randomUUID().slice(0, 8)}@example.com`
+  const customer = await json(
+    await fetch(`${base}/v1/customers`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ name: 'Scale Customer', email: customerEmail }),
+    }),
+  )
+  const product = await json(
+    await fetch(`${base}/v1/products`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        sku: `SCALE-${randomUUID().slice(0, 8).toUpperCase()}`,
+        name: 'Lamp',
+        price: '10.00',
+        stock: 10,
+      }),
+    }),
+  )
+  const order = await fetch(`${base}/v1/orders`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      customer_id: customer.id,
+      items: [{ product_id: product.id, quantity: 1 }],
+    }),
+  })
+  expect(order.status).toBe(201)
+  const jobs = await json(await fetch(`${base}/v1/jobs?type=email`, { headers: user }))
+  const jobId = jobs.items[0]?.id as string
+  expect(jobId).toBeDefined()
+  return { jobId, customerEmail: customerEmail.toLowerCase() }
+}
+
 const IRIS_INPUTS = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
 
 function predict(base: string, headers: Record<string, string>, inputs = IRIS_INPUTS) {
@@ -99,6 +175,7 @@ beforeAll(async () => {
   requireBinary('prometheus', 'prometheus')
   work = scratch('orderflow-scale-')
   database = await createScaleDatabase()
+  smtp = await startSmtp()
   env = {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
@@ -116,11 +193,18 @@ beforeAll(async () => {
     // Long enough for nginx to see the refused connections of a closing instance.
     SHUTDOWN_DRAIN_MS: '1000',
     SHUTDOWN_GRACE_MS: '10000',
+    SMTP_URL: smtp.url,
+    // A queue of this run's own in the shared Redis; a killed worker's job is stalled
+    // after 2 s instead of 30.
+    QUEUE_PREFIX: `scale${process.pid}`,
+    WORKER_LOCK_MS: '2000',
+    JOB_RETRY_BASE_MS: '100',
   }
   // As compose and the Kubernetes Job do: the migrate command first, then the instances.
   expect(runDistCli(['migrate'], env)).toMatch(/Migrated|up to date/)
   runDistCli(['create-admin', '--email', ADMIN_EMAIL], { ...env, ADMIN_PASSWORD })
   apis = await Promise.all([startApi(env), startApi(env)])
+  worker = await startWorker(env)
   nginx = await startNginx(
     apis.map((api) => api.port),
     work.dir,
@@ -135,10 +219,12 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([
     ...apis.map((api) => api.process.stop()),
+    worker?.process.stop(),
     nginx?.process.stop('SIGQUIT'),
     prometheus?.process.stop(),
   ])
   await database?.drop()
+  await smtp?.close()
   work?.cleanUp()
 }, 60_000)
 
@@ -300,9 +386,14 @@ describe('two API instances behind nginx', () => {
   })
 
   it('when dashboards and alerts name a metric, then a running API exports it (or its issue is pending)', async () => {
-    const exported = await (await fetch(`${(apis[0] as Api).url}/metrics`)).text()
+    const exported = await Promise.all(
+      [apis[0] as Api, worker].map(async (process) =>
+        (await fetch(`${process.url}/metrics`)).text(),
+      ),
+    )
     const families = new Set(
       exported
+        .join('\n')
         .split('\n')
         .filter((line) => line.startsWith('# TYPE '))
         .flatMap((line) => {
@@ -318,6 +409,61 @@ describe('two API instances behind nginx', () => {
     expect(missing).toEqual([])
   })
 
+  it('when an order queues its email, then its job events stream through nginx over SSE and WebSocket', async () => {
+    const user = await newUser()
+    const { jobId } = await placeOrder(user, nginx.url)
+    const sse = await fetch(`${nginx.url}/v1/jobs/${jobId}/events`, { headers: user })
+    expect(sse.status).toBe(200)
+    expect(sse.headers.get('content-type')).toContain('text/event-stream')
+    // The stream closes when the job ends; its frames are `id`, `event` and `data` lines.
+    const frames = (await sse.text())
+      .split('\n\n')
+      .filter((frame) => frame.includes('data:'))
+      .map((frame) => ({
+        event: /^event: (.*)$/m.exec(frame)?.[1],
+        data: JSON.parse(/^data: (.*)$/m.exec(frame)?.[1] ?? '{}'),
+      }))
+    expect(frames.at(-1)).toMatchObject({ event: 'status', data: { status: 'succeeded' } })
+
+    const socket = await new Promise<{
+      messages: { event: string; data: unknown }[]
+      code: number
+    }>((resolve, reject) => {
+      const ws = new WebSocket(`${nginx.url.replace('http', 'ws')}/v1/jobs/${jobId}/ws`, {
+        headers: user,
+      })
+      const messages: { event: string; data: unknown }[] = []
+      ws.on('message', (data) => messages.push(JSON.parse(String(data))))
+      ws.on('close', (code) => resolve({ messages, code }))
+      ws.on('error', reject)
+    })
+    expect(socket.code).toBe(1000)
+    expect(socket.messages.length).toBe(frames.length)
+    expect(socket.messages.at(-1)).toMatchObject({ event: 'status', data: { status: 'succeeded' } })
+  })
+
+  it('when the worker is killed mid-job, then the restarted worker completes the job, once', async () => {
+    const user = await newUser()
+    smtp.state.hold = true
+    const heldBefore = smtp.state.held
+    const { jobId, customerEmail } = await placeOrder(user, nginx.url)
+    for (let i = 0; i < 300 && smtp.state.held === heldBefore; i++) await sleep(100)
+    expect(smtp.state.held).toBe(heldBefore + 1)
+    // SIGKILL: no graceful stop, the job is left running with its lock.
+    await worker.process.stop('SIGKILL')
+    smtp.state.hold = false
+    worker = await startWorker(env)
+
+    let job: { status: string; attempts: number } = { status: '', attempts: 0 }
+    for (let i = 0; i < 300 && job.status !== 'succeeded'; i++) {
+      job = await json(await fetch(`${nginx.url}/v1/jobs/${jobId}`, { headers: user }))
+      if (job.status !== 'succeeded') await sleep(200)
+    }
+    expect(job.status).toBe('succeeded')
+    expect(job.attempts).toBeGreaterThanOrEqual(2)
+    expect(smtp.accepted.filter((address) => address === customerEmail)).toHaveLength(1)
+  })
+
   it('when the image health check asks an instance, then it exits 0, and 1 for a closed port', async () => {
     const check = (port: number) => {
       try {
@@ -328,6 +474,7 @@ describe('two API instances behind nginx', () => {
       }
     }
     expect(check((apis[0] as Api).port)).toBe(0)
+    expect(check(worker.port)).toBe(0)
     expect(check(await freePort())).toBe(1)
   })
 

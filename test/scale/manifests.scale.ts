@@ -22,14 +22,7 @@ import { ROOT, requireBinary, scratch } from './stack.js'
  * service's configuration.
  */
 
-/** Keys the worker reads that issue 13 adds to the configuration. */
-const PENDING_KEYS: Record<string, string> = {
-  WORKER_PORT: 'issue 13 (worker /health and /metrics port)',
-  WORKER_CONCURRENCY: 'issue 13 (jobs a worker runs at once)',
-  WORKER_SHUTDOWN_GRACE_MS: 'issue 13 (how long running jobs may finish after SIGTERM)',
-}
-
-const KNOWN_KEYS = new Set([...CONFIG_KEYS, ...Object.keys(PENDING_KEYS)])
+const KNOWN_KEYS = new Set(CONFIG_KEYS)
 
 type Manifest = { kind: string; metadata: { name: string }; [key: string]: unknown }
 type Container = {

@@ -143,6 +143,19 @@ export async function startApi(env: NodeJS.ProcessEnv): Promise<Api> {
   return { port, url, process: running }
 }
 
+/** `node dist/worker.js`, the image's worker command, with /health on a loopback port. */
+export async function startWorker(env: NodeJS.ProcessEnv): Promise<Api> {
+  const port = await freePort()
+  const running = start(process.execPath, ['dist/worker.js'], {
+    ...env,
+    HOST: '127.0.0.1',
+    WORKER_PORT: String(port),
+  })
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(`${url}/health`, running)
+  return { port, url, process: running }
+}
+
 /** A scratch directory removed by `cleanUp`. */
 export function scratch(prefix: string): { dir: string; cleanUp(): void } {
   const dir = mkdtempSync(join(tmpdir(), prefix))
