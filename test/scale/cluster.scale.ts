@@ -187,6 +187,8 @@ beforeAll(async () => {
     DATABASE_POOL_MAX: '4',
     PREDICT_RATE_LIMIT_MAX: String(PREDICT_LIMIT),
     RATE_LIMIT_MAX: '100000',
+    // Every test user logs in from 127.0.0.1 through the same address limit.
+    LOGIN_RATE_LIMIT_MAX: '10000',
     RATE_LIMIT_SYNC_INTERVAL_MS: '50',
     // Predictions must reach the model on both instances, not a cached answer.
     PREDICTION_CACHE_TTL_MS: '0',
