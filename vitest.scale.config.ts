@@ -10,7 +10,9 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 120_000,
-    hookTimeout: 240_000,
+    // Two instances, a worker, nginx and Prometheus start in one hook; a loaded CI machine
+    // has taken minutes.
+    hookTimeout: 420_000,
     reporters: ['default'],
   },
 })

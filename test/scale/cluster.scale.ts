@@ -216,7 +216,7 @@ beforeAll(async () => {
     work.dir,
   )
   adminToken = await token(nginx.url, ADMIN_EMAIL, ADMIN_PASSWORD)
-}, 240_000)
+}, 420_000)
 
 afterAll(async () => {
   await Promise.all([

@@ -67,7 +67,12 @@ export function start(command: string, args: string[], env: NodeJS.ProcessEnv = 
 }
 
 /** Polls `url` until it answers `status`, or throws with the process's output. */
-export async function waitForHttp(url: string, process: Running, status = 200, timeoutMs = 90_000) {
+export async function waitForHttp(
+  url: string,
+  process: Running,
+  status = 200,
+  timeoutMs = 180_000,
+) {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {
     if (process.child.exitCode !== null) {
