@@ -205,7 +205,11 @@ beforeAll(async () => {
   // As compose and the Kubernetes Job do: the migrate command first, then the instances.
   expect(runDistCli(['migrate'], env)).toMatch(/Migrated|up to date/)
   runDistCli(['create-admin', '--email', ADMIN_EMAIL], { ...env, ADMIN_PASSWORD })
-  apis = await Promise.all([startApi(env), startApi(env)])
+  // Settled one by one, so afterAll stops an instance that came up beside one that did not.
+  const started = await Promise.allSettled([startApi(env), startApi(env)])
+  apis = started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))
+  const failed = started.find((outcome) => outcome.status === 'rejected')
+  if (failed) throw failed.reason
   worker = await startWorker(env)
   nginx = await startNginx(
     apis.map((api) => api.port),

@@ -87,6 +87,8 @@ export async function waitForHttp(
     } catch {}
     await sleep(200)
   }
+  // A process that never came up is not left behind for the next run to trip over.
+  await process.stop('SIGKILL')
   throw new Error(`${url} did not answer ${status} within ${timeoutMs} ms:\n${process.output()}`)
 }
 
