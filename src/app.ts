@@ -98,6 +98,13 @@ import {
 import { generateRequestId } from './platform/request-id.js'
 import { lazySerializers } from './platform/serialization.js'
 import { createServerTiming, type ServerTiming } from './platform/server-timing.js'
+import {
+  httpTracing,
+  traceInference,
+  traceQuery,
+  traceRedis,
+  tracingEnabled,
+} from './platform/tracing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
 
@@ -173,6 +180,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
   }).withTypeProvider<TypeBoxTypeProvider>() as App
 
+  // First, so that every later hook and the handler run inside the request's span.
+  if (tracingEnabled(config)) await app.register(httpTracing)
   app.setValidatorCompiler(validatorCompiler)
   // JSON is the only body this API reads; anything else answers 415.
   app.removeContentTypeParser('text/plain')
@@ -196,6 +205,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         : null
   if (redis && overrides.redis === undefined)
     app.addHook('onClose', async () => void (await redis.quit()))
+  if (redis && tracingEnabled(config)) traceRedis(redis)
 
   if (config.MIGRATE_ON_START) {
     const { applied } = await migrate(database)
@@ -226,9 +236,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
   const userChanges = createAuthStateEvents(redis, forget, app.log)
   app.addHook('onClose', () => userChanges.close())
-  const inference =
+  const backend =
     overrides.inference ??
     createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS })
+  const inference = tracingEnabled(config) ? traceInference(backend) : backend
   const metricsRegistry = new Registry()
   const timing = config.SERVER_TIMING ? createServerTiming() : null
   if (timing) timeQueries(database.db, timing.current)
@@ -698,6 +709,7 @@ export function databaseSettings(config: Config) {
     connectTimeoutMs: config.DATABASE_CONNECT_TIMEOUT_MS,
     statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
     sharedBuffersMb: config.EMBEDDED_SHARED_BUFFERS_MB,
+    traceQuery: tracingEnabled(config) ? traceQuery : undefined,
   }
 }
 

@@ -331,6 +331,18 @@ const EnvSchema = Type.Object({
     default: 10,
     description: 'files one batch upload may carry (1-100)',
   }),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Type.Optional(
+    Type.String({
+      pattern: '^https?://',
+      description:
+        'an OTLP/HTTP collector URL, e.g. http://otel-collector:4318 (unset: no tracing)',
+    }),
+  ),
+  OTEL_SERVICE_NAME: Type.String({
+    minLength: 1,
+    default: 'orderflow',
+    description: 'the service.name of exported spans',
+  }),
   WORKER_CONCURRENCY: Type.Integer({
     minimum: 1,
     maximum: 1000,

@@ -6,6 +6,7 @@ import { buildApp } from './app.js'
 import { followPrimary, reportReady, runPrimary, serverProcessCount } from './cluster.js'
 import { type Config, loadConfig } from './config.js'
 import { explainConnectionError } from './db/startup-errors.js'
+import { startTracing } from './platform/tracing.js'
 import { assertPortFree, PortInUseError, startBanner } from './server-start.js'
 import { OperatorError } from './shared/operator-error.js'
 
@@ -24,6 +25,7 @@ async function main() {
 
 /** The app, the listening socket, and a graceful exit. */
 async function serve(config: Config) {
+  const tracing = await startTracing(config)
   const app = await buildApp(config).catch((error) => {
     throw (config.DATABASE_URL && explainConnectionError(error, config.DATABASE_URL)) || error
   })
@@ -44,6 +46,7 @@ async function serve(config: Config) {
       app.beginShutdown()
       if (config.SHUTDOWN_DRAIN_MS > 0) await sleep(config.SHUTDOWN_DRAIN_MS)
       await app.close()
+      await tracing?.shutdown()
     },
   )
   if (cluster.isWorker) {

@@ -5,7 +5,7 @@ import pg from 'pg'
 import { inject } from 'vitest'
 import { type App, type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
-import { createEmbeddedDatabase, type DatabaseHandle } from '../src/db/client.js'
+import { createEmbeddedDatabase, type DatabaseHandle, type QueryTracer } from '../src/db/client.js'
 import { migrate } from '../src/db/migrate.js'
 import { createPostgresDatabase } from '../src/db/postgres.js'
 import { hashPassword } from '../src/modules/auth/passwords.js'
@@ -42,17 +42,20 @@ export function testConfig(env: Record<string, string> = {}): Config {
  * the shared test database in services mode (tests create their own rows and never
  * assume the tables are empty).
  */
-export async function createTestDatabase(): Promise<DatabaseHandle> {
+export async function createTestDatabase(
+  options: { traceQuery?: QueryTracer } = {},
+): Promise<DatabaseHandle> {
   if (SERVICES_MODE) {
     return createPostgresDatabase({
       url: process.env.DATABASE_URL as string,
       poolMax: 5,
       connectTimeoutMs: 5000,
       statementTimeoutMs: 15000,
+      ...options,
     })
   }
   const template = readFileSync(inject('pgliteTemplate'))
-  return createEmbeddedDatabase({ loadDataDir: new Blob([template]) })
+  return createEmbeddedDatabase({ loadDataDir: new Blob([template]), ...options })
 }
 
 /**

@@ -4,7 +4,7 @@ import type { PGlite } from '@electric-sql/pglite'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { lockDataDir } from './data-dir-lock.js'
-import { PGliteThread } from './pglite-thread.js'
+import { PGliteThread, type PGliteThreadTransaction } from './pglite-thread.js'
 import * as schema from './schema/index.js'
 
 export type Schema = typeof schema
@@ -33,11 +33,15 @@ export interface DatabaseHandle {
   close(): Promise<void>
 }
 
+/** Wraps each SQL statement, e.g. in a tracing span; `run` sends it. */
+export type QueryTracer = <T>(sql: string, run: () => Promise<T>) => Promise<T>
+
 export interface PostgresOptions {
   url: string
   poolMax: number
   connectTimeoutMs: number
   statementTimeoutMs: number
+  traceQuery?: QueryTracer
 }
 
 export interface EmbeddedOptions {
@@ -47,6 +51,7 @@ export interface EmbeddedOptions {
   loadDataDir?: Blob
   /** PostgreSQL's shared_buffers in MB; EMBEDDED_SHARED_BUFFERS_MB's default when unset. */
   sharedBuffersMb?: number
+  traceQuery?: QueryTracer
 }
 
 export interface EmbeddedDatabaseHandle extends DatabaseHandle {
@@ -73,6 +78,7 @@ export async function createEmbeddedDatabase(
     lock?.release()
     throw error
   }
+  if (options.traceQuery) traceThread(client, options.traceQuery)
   // Drizzle's PGlite driver needs only `query` and `transaction`, which the thread answers.
   const db = drizzlePglite({ client: client as unknown as PGlite, schema }) as unknown as Database
 
@@ -102,6 +108,20 @@ export async function createEmbeddedDatabase(
   }
 }
 
+/** The thread's statements, outside and inside transactions, through `tracer`. */
+function traceThread(thread: PGliteThread, tracer: QueryTracer): void {
+  const query = thread.query.bind(thread)
+  thread.query = (sql, params, options) => tracer(sql, () => query(sql, params, options))
+  const transaction = thread.transaction.bind(thread)
+  thread.transaction = (work) =>
+    transaction((tx) => {
+      // Inherits from `tx` rather than copying it, so its `closed` getter stays live.
+      const traced: PGliteThreadTransaction = Object.create(tx)
+      traced.query = (sql, params, options) => tracer(sql, () => tx.query(sql, params, options))
+      return work(traced)
+    })
+}
+
 export interface DatabaseSettings extends Omit<PostgresOptions, 'url'> {
   url?: string
   dataDir: string
@@ -122,6 +142,7 @@ export function openDatabase(settings: DatabaseSettings): Promise<DatabaseHandle
   return createEmbeddedDatabase({
     dataDir: resolve(settings.dataDir, 'pgdata'),
     sharedBuffersMb: settings.sharedBuffersMb,
+    traceQuery: settings.traceQuery,
   })
 }
 

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm'
 import { drizzle as drizzleNodePg } from 'drizzle-orm/node-postgres'
 import pg from 'pg'
-import type { Database, DatabaseHandle, PostgresOptions } from './client.js'
+import type { Database, DatabaseHandle, PostgresOptions, QueryTracer } from './client.js'
 import * as schema from './schema/index.js'
 
 /** PostgreSQL through a node-postgres pool: server mode. */
@@ -23,6 +23,7 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
   // when it is released, so there is nothing more to do here.
   pool.on('connect', (client) => {
     client.on('error', () => {})
+    if (options.traceQuery) traceClient(client, options.traceQuery)
   })
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Database
   db.transaction = releasingTransaction(pool)
@@ -59,6 +60,38 @@ export function createPostgresDatabase(options: PostgresOptions): DatabaseHandle
     }),
     close: () => pool.end(),
   }
+}
+
+/**
+ * Every statement runs through `client.query`, whether Drizzle sends it through the pool or on
+ * a transaction's client, so wrapping each connection's `query` sees them all once. The pool
+ * calls it with a callback, Drizzle without: both forms are kept.
+ */
+function traceClient(client: pg.PoolClient, tracer: QueryTracer): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  client.query = ((...args: unknown[]) => {
+    const first = args[0] as string | { text?: string; submit?: unknown }
+    // A Submittable (a cursor, a COPY stream) is not a statement with a promise to wait on.
+    if (typeof first === 'object' && typeof first?.submit === 'function') return query(...args)
+    const sql = typeof first === 'string' ? first : (first?.text ?? '')
+    const callback = args.at(-1)
+    if (typeof callback === 'function') {
+      const rest = args.slice(0, -1)
+      void tracer(
+        sql,
+        () =>
+          new Promise((resolve, reject) => {
+            query(...rest, (error: Error | null, result: unknown) => {
+              callback(error, result)
+              if (error) reject(error)
+              else resolve(result)
+            })
+          }),
+      ).catch(() => {})
+      return undefined
+    }
+    return tracer(sql, () => query(...args) as Promise<unknown>)
+  }) as typeof client.query
 }
 
 /**

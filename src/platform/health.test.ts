@@ -46,6 +46,19 @@ describe('/health and /ready', () => {
     expect(live.statusCode).toBe(200)
   })
 
+  it('when /metrics is scraped, then readiness_check reports each check as /ready would', async () => {
+    const own = await buildTestApp()
+    const before = (await own.app.inject({ url: '/metrics' })).body
+    own.app.beginShutdown()
+    const after = (await own.app.inject({ url: '/metrics' })).body
+    await own.close()
+
+    expect(before).toContain('readiness_check{check="database"} 1')
+    expect(before).not.toContain('readiness_check{check="shutdown"}')
+    expect(after).toContain('readiness_check{check="database"} 1')
+    expect(after).toContain('readiness_check{check="shutdown"} 0')
+  })
+
   it('answers 503 naming the database when it does not answer', async () => {
     const own = await buildTestApp()
     await own.database.close()

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
+import { Gauge } from 'prom-client'
 import { Type } from 'typebox'
 import { ProblemSchema } from '../shared/schemas.js'
 import { sendProblem } from './problem.js'
@@ -44,6 +45,38 @@ export const health = fp(
     })
     const timeoutMs = options.checkTimeoutMs ?? 2000
 
+    async function evaluate(): Promise<Record<string, 'ok' | 'failing'>> {
+      const entries = Object.entries(
+        typeof options.checks === 'function' ? options.checks() : options.checks,
+      )
+      const outcomes = await Promise.allSettled(
+        entries.map(([, check]) => withTimeout(check(), timeoutMs)),
+      )
+      const checks: Record<string, 'ok' | 'failing'> = {}
+      entries.forEach(([name], i) => {
+        checks[name] = outcomes[i]?.status === 'fulfilled' ? 'ok' : 'failing'
+      })
+      if (shuttingDown) checks.shutdown = 'failing'
+      return checks
+    }
+
+    if (app.hasDecorator('metrics')) {
+      // Readiness as a series, so an alert sees an instance that is up but cannot serve
+      // (nothing else asks /ready outside Kubernetes). Evaluated per scrape, not per request.
+      new Gauge({
+        name: 'readiness_check',
+        help: 'Readiness checks as /ready would answer them now: 1 ok, 0 failing.',
+        labelNames: ['check'],
+        registers: [app.metrics],
+        async collect() {
+          this.reset()
+          for (const [name, status] of Object.entries(await evaluate())) {
+            this.set({ check: name }, status === 'ok' ? 1 : 0)
+          }
+        },
+      })
+    }
+
     app.get(
       '/health',
       {
@@ -69,17 +102,7 @@ export const health = fp(
         },
       },
       async (request, reply) => {
-        const entries = Object.entries(
-          typeof options.checks === 'function' ? options.checks() : options.checks,
-        )
-        const outcomes = await Promise.allSettled(
-          entries.map(([, check]) => withTimeout(check(), timeoutMs)),
-        )
-        const checks: Record<string, 'ok' | 'failing'> = {}
-        entries.forEach(([name], i) => {
-          checks[name] = outcomes[i]?.status === 'fulfilled' ? 'ok' : 'failing'
-        })
-        if (shuttingDown) checks.shutdown = 'failing'
+        const checks = await evaluate()
         const failing = Object.keys(checks).filter((name) => checks[name] === 'failing')
         if (failing.length > 0) {
           return sendProblem(request, reply, {
