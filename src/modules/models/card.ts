@@ -242,10 +242,5 @@ export type ModelOutput = Static<typeof ModelOutputSchema>
 export type ModelCard = Static<typeof ModelCardSchema>
 export type RemoteBackend = Static<typeof RemoteBackendSchema>
 export type Generation = Static<typeof GenerationSchema>
-  },
-  { additionalProperties: false },
-)
-
-/**
 export type ReferenceFeature = Static<typeof ReferenceFeatureSchema>
 export type ReferenceDistribution = Static<typeof ReferenceDistributionSchema>

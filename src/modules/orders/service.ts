@@ -148,7 +148,7 @@ export function createOrderService({
   exactCountMax,
   cache,
   productCache,
-  placed,
+  placed: onPlaced,
 }: OrderServiceDeps) {
   const notFound = (id: string) => new OrderNotFound(`Order ${id} does not exist.`)
 
@@ -261,7 +261,7 @@ export function createOrderService({
           },
           tx,
         )
-        await placed?.(tx, created)
+        await onPlaced?.(tx, created)
         await alsoInTransaction?.(tx, created)
         return created
       })
