@@ -33,7 +33,8 @@ describe('PGlite on its worker thread', () => {
       sharedBuffersMb: 8,
     })
     expect((await thread.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '8MB' }])
-  })
+    // Two databases: in services mode, with no migrated template, each one runs initdb.
+  }, 60_000)
 
   it('when a statement fails, then its error keeps the SQLSTATE and constraint callers test', async () => {
     const db = await open()
