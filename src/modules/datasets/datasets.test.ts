@@ -285,6 +285,25 @@ describe('uploading a CSV file', () => {
     expect(response.statusCode).toBe(415)
   })
 
+  it('when the multipart body ends before its closing boundary, then 400 and nothing is kept', async () => {
+    const body = await formBody(
+      (() => {
+        const form = new FormData()
+        form.append('file', new Blob(['a,b\n1,2\n']), 'cut.csv')
+        return form
+      })(),
+    )
+    const response = await asAlice({
+      method: 'POST',
+      url: '/v1/datasets',
+      headers: body.headers,
+      payload: body.payload.subarray(0, body.payload.length - 20),
+    })
+    expect(response.statusCode).toBe(400)
+    expect(response.json().code).toBe('MALFORMED_MULTIPART')
+    expect(spooledFiles()).toEqual([])
+  })
+
   it('when an unknown field is sent, then 422 and nothing is kept', async () => {
     const response = await upload('a\n1\n', { colour: 'red' })
     expect(response.statusCode).toBe(422)
@@ -528,6 +547,45 @@ describe('ownership', () => {
       sql`SELECT to_regclass(${`datasets.rows_${dataset.id.replaceAll('-', '')}`}) AS t`,
     )
     expect((table as unknown as { rows: { t: unknown }[] }).rows[0]?.t).toBeNull()
+  })
+})
+
+describe('listing and limits', () => {
+  it('when datasets are listed with format, status and q, then only the matching own ones come', async () => {
+    const tag = unique().toLowerCase()
+    await created('a\n1\n', { name: `csv ${tag}` })
+    await created('{"a":1}\n', { name: `ndjson ${tag}` })
+    const page = await asAlice({ url: `/v1/datasets?q=${tag}&format=ndjson&status=ready` })
+    expect(page.statusCode).toBe(200)
+    expect(page.json().items.map((d: DatasetBody) => d.name)).toEqual([`ndjson ${tag}`])
+    expect((await asBob({ url: `/v1/datasets?q=${tag}` })).json().total).toBe(0)
+    expect((await asViewer({ url: `/v1/datasets?q=${tag}` })).json().total).toBe(2)
+  })
+
+  it('when a file exceeds DATASET_MAX_BYTES, then 413 and nothing is kept', async () => {
+    const small = await buildTestApp(
+      { DATA_DIR: dataDir, DATASET_MAX_BYTES: '2048' },
+      { database: t.database },
+    )
+    try {
+      const form = new FormData()
+      form.append('file', new Blob([`a\n${'1\n'.repeat(2000)}`]), 'big.csv')
+      const body = await formBody(form)
+      const response = await small.app.inject({
+        method: 'POST',
+        url: '/v1/datasets',
+        headers: { ...alice.headers, ...body.headers },
+        payload: body.payload,
+      })
+      expect(
+        response.statusCode,
+        JSON.stringify(small.logs.filter((l) => (l.level as number) >= 50)),
+      ).toBe(413)
+      expect(response.json().code).toBe('DATASET_TOO_LARGE')
+      expect(spooledFiles()).toEqual([])
+    } finally {
+      await small.close()
+    }
   })
 })
 

@@ -6,7 +6,7 @@ import { callerOf } from '../../platform/auth.js'
 import { assertValid } from '../../platform/validation.js'
 import { AppError, ValidationFailed } from '../../shared/errors.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
-import { DatasetTooLarge, DatasetUploadNotMultipart } from './errors.js'
+import { DatasetTooLarge, DatasetUploadNotMultipart, MalformedUpload } from './errors.js'
 import {
   BatchResultSchema,
   DatasetAcceptedSchema,
@@ -103,6 +103,15 @@ async function readUpload(
     await Promise.all(files.map(({ file }) => removeFile(file.path)))
     if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
       throw new DatasetTooLarge('The file is larger than the limit.')
+    }
+    // The multipart parser's own errors are plain, code-less Errors about the body's framing.
+    if (
+      error instanceof Error &&
+      !(error instanceof AppError) &&
+      (error as { code?: string }).code === undefined &&
+      /multipart|boundary|part/i.test(error.message)
+    ) {
+      throw new MalformedUpload(`The multipart body is malformed: ${error.message.slice(0, 200)}.`)
     }
     throw error
   }
