@@ -32,15 +32,15 @@ import { createAuthService, type UserAuthState } from './modules/auth/service.js
 import { createCustomerRepository } from './modules/customers/repository.js'
 import { customerRoutes } from './modules/customers/routes.js'
 import { createCustomerService } from './modules/customers/service.js'
-import { generationRoutes } from './modules/models/generation/routes.js'
 import { type DatasetJobDeps, registerDatasetJobs } from './modules/datasets/jobs.js'
 import { createDatasetRepository } from './modules/datasets/repository.js'
 import { datasetRoutes } from './modules/datasets/routes.js'
 import { createRowStore } from './modules/datasets/row-store.js'
 import { createDatasetService } from './modules/datasets/service.js'
 import { queueOrderConfirmation, queueWelcome } from './modules/jobs/notifications.js'
-import { jobRoutes, WS_CLOSE } from './modules/jobs/routes.js'
+import { jobRoutes } from './modules/jobs/routes.js'
 import { createJobSystem, type Jobs } from './modules/jobs/system.js'
+import { generationRoutes } from './modules/models/generation/routes.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createDriftGauges } from './modules/models/monitoring/drift-gauges.js'
 import { createPredictionLog } from './modules/models/monitoring/prediction-log.js'
@@ -60,7 +60,6 @@ import {
   closeSockets,
   onSocketError,
   predictionSocketRoutes,
-  SUBPROTOCOL,
 } from './modules/models/serving/prediction-socket.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
 import { createLoginStateSealer } from './modules/oidc/login-state.js'

@@ -2,12 +2,16 @@ import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyBaseLogger } from 'fastify'
 import type { DestinationStream } from 'pino'
 import { collectDefaultMetrics, Registry } from 'prom-client'
-import { databaseSettings, redisSettings } from './app.js'
+import { databaseSettings, datasetJobDeps, redisSettings } from './app.js'
 import type { Config } from './config.js'
 import { inTransaction, openDatabase } from './db/client.js'
+import { registerDatasetJobs } from './modules/datasets/jobs.js'
 import type { JobHandlerRegistry } from './modules/jobs/handlers.js'
 import { checkEvictionPolicy, queueConnection } from './modules/jobs/queue.js'
 import { createJobSystem } from './modules/jobs/system.js'
+import { createModelRepository } from './modules/models/repository.js'
+import { createOnnxBackend } from './modules/models/runtime/onnx-backend.js'
+import { createModelServing } from './modules/models/serving/model-serving.js'
 import { loggerOptions } from './platform/logging.js'
 import { connectRedis } from './platform/redis.js'
 
@@ -54,7 +58,18 @@ export async function startWorker(
     metrics,
     log,
   })
+  // Batch predictions run here, so the worker serves models too: loaded on a job's first
+  // chunk, not at start, as most workers never run one.
+  const serving = createModelServing({
+    config,
+    models: createModelRepository(database.db),
+    backend: createOnnxBackend({ intraOpNumThreads: config.INFERENCE_INTRA_OP_THREADS }),
+    redis,
+    metrics,
+    log,
+  })
   // Modules register their job handlers here, as they do in app.ts.
+  registerDatasetJobs(jobs.registry, datasetJobDeps(config, database, serving))
   overrides.register?.(jobs.registry)
 
   let stopping = false
@@ -81,6 +96,7 @@ export async function startWorker(
     async close() {
       stopping = true
       await jobs.close()
+      await serving.close()
       await http.close()
       await redis.quit().catch(() => {})
       await database.close()
