@@ -315,14 +315,22 @@ describe('X-API-Key authentication', () => {
     expectProblem(await withKey(presented(real)), 401, 'UNAUTHENTICATED')
   })
 
-  it('refuses a key sent as a bearer token', async () => {
+  it('when a key is sent as a bearer token, as OpenAI clients send theirs, then it authenticates as the key; a revoked one does not', async () => {
     const user = await createTestUser(t, 'user')
-    const { key } = await createKey(user)
+    const { key, id } = await createKey(user)
     const response = await t.app.inject({
       url: '/v1/users/me',
       headers: { authorization: `Bearer ${key}` },
     })
-    expectProblem(response, 401, 'UNAUTHENTICATED')
+    expect(response.statusCode).toBe(200)
+    expect(response.json().id).toBe(user.id)
+
+    await t.app.inject({ method: 'DELETE', url: `/v1/api-keys/${id}`, headers: user.headers })
+    const revoked = await t.app.inject({
+      url: '/v1/users/me',
+      headers: { authorization: `Bearer ${key}` },
+    })
+    expectProblem(revoked, 401, 'UNAUTHENTICATED')
   })
 
   it.each(['api_key', 'apikey', 'key', 'token'])(

@@ -21,6 +21,7 @@ import { createJobService, type JobService } from './service.js'
 export type JobSettings = Pick<
   Config,
   | 'REDIS_URL'
+  | 'REDIS_COMMAND_TIMEOUT_MS'
   | 'QUEUE_PREFIX'
   | 'WORKER_CONCURRENCY'
   | 'WORKER_SHUTDOWN_GRACE_MS'
@@ -200,7 +201,11 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
     emailEnabled: mailer !== null,
     enqueue: (job) => service.enqueue(job),
     wake,
-    queueCheck: producer ? () => producer.ping() : null,
+    // The queue's connection waits for Redis without a command timeout (BullMQ needs it so);
+    // readiness must not, or a frozen Redis would hold /ready for the whole check timeout.
+    queueCheck: producer
+      ? () => withinMs(producer.ping(), settings.REDIS_COMMAND_TIMEOUT_MS)
+      : null,
     async start() {
       started = true
       await runner?.start()
@@ -219,4 +224,12 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
       mailer?.close()
     },
   }
+}
+
+function withinMs(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([work, late]).finally(() => clearTimeout(timer))
 }
