@@ -3,16 +3,6 @@ import { join } from 'node:path'
 import { parse } from 'yaml'
 import { ROOT } from './stack.js'
 
-/**
- * Series the dashboards and alerts already use for work that other issues are adding; the
- * metric-name check skips them until those land (then they must appear here no more).
- */
-export const PENDING_METRICS: Record<string, string> = {
-  upstream_breaker_state: 'issue 14 (remote backends, circuit breaker state)',
-  model_feature_drifted: 'issue 14 (drift gauges)',
-  model_feature_psi: 'issue 14 (drift gauges)',
-}
-
 const PROMQL_WORDS = new Set([
   // aggregations, functions and keywords used in the repository's expressions
   'sum',
