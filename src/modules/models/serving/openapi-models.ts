@@ -91,7 +91,9 @@ export function describeServedModels<T>(document: T, served: readonly ServedVers
   const paths = doc.paths ?? {}
   const schemas = { ...(doc.components?.schemas ?? {}) }
   const added: Record<string, Record<string, Json>> = {}
-  for (const model of [...served].sort((a, b) => a.name.localeCompare(b.name))) {
+  // A text model takes prompts at /generate, never predict's inputs.
+  const predictors = served.filter((model) => model.card.task !== 'text-generation')
+  for (const model of [...predictors].sort((a, b) => a.name.localeCompare(b.name))) {
     schemas[schemaName(model.name)] = inputsJsonSchema(model.card)
     for (const kind of ['single', 'batch'] as const) {
       const operation = modelOperation(paths[GENERIC[kind]]?.post, model, kind)

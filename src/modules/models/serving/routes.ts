@@ -111,7 +111,8 @@ const IrisPredictionSchema = Type.Object({
 })
 
 // 400 malformed JSON, 413 too large, 415 not JSON, 503 not loadable or queue full.
-const failures = problemResponses(400, 404, 413, 415, 422, 503)
+// 409: the model generates text (its operations are /generate and /v1/chat/completions).
+const failures = problemResponses(400, 404, 409, 413, 415, 422, 503)
 
 export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions> = async (
   app,
