@@ -26,7 +26,10 @@ describe('/health and /ready', () => {
   it('answers readiness with 200 and the checks it ran', async () => {
     const response = await t.app.inject({ url: '/ready' })
     expect(response.statusCode).toBe(200)
-    const expected = SERVICES_MODE ? { database: 'ok', redis: 'ok' } : { database: 'ok' }
+    // Server mode also asks the job queue's own Redis connection.
+    const expected = SERVICES_MODE
+      ? { database: 'ok', redis: 'ok', queue: 'ok' }
+      : { database: 'ok' }
     expect(response.json()).toEqual({ status: 'ready', checks: expected })
   })
 
