@@ -192,9 +192,7 @@ describe('loading models with the ONNX backend', () => {
     // On the event loop the gap would be the whole run; off it, ticks keep coming. The bound
     // leaves room for the 2-core CI machine descheduling this thread beside other test files.
     expect(runMs, 'the run is long enough to show a stall').toBeGreaterThan(50)
-    expect(longestGap, `longest gap between ticks in a ${runMs} ms run`).toBeLessThan(
-      runMs * 0.75,
-    )
+    expect(longestGap, `longest gap between ticks in a ${runMs} ms run`).toBeLessThan(runMs * 0.75)
     expect(ticks).toBeGreaterThan(10)
   })
 })
