@@ -74,6 +74,8 @@ describe('API documentation', () => {
     expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable')
     expect(script.rawPayload.length).toBeGreaterThan(500_000)
     expect(script.body).toContain('Redoc')
+    // Its footer's logo would come from Redocly's CDN, which the policy refuses.
+    expect(script.body).not.toContain('cdn.redoc.ly')
   })
 
   it('when Swagger UI is reached by a name other than localhost, then every asset of the page loads from that name over HTTP', async () => {

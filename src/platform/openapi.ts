@@ -10,6 +10,7 @@ const require = createRequire(import.meta.url)
 const REDOC_VERSION: string = require('redoc/package.json').version
 // Versioned, so the script can be cached for good and a new release is a new URL.
 const REDOC_SCRIPT = `/redoc/redoc-${REDOC_VERSION}.standalone.js`
+const REDOCLY_LOGO = 'https://cdn.redoc.ly/redoc/logo-mini.svg'
 
 /**
  * The documentation pages load nothing from elsewhere: every script, style, font and image
@@ -45,6 +46,7 @@ const redocPage = `<!doctype html>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>OrderFlow API reference</title>
+    <link rel="icon" href="data:," />
   </head>
   <body>
     <redoc spec-url="/openapi.json"></redoc>
@@ -128,7 +130,15 @@ export const openapi = fp(
     )
     // ReDoc's self-contained bundle, from its npm package: the page works offline and
     // behind networks that block CDNs. Read once; about 900 KB, compressed on the way out.
-    const redocScript = await readFile(require.resolve('redoc/bundles/redoc.standalone.js'))
+    // Its sidebar footer shows a logo from Redocly's CDN, which the policy refuses (an error
+    // in every browser console); without its address the image hides itself, as it does
+    // offline, and the footer keeps its text link.
+    const redocScript = Buffer.from(
+      (await readFile(require.resolve('redoc/bundles/redoc.standalone.js'), 'utf8')).replace(
+        REDOCLY_LOGO,
+        '',
+      ),
+    )
     app.get(REDOC_SCRIPT, hidden, async (_request, reply) =>
       reply
         .type('text/javascript; charset=utf-8')
