@@ -50,6 +50,28 @@ async function collect<T>(events: AsyncIterable<T>): Promise<T[]> {
   return all
 }
 
+/** The start of an event stream up to the end of its `count`-th event; the rest is dropped. */
+async function firstEvents(response: Response, count: number): Promise<string> {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader()
+  const decoder = new TextDecoder()
+  let text = ''
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) throw new Error(`the stream ended before ${count} events`)
+    text += decoder.decode(value, { stream: true })
+    let end = 0
+    let events = 0
+    for (const block of text.split('\n\n').slice(0, -1)) {
+      end += block.length + 2
+      if (block.split('\n').some((line) => line.startsWith('id:'))) events += 1
+      if (events === count) {
+        await reader.cancel()
+        return text.slice(0, end)
+      }
+    }
+  }
+}
+
 describe('following a job', () => {
   it('when a job runs to its end, then its events arrive numbered and in order, ending with its final status', async () => {
     const job = await startJob(4)
@@ -71,6 +93,32 @@ describe('following a job', () => {
     const all = await collect(client.followJob(job.id))
     const rest = await collect(client.followJob(job.id, { lastEventId: 2 }))
     expect(rest).toEqual(all.slice(2))
+  })
+
+  it('when the connection drops mid-job, then the client resumes after the last event, missing and repeating none', async () => {
+    const resumedFrom: (string | null)[] = []
+    let dropped = false
+    // A network that cuts the first event stream after its third event, as a proxy's idle
+    // timeout or a restarting instance would.
+    const flaky = createOrderFlowClient({
+      baseUrl: `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`,
+      fetch: async (request) => {
+        const response = await fetch(request)
+        if (!request.url.endsWith('/events')) return response
+        resumedFrom.push(request.headers.get('last-event-id'))
+        if (dropped) return response
+        dropped = true
+        return new Response(await firstEvents(response, 3), response)
+      },
+    })
+    await flaky.signIn(alice.email, alice.password)
+    const job = await startJob(8, 30)
+
+    const events = await collect(flaky.followJob(job.id))
+    // running, 8 progress events, succeeded: each once, in order.
+    expect(events.map((e) => e.id)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1))
+    expect(events.at(-1)).toMatchObject({ event: 'status', data: { status: 'succeeded' } })
+    expect(resumedFrom).toEqual([null, '3'])
   })
 
   it('when the caller aborts, then the stream stops with the abort and no event after it', async () => {
