@@ -76,8 +76,16 @@ export interface OrderFlowClient {
    * `path` is relative to `baseUrl`. Refreshes like the typed calls and raises `ApiError`.
    */
   fetch(path: string, init?: RequestInit): Promise<Response>
-  /** The headers that authenticate a request now, for transports other than fetch. */
+  /**
+   * The headers that authenticate a request now, for transports other than fetch (an
+   * XMLHttpRequest that reports upload progress): on a 401, `refresh()` and send again.
+   */
   authHeaders(): Record<string, string>
+  /**
+   * Renews the access token now, sharing a refresh already under way. Raises
+   * `SessionExpiredError` when there is no session or its refresh token is refused.
+   */
+  refresh(): Promise<void>
   /**
    * A job's events (Server-Sent Events) until it ends. A stream that drops before the job
    * ends is resumed after the last event seen (`Last-Event-ID`), so none is missed or repeated.
@@ -328,6 +336,10 @@ export function createOrderFlowClient(options: OrderFlowClientOptions = {}): Ord
       if (session) return { authorization: `Bearer ${session.accessToken}` }
       if (options.apiKey) return { 'x-api-key': options.apiKey }
       return {}
+    },
+    async refresh() {
+      if (!session) throw new SessionExpiredError('No one is signed in.')
+      await renewedToken(session.accessToken)
     },
     followJob,
     generate,

@@ -180,6 +180,22 @@ describe('token refresh', () => {
     expect(tokenRequests()).toEqual(['password', 'refresh_token'])
   })
 
+  it('when a request made outside the client is refused, then refresh() renews the headers it sends', async () => {
+    const someone = await freshUser()
+    const { client, tokenRequests } = clientOf()
+    await expect(client.refresh()).rejects.toBeInstanceOf(SessionExpiredError)
+    await client.signIn(someone.email, someone.password)
+    expireAccessTokens()
+
+    const me = () => fetch(`${baseUrl}/v1/users/me`, { headers: client.authHeaders() })
+    expect((await me()).status).toBe(401)
+    await Promise.all([client.refresh(), client.refresh()])
+    const again = await me()
+    expect(again.status).toBe(200)
+    expect((await again.json()).id).toBe(someone.id)
+    expect(tokenRequests()).toEqual(['password', 'refresh_token'])
+  })
+
   it('when the refresh token has been revoked, then the call raises SessionExpiredError and the session ends', async () => {
     const someone = await freshUser()
     const { client, sessionChanges } = clientOf()
