@@ -5,7 +5,7 @@ import {
   type FastifyServerOptions,
   LogController,
 } from 'fastify'
-import type { Bindings, ChildLoggerOptions, DestinationStream, LogFn, Logger } from 'pino'
+import type { Bindings, ChildLoggerOptions, DestinationStream, Logger } from 'pino'
 import type { Config } from '../config.js'
 
 /** Everything that can hold a credential, wherever it appears in a log object. */
@@ -71,8 +71,7 @@ export class RequestLogController extends LogController {
   }
 }
 
-const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
-type Level = (typeof LEVELS)[number]
+type Level = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' &&
@@ -94,39 +93,69 @@ export function lazyRequestLogger(
   bindings: Bindings,
   options: ChildLoggerOptions,
 ): FastifyBaseLogger {
-  const base = parent as unknown as Logger
   // Per-request options (a route's log level or serialisers) need pino's own child.
   if (options && Object.keys(options).length > 0) return parent.child(bindings, options)
-  let child: Logger | undefined
-  const real = () => {
-    child ??= base.child(bindings as Bindings)
-    return child
+  return new LazyRequestLogger(parent as unknown as Logger, bindings)
+}
+
+// A class, not a literal with closures: one small object per request is all it allocates.
+class LazyRequestLogger implements FastifyBaseLogger {
+  #child: Logger | undefined
+  readonly #parent: Logger
+  readonly #bindings: Bindings
+
+  constructor(parent: Logger, bindings: Bindings) {
+    this.#parent = parent
+    this.#bindings = bindings
   }
-  const method = (level: Level): LogFn =>
-    ((first: unknown, ...rest: unknown[]) => {
-      if (child) return (child[level] as (...args: unknown[]) => void)(first, ...rest)
-      if (!base.isLevelEnabled(level)) return
+
+  #real(): Logger {
+    this.#child ??= this.#parent.child(this.#bindings)
+    return this.#child
+  }
+
+  #write(level: Level, args: unknown[]): void {
+    const [first, ...rest] = args
+    if (!this.#child) {
+      if (!this.#parent.isLevelEnabled(level)) return
       if (isPlainObject(first)) {
-        return (base[level] as (...args: unknown[]) => void)({ ...bindings, ...first }, ...rest)
+        const write = this.#parent[level] as (...args: unknown[]) => void
+        write.call(this.#parent, { ...this.#bindings, ...first }, ...rest)
+        return
       }
-      return (real()[level] as (...args: unknown[]) => void)(first, ...rest)
-    }) as LogFn
-  const logger: FastifyBaseLogger = {
-    get level() {
-      return child?.level ?? base.level
-    },
-    set level(level: string) {
-      real().level = level
-    },
-    fatal: method('fatal'),
-    error: method('error'),
-    warn: method('warn'),
-    info: method('info'),
-    debug: method('debug'),
-    trace: method('trace'),
-    silent: () => {},
-    child: (more: Bindings, moreOptions?: ChildLoggerOptions) =>
-      real().child(more, moreOptions) as unknown as FastifyBaseLogger,
+    }
+    const child = this.#real()
+    ;(child[level] as (...args: unknown[]) => void).apply(child, args)
   }
-  return logger
+
+  get level(): string {
+    return this.#child?.level ?? this.#parent.level
+  }
+  set level(level: string) {
+    this.#real().level = level
+  }
+
+  fatal(...args: unknown[]): void {
+    this.#write('fatal', args)
+  }
+  error(...args: unknown[]): void {
+    this.#write('error', args)
+  }
+  warn(...args: unknown[]): void {
+    this.#write('warn', args)
+  }
+  info(...args: unknown[]): void {
+    this.#write('info', args)
+  }
+  debug(...args: unknown[]): void {
+    this.#write('debug', args)
+  }
+  trace(...args: unknown[]): void {
+    this.#write('trace', args)
+  }
+  silent(): void {}
+
+  child(more: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.#real().child(more, options) as unknown as FastifyBaseLogger
+  }
 }
