@@ -83,7 +83,7 @@ import { conditionalGet } from './platform/conditional-get.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { idempotency } from './platform/idempotency.js'
-import { loggerOptions, RequestLogController } from './platform/logging.js'
+import { lazyRequestLogger, loggerOptions, RequestLogController } from './platform/logging.js'
 import { metrics } from './platform/metrics.js'
 import { notFound } from './platform/not-found.js'
 import { openapi } from './platform/openapi.js'
@@ -159,6 +159,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logger: loggerOptions(config, overrides.logStream),
     genReqId: generateRequestId,
     logController: new RequestLogController(),
+    childLoggerFactory: lazyRequestLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     connectionTimeout: config.CONNECTION_TIMEOUT_MS,

@@ -1,11 +1,13 @@
 import closeWithGrace from 'close-with-grace'
 import { loadConfig } from './config.js'
+import { startTracing } from './platform/tracing.js'
 import { OperatorError } from './shared/operator-error.js'
 import { startWorker } from './worker-app.js'
 
 /** Process entry of `npm run worker`: a job worker until SIGTERM or SIGINT. */
 async function main() {
   const config = loadConfig()
+  const tracing = await startTracing(config)
   const worker = await startWorker(config)
   closeWithGrace(
     {
@@ -17,6 +19,7 @@ async function main() {
       if (err) worker.log.error({ err }, 'worker shutting down after an unhandled error')
       else worker.log.info({ signal }, 'worker shutting down; running jobs may finish')
       await worker.close()
+      await tracing?.shutdown()
       worker.log.info('worker stopped')
     },
   )

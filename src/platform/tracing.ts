@@ -14,6 +14,7 @@ import fp from 'fastify-plugin'
 import type { Command, Redis } from 'ioredis'
 import type { Config } from '../config.js'
 import type { QueryTracer } from '../db/client.js'
+import type { JobRow } from '../db/schema/index.js'
 import type { InferenceBackend, LoadedModel } from '../modules/models/runtime/backend.js'
 
 /**
@@ -229,4 +230,151 @@ export function traceInference(backend: InferenceBackend): InferenceBackend {
       return traced
     },
   }
+}
+
+/** A job's recorded W3C trace context: the columns of the same name in `jobs`. */
+export type JobTraceContext = Pick<JobRow, 'traceparent' | 'tracestate'>
+
+const NO_TRACE_CONTEXT: JobTraceContext = { traceparent: null, tracestate: null }
+
+/**
+ * Records a job inside a producer span, `job enqueue <type>`, and hands `record` that span's
+ * trace context to store on the row, so the job's run continues the trace wherever it runs.
+ * Outside a trace (tracing off, a schedule) nothing is traced and no context is stored.
+ */
+export async function traceJobEnqueue<T extends { id: string }>(
+  type: string,
+  record: (traceContext: JobTraceContext) => Promise<T>,
+): Promise<T> {
+  if (!trace.getActiveSpan()) return record(NO_TRACE_CONTEXT)
+  const span = trace.getTracer(TRACER).startSpan(`job enqueue ${type}`, {
+    kind: SpanKind.PRODUCER,
+    attributes: { 'messaging.operation.type': 'create', 'orderflow.job.type': type },
+  })
+  const active = trace.setSpan(context.active(), span)
+  const carrier: Record<string, string> = {}
+  propagation.inject(active, carrier)
+  try {
+    const row = await context.with(active, () =>
+      record({ traceparent: carrier.traceparent ?? null, tracestate: carrier.tracestate ?? null }),
+    )
+    span.setAttribute('orderflow.job.id', row.id)
+    return row
+  } catch (error) {
+    span.recordException(error as Error)
+    span.setStatus({ code: SpanStatusCode.ERROR })
+    throw error
+  } finally {
+    span.end()
+  }
+}
+
+/** The context a job's recorded trace context continues; the root for a job recorded outside one. */
+function jobParent(row: JobTraceContext): Context {
+  if (!row.traceparent) return ROOT_CONTEXT
+  const carrier: Record<string, string> = { traceparent: row.traceparent }
+  if (row.tracestate) carrier.tracestate = row.tracestate
+  return propagation.extract(ROOT_CONTEXT, carrier)
+}
+
+type Delivery<R> = (rows: R[]) => Promise<void>
+
+/**
+ * The outbox relay's hand-over to the queue, traced: a `job publish <type>` span per relayed
+ * job that was recorded in a trace, a child of its enqueue span. One span per job rather than
+ * per batch, as a batch mixes jobs of unrelated traces.
+ */
+export function traceJobDelivery<R extends JobTraceContext & Pick<JobRow, 'id' | 'type'>>(
+  deliver: Delivery<R>,
+  destination: string,
+): Delivery<R> {
+  const tracer = trace.getTracer(TRACER)
+  return async (rows) => {
+    const publishing = rows
+      .filter((row) => row.traceparent)
+      .map((row) =>
+        tracer.startSpan(
+          `job publish ${row.type}`,
+          {
+            kind: SpanKind.PRODUCER,
+            attributes: {
+              'messaging.operation.type': 'send',
+              'messaging.system': 'bullmq',
+              'messaging.destination.name': destination,
+              'messaging.batch.message_count': rows.length,
+              'orderflow.job.id': row.id,
+              'orderflow.job.type': row.type,
+            },
+          },
+          jobParent(row),
+        ),
+      )
+    try {
+      await deliver(rows)
+    } catch (error) {
+      for (const span of publishing) {
+        span.recordException(error as Error)
+        span.setStatus({ code: SpanStatusCode.ERROR })
+      }
+      throw error
+    } finally {
+      for (const span of publishing) span.end()
+    }
+  }
+}
+
+/**
+ * Runs one delivery of a job in a consumer span, `job run <type>`, the child of the span that
+ * recorded the job (so the request that caused it and the run share a trace, across processes),
+ * or the root of a trace of its own for a job recorded outside one. `run` answers the outcome;
+ * a failure or a retry marks the span failed.
+ */
+export async function traceJobRun<T extends { outcome: string }>(
+  row: JobTraceContext & Pick<JobRow, 'id' | 'type' | 'attempts'>,
+  run: () => Promise<T>,
+): Promise<T> {
+  const parent = jobParent(row)
+  const span = trace.getTracer(TRACER).startSpan(
+    `job run ${row.type}`,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        'messaging.operation.type': 'process',
+        'orderflow.job.id': row.id,
+        'orderflow.job.type': row.type,
+        'orderflow.job.attempt': row.attempts,
+      },
+    },
+    parent,
+  )
+  try {
+    const result = await context.with(trace.setSpan(parent, span), run)
+    span.setAttribute('orderflow.job.outcome', result.outcome)
+    if (result.outcome === 'failed' || result.outcome === 'retry') {
+      span.setStatus({ code: SpanStatusCode.ERROR })
+    }
+    return result
+  } catch (error) {
+    span.recordException(error as Error)
+    span.setStatus({ code: SpanStatusCode.ERROR })
+    throw error
+  } finally {
+    span.end()
+  }
+}
+
+/** The active span's ids for a log line, or nothing outside a recorded trace. */
+export function traceLogFields(): { trace_id?: string; span_id?: string } {
+  const span = trace.getActiveSpan()
+  if (!span?.isRecording()) return {}
+  const { traceId, spanId } = span.spanContext()
+  return { trace_id: traceId, span_id: spanId }
+}
+
+/**
+ * Runs `work` outside any trace: background work that a request merely woke (a relay pass, a
+ * runner's pick) serves many requests' jobs and must not be filed under the one that woke it.
+ */
+export function untraced<T>(work: () => T): T {
+  return context.with(ROOT_CONTEXT, work)
 }

@@ -18,7 +18,7 @@ export const FINISHED_JOB_STATUSES = ['succeeded', 'failed', 'cancelled'] as con
 
 const at = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' })
 
-/** Mirrors migrations/009.do.jobs.sql. */
+/** Mirrors migrations/009.do.jobs.sql and 016.do.job-trace-context.sql. */
 export const jobs = pgTable('jobs', {
   id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
   type: text('type').notNull(),
@@ -41,6 +41,8 @@ export const jobs = pgTable('jobs', {
   startedAt: at('started_at'),
   finishedAt: at('finished_at'),
   updatedAt: at('updated_at').notNull().defaultNow(),
+  traceparent: text('traceparent'),
+  tracestate: text('tracestate'),
 })
 
 export interface JobError {

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { JobRow } from '../../db/schema/index.js'
+import { traceJobRun, traceLogFields } from '../../platform/tracing.js'
 import type { JobType } from './contract.js'
 import type { JobEventBus } from './events.js'
 import {
@@ -60,8 +61,15 @@ export function createJobExecutor(deps: JobExecutorDeps) {
     return execute(row)
   }
 
-  /** Runs a job that `start` (or the embedded runner's pick) has just taken. */
-  async function execute(row: JobRow): Promise<RunOutcome> {
+  /**
+   * Runs a job that `start` (or the embedded runner's pick) has just taken, in the trace of
+   * the code that recorded it.
+   */
+  function execute(row: JobRow): Promise<RunOutcome> {
+    return traceJobRun(row, () => executeTaken(row))
+  }
+
+  async function executeTaken(row: JobRow): Promise<RunOutcome> {
     const id = row.id
     announce(row)
     const type = row.type as JobType
@@ -70,7 +78,12 @@ export function createJobExecutor(deps: JobExecutorDeps) {
       metrics.finished(type, outcome, (performance.now() - startedAt) / 1000)
     const controller = new AbortController()
     running.set(id, controller)
-    const jobLog = log.child({ job_id: id, job_type: type, attempt: row.attempts })
+    const jobLog = log.child({
+      job_id: id,
+      job_type: type,
+      attempt: row.attempts,
+      ...traceLogFields(),
+    })
     try {
       const registered = registry.get(type)
       if (!registered) throw new PermanentJobError('UNKNOWN_JOB_TYPE', `no handler for ${type}`)

@@ -1,7 +1,7 @@
 import { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
-import type { Deliver } from './relay.js'
+import type { RelayedJob } from './repository.js'
 
 /** The one BullMQ queue every job travels on; its jobs carry only the job id. */
 export const QUEUE_NAME = 'jobs'
@@ -34,7 +34,7 @@ export function createQueueProducer(settings: QueueSettings, log: FastifyBaseLog
   const connection = queueConnection(settings.redisUrl)
   const queue = new Queue(QUEUE_NAME, { connection, prefix: settings.prefix })
   queue.on('error', (error) => log.warn({ err: error }, 'job queue error'))
-  const deliver: Deliver = async (rows) => {
+  const deliver = async (rows: Pick<RelayedJob, 'id' | 'type' | 'maxAttempts'>[]) => {
     await queue.addBulk(
       rows.map((row) => ({
         name: QUEUE_JOB_NAME,

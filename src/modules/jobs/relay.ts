@@ -1,8 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
-import type { JobRow } from '../../db/schema/index.js'
-import type { JobRepository } from './repository.js'
+import type { JobRepository, RelayedJob } from './repository.js'
 
-export type Deliver = (rows: Pick<JobRow, 'id' | 'type' | 'maxAttempts'>[]) => Promise<void>
+export type Deliver = (rows: RelayedJob[]) => Promise<void>
 
 export interface OutboxRelayDeps {
   jobs: Pick<JobRepository, 'relayOutbox'>

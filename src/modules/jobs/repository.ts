@@ -9,6 +9,7 @@ import {
   jobEvents,
   jobs,
 } from '../../db/schema/index.js'
+import { type JobTraceContext, traceJobEnqueue } from '../../platform/tracing.js'
 import type { JobParams, JobType } from './contract.js'
 
 export type { JobRow }
@@ -27,9 +28,18 @@ export interface NewJob<T extends JobType> {
 /**
  * Inserts the job (status `queued`) in the caller's transaction; the relay hands it to the
  * queue after commit (transactional outbox). Returns the row for the 202 answer; with a
- * `dedupe_key` that was used before, the earlier job's row.
+ * `dedupe_key` that was used before, the earlier job's row. The row keeps the caller's trace
+ * context, which the job's run continues.
  */
-export async function enqueueJob<T extends JobType>(tx: Executor, job: NewJob<T>): Promise<JobRow> {
+export function enqueueJob<T extends JobType>(tx: Executor, job: NewJob<T>): Promise<JobRow> {
+  return traceJobEnqueue(job.type, (traceContext) => insertJob(tx, job, traceContext))
+}
+
+async function insertJob<T extends JobType>(
+  tx: Executor,
+  job: NewJob<T>,
+  traceContext: JobTraceContext,
+): Promise<JobRow> {
   const values = {
     type: job.type,
     params: job.params,
@@ -37,6 +47,7 @@ export async function enqueueJob<T extends JobType>(tx: Executor, job: NewJob<T>
     requestId: job.request_id ?? null,
     dedupeKey: job.dedupe_key ?? null,
     maxAttempts: job.max_attempts ?? 3,
+    ...traceContext,
   }
   if (!values.dedupeKey) {
     const [row] = await tx.insert(jobs).values(values).returning()
@@ -47,6 +58,9 @@ export async function enqueueJob<T extends JobType>(tx: Executor, job: NewJob<T>
   const [existing] = await tx.select().from(jobs).where(eq(jobs.dedupeKey, values.dedupeKey))
   return existing as JobRow
 }
+
+/** What the outbox relay hands the queue of a job. */
+export type RelayedJob = Pick<JobRow, 'id' | 'type' | 'maxAttempts' | 'traceparent' | 'tracestate'>
 
 export interface JobFilter {
   /** Only this user's jobs; null for everyone's. */
@@ -140,17 +154,23 @@ export function createJobRepository(db: Executor) {
      */
     async relayOutbox(
       limit: number,
-      deliver: (rows: Pick<JobRow, 'id' | 'type' | 'maxAttempts'>[]) => Promise<void>,
+      deliver: (rows: RelayedJob[]) => Promise<void>,
     ): Promise<number> {
       return db.transaction(async (tx) => {
         const claimed = await rowsOf(
           tx.execute(sql`
-            SELECT id, type, max_attempts FROM jobs
+            SELECT id, type, max_attempts, traceparent, tracestate FROM jobs
             WHERE enqueued_at IS NULL ORDER BY created_at LIMIT ${limit}
             FOR UPDATE SKIP LOCKED`),
         )
-        const rows = (claimed as { id: string; type: string; max_attempts: number }[]).map(
-          (row) => ({ id: row.id, type: row.type, maxAttempts: row.max_attempts }),
+        const rows = (claimed as Record<string, unknown>[]).map(
+          (row): RelayedJob => ({
+            id: row.id as string,
+            type: row.type as string,
+            maxAttempts: Number(row.max_attempts),
+            traceparent: (row.traceparent as string | null) ?? null,
+            tracestate: (row.tracestate as string | null) ?? null,
+          }),
         )
         if (rows.length === 0) return 0
         await deliver(rows)
@@ -335,5 +355,7 @@ function toJobRow(row: Record<string, unknown>): JobRow {
     startedAt: date(row.started_at),
     finishedAt: date(row.finished_at),
     updatedAt: date(row.updated_at) as Date,
+    traceparent: (row.traceparent as string | null) ?? null,
+    tracestate: (row.tracestate as string | null) ?? null,
   }
 }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Database, InTransaction } from '../../db/client.js'
+import { traceJobDelivery, untraced } from '../../platform/tracing.js'
 import type { JobType } from './contract.js'
 import { createEmailHandler, createSmtpMailer, type Mailer } from './email.js'
 import { createJobEventBus, type JobEventBus } from './events.js'
@@ -10,10 +11,16 @@ import { createJobExecutor } from './execute.js'
 import { createJobHandlerRegistry, type JobHandlerRegistry } from './handlers.js'
 import { createHousekeepingHandler, scheduleHousekeeping } from './housekeeping.js'
 import { createJobMetrics, registerQueueDepth } from './metrics.js'
-import { createQueueProducer } from './queue.js'
+import { createQueueProducer, QUEUE_NAME } from './queue.js'
 import { createQueueWorker } from './queue-worker.js'
 import { createOutboxRelay } from './relay.js'
-import { createJobRepository, type JobRepository, type JobRow, type NewJob } from './repository.js'
+import {
+  createJobRepository,
+  type JobRepository,
+  type JobRow,
+  type NewJob,
+  type RelayedJob,
+} from './repository.js'
 import { createEmbeddedRunner } from './runner.js'
 import { createJobService, type JobService } from './service.js'
 
@@ -125,7 +132,7 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
   const relay = producer
     ? createOutboxRelay({
         jobs: repository,
-        deliver: producer.deliver,
+        deliver: traceJobDelivery<RelayedJob>(producer.deliver, QUEUE_NAME),
         log,
         intervalMs: settings.JOBS_POLL_INTERVAL_MS,
       })
@@ -150,10 +157,12 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
       : null
   registerQueueDepth(deps.metrics, () => repository.countByStatus(), producer?.counts)
 
-  const wake = () => {
-    runner?.wake()
-    void relay?.wake()
-  }
+  // The request that woke them is not the owner of the pass: it relays or runs others' jobs.
+  const wake = () =>
+    untraced(() => {
+      runner?.wake()
+      void relay?.wake()
+    })
   const mailer =
     deps.mailer !== undefined
       ? deps.mailer

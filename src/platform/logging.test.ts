@@ -1,0 +1,103 @@
+import { Writable } from 'node:stream'
+import Fastify from 'fastify'
+import { pino } from 'pino'
+import { describe, expect, it, vi } from 'vitest'
+import { lazyRequestLogger, REDACTED_PATHS, RequestLogController } from './logging.js'
+
+/** An app wired as buildApp wires its logging, over a pino logger whose children are counted. */
+async function appWithLogging(level: string) {
+  const lines: Record<string, unknown>[] = []
+  const stream = new Writable({
+    write(chunk, _encoding, callback) {
+      for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line))
+      callback()
+    },
+  })
+  const logger = pino({ level, redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } }, stream)
+  const children = vi.spyOn(logger, 'child')
+  const app = Fastify({
+    loggerInstance: logger,
+    logController: new RequestLogController(),
+    childLoggerFactory: lazyRequestLogger,
+    genReqId: (request) => String(request.headers['x-request-id']),
+  })
+  app.get('/quiet', async () => ({ ok: true }))
+  app.get('/object', async (request) => {
+    request.log.info({ detail: 'kept', token: 'secret' }, 'with an object')
+    return { ok: true }
+  })
+  app.get('/message-and-error', async (request) => {
+    request.log.warn('a message alone')
+    request.log.error(new Error('boom'))
+    return { ok: true }
+  })
+  app.get('/grandchild', async (request) => {
+    request.log.child({ step: 'inner' }).info({ detail: 'deeper' }, 'from a grandchild')
+    return { ok: true }
+  })
+  await app.ready()
+  // Children made while the app was built are not the requests'.
+  children.mockClear()
+  const get = async (url: string) => {
+    const response = await app.inject({ url, headers: { 'x-request-id': `req-${url.slice(1)}` } })
+    expect(response.statusCode).toBe(200)
+    return response
+  }
+  return { app, lines, children, get }
+}
+
+const linesOf = (lines: Record<string, unknown>[], id: string) =>
+  lines.filter((line) => line.request_id === id)
+
+describe('per-request logger', () => {
+  it('when a request logs nothing itself, then no child logger is made and its request line names it', async () => {
+    const { app, lines, children, get } = await appWithLogging('info')
+    await get('/quiet')
+    expect(children).not.toHaveBeenCalled()
+    expect(linesOf(lines, 'req-quiet')).toEqual([
+      expect.objectContaining({ msg: 'request completed', route: '/quiet', status_code: 200 }),
+    ])
+    await app.close()
+  })
+
+  it('when a handler logs an object, then its line carries the request id, redacted as before, without a child', async () => {
+    const { app, lines, children, get } = await appWithLogging('info')
+    await get('/object')
+    expect(children).not.toHaveBeenCalled()
+    const [line, requestLine] = linesOf(lines, 'req-object')
+    expect(line).toMatchObject({ msg: 'with an object', detail: 'kept', token: '[REDACTED]' })
+    expect(requestLine?.msg).toBe('request completed')
+    await app.close()
+  })
+
+  it('when a handler logs a message alone or an error, then one child is made and every line names the request', async () => {
+    const { app, lines, children, get } = await appWithLogging('info')
+    await get('/message-and-error')
+    expect(children).toHaveBeenCalledTimes(1)
+    const mine = linesOf(lines, 'req-message-and-error')
+    expect(mine.map((line) => line.msg)).toEqual(['a message alone', 'boom', 'request completed'])
+    expect(mine[1]?.err).toMatchObject({ message: 'boom', type: 'Error' })
+    await app.close()
+  })
+
+  it("when a handler makes a child of its logger, then the child's lines carry both bindings", async () => {
+    const { app, lines, get } = await appWithLogging('info')
+    await get('/grandchild')
+    expect(linesOf(lines, 'req-grandchild')[0]).toMatchObject({
+      msg: 'from a grandchild',
+      step: 'inner',
+      detail: 'deeper',
+    })
+    await app.close()
+  })
+
+  it('when the level is above info, then nothing is written and no child is made', async () => {
+    const { app, lines, children, get } = await appWithLogging('warn')
+    await get('/object')
+    await get('/quiet')
+    expect(children).not.toHaveBeenCalled()
+    expect(lines).toEqual([])
+    expect(app.log.level).toBe('warn')
+    await app.close()
+  })
+})
