@@ -1,0 +1,23 @@
+import react from '@vitejs/plugin-react'
+import { defineConfig } from 'vite'
+
+// The console is served by the service at /console (src/platform/console.ts); in development
+// `npm run console:dev` serves it from Vite and forwards API calls to a service on :8000.
+export default defineConfig({
+  root: import.meta.dirname,
+  base: '/console/',
+  plugins: [react()],
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    // Every browser the console supports has module preload; the polyfill is dead weight.
+    modulePreload: { polyfill: false },
+    // Inlined assets would be data: URLs, which the console's Content-Security-Policy refuses
+    // for fonts and scripts: every asset stays a file of its own.
+    assetsInlineLimit: 0,
+    sourcemap: true,
+  },
+  server: {
+    proxy: { '/v1': 'http://127.0.0.1:8000' },
+  },
+})
