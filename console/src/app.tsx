@@ -1,3 +1,4 @@
+import { Button } from 'react-aria-components'
 import { Link, Redirect, Route, Router, Switch, useLocation } from 'wouter'
 import { SessionProvider, usePermissions, useSession, useSessionState } from './lib/session.js'
 import { ApiKeysScreen } from './screens/api-keys.js'
@@ -14,7 +15,6 @@ import { OrderScreen } from './screens/order.js'
 import { OrdersScreen } from './screens/orders.js'
 import { ProductsScreen } from './screens/products.js'
 import { SignInScreen } from './screens/sign-in.js'
-import { Button } from 'react-aria-components'
 
 export function App() {
   return (

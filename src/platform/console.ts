@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
@@ -9,20 +11,24 @@ import { sendProblem } from './problem.js'
 /** Where `npm run build:console` writes the console: beside `src/` and `dist/` alike. */
 export const CONSOLE_DIST = fileURLToPath(new URL('../../console/dist/', import.meta.url))
 
+/** The placeholder the console's build leaves where each page gets its nonce (vite.config.ts). */
+const NONCE_PLACEHOLDER = 'CONSOLE_CSP_NONCE'
+
 /**
  * The console runs only its own bundled scripts and styles. React sets element styles
- * through the CSSOM, which style-src does not govern, so no 'unsafe-inline' is needed; images
- * may be blob: URLs (the preview of a dropped image) or data: URLs. `connect-src 'self'`
- * keeps a compromised bundle from sending tokens anywhere but this service.
+ * through the CSSOM, which style-src does not govern; the few <style> elements its UI
+ * library adds carry the page's nonce. Images may be blob: URLs (the preview of a dropped
+ * image); `connect-src 'self'` keeps a compromised bundle from sending tokens elsewhere.
  */
-export function consoleSecurityPolicy(https: boolean): string {
+export function consoleSecurityPolicy(options: { https: boolean; nonce?: string }): string {
+  const nonce = options.nonce ? [`'nonce-${options.nonce}'`] : []
   const headers = securityHeaders({
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
         defaultSrc: ["'self'"],
         scriptSrc: ["'self'"],
-        styleSrc: ["'self'"],
+        styleSrc: ["'self'", ...nonce],
         imgSrc: ["'self'", 'data:', 'blob:'],
         connectSrc: ["'self'"],
         fontSrc: ["'self'"],
@@ -30,7 +36,7 @@ export function consoleSecurityPolicy(https: boolean): string {
         baseUri: ["'self'"],
         formAction: ["'self'"],
         frameAncestors: ["'none'"],
-        upgradeInsecureRequests: https ? [] : null,
+        upgradeInsecureRequests: options.https ? [] : null,
       },
     },
   })
@@ -41,8 +47,8 @@ export function consoleSecurityPolicy(https: boolean): string {
 const IMMUTABLE = 'public, max-age=31536000, immutable'
 
 /**
- * Serves the web console's built files at /console, with its own Content-Security-Policy
- * and a fallback to index.html for the console's client-side routes (/console/orders/…).
+ * Serves the web console's built files at /console, under its own Content-Security-Policy,
+ * with index.html for the console's client-side routes (/console/orders/…).
  * Registered with the prefix `/console`.
  */
 export async function consoleRoutes(
@@ -50,10 +56,10 @@ export async function consoleRoutes(
   options: { root?: string; https: boolean },
 ) {
   const root = options.root ?? CONSOLE_DIST
-  const policy = consoleSecurityPolicy(options.https)
+  const assetPolicy = consoleSecurityPolicy({ https: options.https })
   // After http-security's global hook, so this policy replaces the API's one on these routes.
   app.addHook('onRequest', (_request, reply, done) => {
-    reply.header('content-security-policy', policy)
+    reply.header('content-security-policy', assetPolicy)
     done()
   })
 
@@ -69,18 +75,29 @@ export async function consoleRoutes(
     return
   }
 
+  // Split once at the placeholder: each page is the parts joined by a fresh nonce.
+  const page = (await readFile(join(root, 'index.html'), 'utf8')).split(NONCE_PLACEHOLDER)
+  const sendPage = (reply: FastifyReply) => {
+    const nonce = randomBytes(16).toString('base64')
+    return reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('content-security-policy', consoleSecurityPolicy({ https: options.https, nonce }))
+      .send(page.join(nonce))
+  }
+
   await app.register(fastifyStatic, {
     root,
     // One route per built file, listed at start: anything else reaches the fallback below.
     wildcard: false,
     index: false,
-    setHeaders: (res, path) => {
-      res.setHeader('cache-control', path.includes('/assets/') ? IMMUTABLE : 'no-cache')
+    cacheControl: false,
+    allowedPath: (path) => path !== '/index.html',
+    setHeaders: (reply, path) => {
+      reply.header('cache-control', path.includes('/assets/') ? IMMUTABLE : 'no-cache')
     },
   })
-  const sendIndex = (reply: FastifyReply) =>
-    reply.header('cache-control', 'no-cache').sendFile('index.html')
-  app.get('/', { schema: { hide: true } }, (_request, reply) => sendIndex(reply))
+  app.get('/', { schema: { hide: true } }, (_request, reply) => sendPage(reply))
   app.get('/*', { schema: { hide: true } }, (request, reply) => {
     // A missing asset is a 404, not the page: a browser would try to run HTML as a script.
     const path = request.url.split('?')[0] ?? ''
@@ -91,6 +108,6 @@ export async function consoleRoutes(
         detail: `No console file ${path}.`,
       })
     }
-    return sendIndex(reply)
+    return sendPage(reply)
   })
 }

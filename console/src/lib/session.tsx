@@ -1,4 +1,9 @@
-import { type ApiClient, ApiError, createOrderFlowClient, type OrderFlowClient } from '@orderflow/client'
+import {
+  type ApiClient,
+  ApiError,
+  createOrderFlowClient,
+  type OrderFlowClient,
+} from '@orderflow/client'
 import { createContext, type ReactNode, useCallback, useContext, useMemo, useState } from 'react'
 import type { Me, Role } from './types.js'
 

@@ -11,7 +11,10 @@ export interface Loaded<T> {
  * Runs `load` when `deps` change and keeps its latest answer. An answer that arrives after
  * the deps moved on (a slow page 1 after page 2 was asked for) is dropped.
  */
-export function useLoad<T>(load: (signal: AbortSignal) => Promise<T>, deps: DependencyList): Loaded<T> {
+export function useLoad<T>(
+  load: (signal: AbortSignal) => Promise<T>,
+  deps: DependencyList,
+): Loaded<T> {
   const [state, setState] = useState<{ data?: T; error?: unknown; loading: boolean }>({
     loading: true,
   })

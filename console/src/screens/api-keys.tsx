@@ -9,9 +9,10 @@ import { useLoad } from '../lib/use-load.js'
 
 export function ApiKeysScreen() {
   const { api } = useSession()
-  const keys = useLoad(async (signal) => (await api.GET('/v1/api-keys', { signal })).data.items, [
-    api,
-  ])
+  const keys = useLoad(
+    async (signal) => (await api.GET('/v1/api-keys', { signal })).data.items,
+    [api],
+  )
   const [name, setName] = useState('')
   const [created, setCreated] = useState<{ name: string; key: string } | null>(null)
   const [error, setError] = useState<unknown>(null)
@@ -44,7 +45,13 @@ export function ApiKeysScreen() {
     <section aria-labelledby="keys-title">
       <h1 id="keys-title">API keys</h1>
       <Form onSubmit={create} className="card stack" aria-label="Create an API key">
-        <TextInput label="Key name" name="name" value={name} onChange={setName} error={errors.name} />
+        <TextInput
+          label="Key name"
+          name="name"
+          value={name}
+          onChange={setName}
+          error={errors.name}
+        />
         <Button type="submit" className="primary">
           Create key
         </Button>

@@ -137,12 +137,15 @@ function RowsTable({ dataset }: { dataset: Dataset }) {
   const [applied, setApplied] = useState<{ column: string; operator: Operator; value: string }>()
   // Filters are named `filter[<column>][<op>]`, one query key per column: the typed call
   // cannot spell such keys, so the page is read with the client's authenticated fetch.
-  const rows = useLoad(async (signal) => {
-    const query = new URLSearchParams({ page: String(page), page_size: '20' })
-    if (applied) query.set(`filter[${applied.column}][${applied.operator}]`, applied.value)
-    const response = await client.fetch(`/v1/datasets/${dataset.id}/rows?${query}`, { signal })
-    return (await response.json()) as RowsPage
-  }, [client, dataset.id, page, applied])
+  const rows = useLoad(
+    async (signal) => {
+      const query = new URLSearchParams({ page: String(page), page_size: '20' })
+      if (applied) query.set(`filter[${applied.column}][${applied.operator}]`, applied.value)
+      const response = await client.fetch(`/v1/datasets/${dataset.id}/rows?${query}`, { signal })
+      return (await response.json()) as RowsPage
+    },
+    [client, dataset.id, page, applied],
+  )
 
   const filter = (event: FormEvent) => {
     event.preventDefault()

@@ -142,10 +142,16 @@ function UploadForm({ onUploaded }: { onUploaded: () => void }) {
         >
           <Button>Choose a file</Button>
         </FileTrigger>
-        <span data-testid="chosen-file">{file ? `${file.name} (${formatBytes(file.size)})` : 'No file chosen'}</span>
+        <span data-testid="chosen-file">
+          {file ? `${file.name} (${formatBytes(file.size)})` : 'No file chosen'}
+        </span>
       </div>
       <TextInput label="Name" name="name" value={name} onChange={setName} />
-      <Button type="submit" className="primary" isDisabled={!file || (progress !== null && progress < 1 && !outcome && !error)}>
+      <Button
+        type="submit"
+        className="primary"
+        isDisabled={!file || (progress !== null && progress < 1 && !outcome && !error)}
+      >
         Upload
       </Button>
       {progress !== null ? (
@@ -160,7 +166,8 @@ function UploadForm({ onUploaded }: { onUploaded: () => void }) {
           Uploaded <Link href={`/datasets/${outcome.dataset.id}`}>{outcome.dataset.name}</Link>
           {outcome.jobId ? (
             <>
-              ; importing in <Link href={`/jobs/${outcome.jobId}`}>job {outcome.jobId.slice(0, 8)}</Link>
+              ; importing in{' '}
+              <Link href={`/jobs/${outcome.jobId}`}>job {outcome.jobId.slice(0, 8)}</Link>
             </>
           ) : null}
           .

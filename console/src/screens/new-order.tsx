@@ -164,9 +164,7 @@ export function NewOrderScreen() {
                     <td>
                       <Button
                         className="quiet"
-                        onPress={() =>
-                          setLines((current) => current.filter((l) => l !== line))
-                        }
+                        onPress={() => setLines((current) => current.filter((l) => l !== line))}
                       >
                         Remove
                       </Button>

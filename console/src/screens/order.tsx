@@ -81,7 +81,8 @@ export function OrderScreen({ params }: { params: { id: string } }) {
         ) : null}
       </dl>
       {can.moveOrders && next.length > 0 ? (
-        <div className="actions" role="group" aria-label="Move the order">
+        <fieldset className="actions plain">
+          <legend className="visually-hidden">Move the order</legend>
           {next.map((status) => (
             <Button
               key={status}
@@ -92,7 +93,7 @@ export function OrderScreen({ params }: { params: { id: string } }) {
               {status === 'cancelled' ? 'Cancel order' : `Mark ${status}`}
             </Button>
           ))}
-        </div>
+        </fieldset>
       ) : null}
       <ProblemAlert error={moveError} />
       <h2>Items</h2>

@@ -29,16 +29,20 @@ export function OrdersScreen() {
     async (signal) =>
       (
         await api.GET('/v1/orders', {
-          params: { query: { page, page_size: 20, sort, status: status || undefined, q: q || undefined } },
+          params: {
+            query: { page, page_size: 20, sort, status: status || undefined, q: q || undefined },
+          },
           signal,
         })
       ).data,
     [api, page, sort, status, q],
   )
-  const refilter = <T,>(set: (value: T) => void) => (value: T) => {
-    set(value)
-    setPage(1)
-  }
+  const refilter =
+    <T,>(set: (value: T) => void) =>
+    (value: T) => {
+      set(value)
+      setPage(1)
+    }
 
   return (
     <section aria-labelledby="orders-title">
@@ -56,7 +60,10 @@ export function OrdersScreen() {
           label="Status"
           name="status"
           value={status}
-          options={[{ id: '', label: 'Any status' }, ...ORDER_STATUSES.map((s) => ({ id: s, label: s }))]}
+          options={[
+            { id: '', label: 'Any status' },
+            ...ORDER_STATUSES.map((s) => ({ id: s, label: s })),
+          ]}
           onChange={refilter(setStatus)}
         />
         <Choice

@@ -1,0 +1,109 @@
+import { mkdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join } from 'node:path'
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
+import { afterAll, beforeAll, onTestFailed } from 'vitest'
+import type { Role } from '../../src/shared/caller.js'
+import { buildTestApp, createTestUser, type TestApp, type TestUser } from '../helpers.js'
+
+const require = createRequire(import.meta.url)
+const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8')
+/** Debian's package; CHROMIUM_PATH points elsewhere where it lives elsewhere. */
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+/** Where a failing test leaves a screenshot of the page it was on. */
+export const ARTIFACTS = join(process.cwd(), 'test-artifacts', 'browser')
+
+export interface ConsoleHarness {
+  t: TestApp
+  baseUrl: string
+  browser: Browser
+  users: Record<Role, TestUser>
+  /** A fresh page (its own context: no state shared between tests) watched for errors. */
+  open(options?: { width?: number; height?: number }): Promise<Page>
+  /** What the pages opened so far logged as errors (CSP violations included). */
+  errors: string[]
+}
+
+/**
+ * One service and one browser for the calling test file. Every page opened records its
+ * console errors, failed requests and uncaught exceptions; a failing test leaves a
+ * screenshot of every page it opened under test-artifacts/browser/.
+ */
+export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
+  const harness = { errors: [] as string[] } as ConsoleHarness
+  const contexts: BrowserContext[] = []
+
+  beforeAll(async () => {
+    harness.t = await buildTestApp(
+      { LOG_LEVEL: 'warn', MODELS_REGISTER_SHIPPED: 'true', ...env },
+      // The shipped models' activation is database-wide state.
+      { privateDatabase: true },
+    )
+    await harness.t.app.listen({ host: '127.0.0.1', port: 0 })
+    const address = harness.t.app.server.address()
+    if (!address || typeof address === 'string') throw new Error('no port')
+    harness.baseUrl = `http://127.0.0.1:${address.port}`
+    harness.users = {
+      admin: await createTestUser(harness.t, 'admin'),
+      user: await createTestUser(harness.t, 'user'),
+      viewer: await createTestUser(harness.t, 'viewer'),
+    }
+    harness.browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      // Root in CI: Chromium's sandbox needs user namespaces that containers often lack.
+      args: ['--no-sandbox', '--disable-dev-shm-usage'],
+    })
+  })
+
+  afterAll(async () => {
+    await harness.browser?.close()
+    await harness.t?.close()
+  })
+
+  harness.open = async ({ width = 1280, height = 900 } = {}) => {
+    const context = await harness.browser.newContext({
+      viewport: { width, height },
+      acceptDownloads: true,
+    })
+    contexts.push(context)
+    const page = await context.newPage()
+    page.on('console', (message) => {
+      if (message.type() === 'error') harness.errors.push(`console: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => harness.errors.push(`page: ${error.message}`))
+    onTestFailed(async ({ task }) => {
+      mkdirSync(ARTIFACTS, { recursive: true })
+      const name = task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 80)
+      await page
+        .screenshot({ path: join(ARTIFACTS, `${name}-${contexts.length}.png`), fullPage: true })
+        .catch(() => {})
+    })
+    return page
+  }
+  return harness
+}
+
+/** Signs in through the console's own form and waits for the caller's role to show. */
+export async function signIn(page: Page, baseUrl: string, user: TestUser, path = '/console/') {
+  await page.goto(`${baseUrl}${path}`)
+  await page.getByLabel('Email').fill(user.email)
+  await page.getByLabel('Password').fill(user.password)
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByTestId('role').filter({ hasText: user.role }).waitFor()
+}
+
+/** axe-core's violations of impact serious or critical on the page as it is now. */
+export async function seriousViolations(page: Page): Promise<string[]> {
+  // Evaluated over the DevTools protocol, which the page's CSP does not govern: the
+  // console's policy stays in force for everything else.
+  await page.evaluate(AXE_SOURCE)
+  const violations = await page.evaluate(async () => {
+    const axe = (globalThis as unknown as { axe: { run(): Promise<{ violations: unknown[] }> } })
+      .axe
+    const result = await axe.run()
+    return result.violations as { id: string; impact: string; nodes: { target: string[] }[] }[]
+  })
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)
+}
