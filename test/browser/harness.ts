@@ -20,8 +20,8 @@ export interface ConsoleHarness {
   users: Record<Role, TestUser>
   /** A fresh page (its own context: no state shared between tests) watched for errors. */
   open(options?: { width?: number; height?: number }): Promise<Page>
-  /** What the pages opened so far logged as errors (CSP violations included). */
-  errors: string[]
+  /** What `page` logged as errors so far: console errors (CSP violations among them), uncaught exceptions. */
+  errorsOf(page: Page): string[]
 }
 
 /**
@@ -30,7 +30,8 @@ export interface ConsoleHarness {
  * screenshot of every page it opened under test-artifacts/browser/.
  */
 export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
-  const harness = { errors: [] as string[] } as ConsoleHarness
+  const harness = {} as ConsoleHarness
+  const errors = new WeakMap<Page, string[]>()
   const contexts: BrowserContext[] = []
 
   beforeAll(async () => {
@@ -67,10 +68,12 @@ export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
     })
     contexts.push(context)
     const page = await context.newPage()
+    const logged: string[] = []
+    errors.set(page, logged)
     page.on('console', (message) => {
-      if (message.type() === 'error') harness.errors.push(`console: ${message.text()}`)
+      if (message.type() === 'error') logged.push(`console: ${message.text()}`)
     })
-    page.on('pageerror', (error) => harness.errors.push(`page: ${error.message}`))
+    page.on('pageerror', (error) => logged.push(`page: ${error.message}`))
     onTestFailed(async ({ task }) => {
       mkdirSync(ARTIFACTS, { recursive: true })
       const name = task.name.replace(/[^a-z0-9]+/gi, '-').slice(0, 80)
@@ -80,6 +83,7 @@ export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
     })
     return page
   }
+  harness.errorsOf = (page) => errors.get(page) ?? []
   return harness
 }
 

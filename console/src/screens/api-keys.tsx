@@ -2,6 +2,7 @@ import { type FormEvent, useState } from 'react'
 import { Button, Form } from 'react-aria-components'
 import { TextInput } from '../components/fields.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import type { ApiKey } from '../lib/types.js'
@@ -70,7 +71,7 @@ export function ApiKeysScreen() {
         </div>
       ) : null}
       {Object.keys(errors).length === 0 ? <ProblemAlert error={error ?? keys.error} /> : null}
-      <div className="table-wrap">
+      <ScrollRegion label="Your API keys">
         <table>
           <caption className="visually-hidden">Your API keys</caption>
           <thead>
@@ -107,7 +108,7 @@ export function ApiKeysScreen() {
           </tbody>
         </table>
         {keys.data?.length === 0 ? <p>No keys yet.</p> : null}
-      </div>
+      </ScrollRegion>
     </section>
   )
 }

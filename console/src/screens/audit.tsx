@@ -2,6 +2,7 @@ import { useState } from 'react'
 import { Choice } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import type { AuditEvent } from '../lib/types.js'
@@ -82,7 +83,7 @@ export function AuditScreen() {
         />
       </div>
       <ProblemAlert error={events.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Audit events">
         <table aria-busy={events.loading}>
           <caption className="visually-hidden">Audit events</caption>
           <thead>
@@ -110,7 +111,7 @@ export function AuditScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {events.data ? (
         <Pager
           page={events.data.page}

@@ -4,6 +4,7 @@ import { Choice, TextInput } from '../components/fields.js'
 import { FormModal } from '../components/modal.js'
 import { Pager } from '../components/pager.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Customer } from '../lib/types.js'
 import { useLoad } from '../lib/use-load.js'
@@ -80,7 +81,7 @@ export function CustomersScreen() {
         />
       </div>
       <ProblemAlert error={customers.error ?? error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Customers">
         <table aria-busy={customers.loading}>
           <caption className="visually-hidden">Customers</caption>
           <thead>
@@ -124,7 +125,7 @@ export function CustomersScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {customers.data ? (
         <Pager
           page={customers.data.page}

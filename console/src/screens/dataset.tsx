@@ -4,6 +4,7 @@ import { Link, useLocation } from 'wouter'
 import { Choice, TextInput } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { download } from '../lib/download.js'
 import { formatBytes, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
@@ -91,7 +92,7 @@ export function DatasetScreen({ params }: { params: { id: string } }) {
 function ColumnsTable({ columns }: { columns: Column[] }) {
   const show = (value: unknown) => (value === null || value === undefined ? '—' : String(value))
   return (
-    <div className="table-wrap">
+    <ScrollRegion label="Columns">
       <table>
         <thead>
           <tr>
@@ -124,7 +125,7 @@ function ColumnsTable({ columns }: { columns: Column[] }) {
           ))}
         </tbody>
       </table>
-    </div>
+    </ScrollRegion>
   )
 }
 
@@ -176,7 +177,7 @@ function RowsTable({ dataset }: { dataset: Dataset }) {
         <Button type="submit">Apply</Button>
       </Form>
       <ProblemAlert error={rows.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Rows">
         <table aria-busy={rows.loading} data-testid="rows">
           <thead>
             <tr>
@@ -199,7 +200,7 @@ function RowsTable({ dataset }: { dataset: Dataset }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {rows.data ? (
         <Pager
           page={rows.data.page}

@@ -4,6 +4,7 @@ import { Link } from 'wouter'
 import { TextInput } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Dataset } from '../lib/types.js'
@@ -42,7 +43,7 @@ export function DatasetsScreen() {
         />
       </div>
       <ProblemAlert error={datasets.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Datasets">
         <table aria-busy={datasets.loading}>
           <caption className="visually-hidden">Datasets</caption>
           <thead>
@@ -74,7 +75,7 @@ export function DatasetsScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {datasets.data ? (
         <Pager
           page={datasets.data.page}

@@ -3,6 +3,7 @@ import { Link } from 'wouter'
 import { Choice } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatPercent, formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import type { Job } from '../lib/types.js'
@@ -53,7 +54,7 @@ export function JobsScreen() {
         />
       </div>
       <ProblemAlert error={jobs.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Jobs">
         <table>
           <caption className="visually-hidden">Jobs</caption>
           <thead>
@@ -86,7 +87,7 @@ export function JobsScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {jobs.data ? (
         <Pager
           page={jobs.data.page}

@@ -3,6 +3,7 @@ import { Button, Form } from 'react-aria-components'
 import { Link } from 'wouter'
 import { Choice, TextInput } from '../components/fields.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Model } from '../lib/types.js'
@@ -56,7 +57,7 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       {m.card ? <ModelCard card={m.card} /> : null}
       <h2>Versions</h2>
       <ProblemAlert error={error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Versions">
         <table>
           <thead>
             <tr>
@@ -88,7 +89,7 @@ export function ModelScreen({ params }: { params: { name: string } }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {m.task === 'text-generation' ? (
         <GenerateForm model={m.name} />
       ) : m.card ? (

@@ -1,5 +1,6 @@
 import { Link } from 'wouter'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import { useLoad } from '../lib/use-load.js'
@@ -11,7 +12,7 @@ export function ModelsScreen() {
     <section aria-labelledby="models-title">
       <h1 id="models-title">Models</h1>
       <ProblemAlert error={models.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Models">
         <table aria-busy={models.loading}>
           <caption className="visually-hidden">Models</caption>
           <thead>
@@ -39,7 +40,7 @@ export function ModelsScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
     </section>
   )
 }

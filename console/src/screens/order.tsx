@@ -2,6 +2,7 @@ import { useState } from 'react'
 import { Button } from 'react-aria-components'
 import { Link } from 'wouter'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatMoney, formatTime } from '../lib/format.js'
 import { NEXT_STATUSES } from '../lib/orders.js'
 import { usePermissions, useSession } from '../lib/session.js'
@@ -97,7 +98,7 @@ export function OrderScreen({ params }: { params: { id: string } }) {
       ) : null}
       <ProblemAlert error={moveError} />
       <h2>Items</h2>
-      <div className="table-wrap">
+      <ScrollRegion label="Items">
         <table>
           <thead>
             <tr>
@@ -126,11 +127,12 @@ export function OrderScreen({ params }: { params: { id: string } }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       <h2>History</h2>
+      {/* The audit log lists newest first; a history reads oldest first. */}
       {can.readAudit ? (
         <ol className="timeline" data-testid="order-history">
-          {history.data?.map((event) => (
+          {history.data?.toReversed().map((event) => (
             <li key={event.id}>
               <time dateTime={event.at}>{formatTime(event.at)}</time> {describe(event)}
             </li>

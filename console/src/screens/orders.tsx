@@ -3,6 +3,7 @@ import { Link } from 'wouter'
 import { Choice, TextInput } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatMoney, formatTime } from '../lib/format.js'
 import { ORDER_STATUSES } from '../lib/orders.js'
 import { usePermissions, useSession } from '../lib/session.js'
@@ -75,7 +76,7 @@ export function OrdersScreen() {
         />
       </div>
       <ProblemAlert error={orders.error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Orders">
         <table aria-busy={orders.loading}>
           <caption className="visually-hidden">Orders</caption>
           <thead>
@@ -106,7 +107,7 @@ export function OrdersScreen() {
           </tbody>
         </table>
         {orders.data && orders.data.items.length === 0 ? <p>No orders match.</p> : null}
-      </div>
+      </ScrollRegion>
       {orders.data ? (
         <Pager
           page={orders.data.page}

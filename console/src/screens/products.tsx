@@ -4,6 +4,7 @@ import { Choice, TextInput } from '../components/fields.js'
 import { FormModal } from '../components/modal.js'
 import { Pager } from '../components/pager.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
+import { ScrollRegion } from '../components/scroll-region.js'
 import { formatMoney } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Product } from '../lib/types.js'
@@ -79,7 +80,7 @@ export function ProductsScreen() {
         />
       </div>
       <ProblemAlert error={products.error ?? error} />
-      <div className="table-wrap">
+      <ScrollRegion label="Products">
         <table aria-busy={products.loading}>
           <caption className="visually-hidden">Products</caption>
           <thead>
@@ -126,7 +127,7 @@ export function ProductsScreen() {
             ))}
           </tbody>
         </table>
-      </div>
+      </ScrollRegion>
       {products.data ? (
         <Pager
           page={products.data.page}
