@@ -74,6 +74,8 @@ describe('API documentation', () => {
     expect(script.headers['cache-control']).toBe('public, max-age=31536000, immutable')
     expect(script.rawPayload.length).toBeGreaterThan(500_000)
     expect(script.body).toContain('Redoc')
+    // Its footer's logo would come from Redocly's CDN, which the policy refuses.
+    expect(script.body).not.toContain('cdn.redoc.ly')
   })
 
   it('when Swagger UI is reached by a name other than localhost, then every asset of the page loads from that name over HTTP', async () => {
@@ -88,6 +90,50 @@ describe('API documentation', () => {
       expect(url.host, asset).toBe(host)
       const response = await t.app.inject({ url: url.pathname, headers: { host } })
       expect(response.statusCode, asset).toBe(200)
+    }
+  })
+
+  it('when the docs are opened, then their pages and assets may load only from the service itself', async () => {
+    const urls = [
+      '/docs/',
+      '/docs/static/swagger-ui-bundle.js',
+      '/docs/static/swagger-initializer.js',
+      '/docs/static/oauth2-redirect.html',
+      '/redoc',
+    ]
+    for (const url of urls) {
+      const response = await t.app.inject({ url })
+      expect(response.statusCode, url).toBe(200)
+      const policy = Object.fromEntries(
+        String(response.headers['content-security-policy'])
+          .split(';')
+          .map((directive) => directive.trim().split(/\s+/))
+          .map(([name, ...sources]) => [name, sources]),
+      )
+      expect(policy['default-src'], url).toEqual(["'self'"])
+      expect(policy['script-src'], url).toEqual(["'self'"])
+      expect(policy['script-src-attr'], url).toEqual(["'none'"])
+      expect(policy['connect-src'], url).toEqual(["'self'"])
+      expect(policy['font-src'], url).toEqual(["'self'", 'data:'])
+      expect(policy['img-src'], url).toEqual(["'self'", 'data:'])
+      expect(policy['style-src'], url).toEqual(["'self'", "'unsafe-inline'"])
+      expect(policy['worker-src'], url).toEqual(["'self'", 'blob:'])
+      expect(policy['object-src'], url).toEqual(["'none'"])
+    }
+    for (const page of ['/docs/', '/redoc', '/docs/static/oauth2-redirect.html']) {
+      const body = (await t.app.inject({ url: page })).body
+      const references = [...body.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1])
+      expect(references.length, page).toBeGreaterThan(0)
+      for (const reference of references) expect(reference, page).not.toMatch(/^(https?:)?\/\//)
+    }
+  })
+
+  it('when TLS_TERMINATED=true, then the docs upgrade insecure requests like the rest of the service', async () => {
+    const https = await buildTestApp({ TLS_TERMINATED: 'true' })
+    const answers = await Promise.all(['/docs/', '/redoc'].map((url) => https.app.inject({ url })))
+    await https.close()
+    for (const answer of answers) {
+      expect(answer.headers['content-security-policy']).toMatch(/;upgrade-insecure-requests$/)
     }
   })
 

@@ -10,6 +10,35 @@ const require = createRequire(import.meta.url)
 const REDOC_VERSION: string = require('redoc/package.json').version
 // Versioned, so the script can be cached for good and a new release is a new URL.
 const REDOC_SCRIPT = `/redoc/redoc-${REDOC_VERSION}.standalone.js`
+const REDOCLY_LOGO = 'https://cdn.redoc.ly/redoc/logo-mini.svg'
+
+/**
+ * The documentation pages load nothing from elsewhere: every script, style, font and image
+ * comes from the service itself (Swagger UI from @fastify/swagger-ui, ReDoc from its npm
+ * package), so they work offline and behind networks that block CDNs. Inline styles stay
+ * allowed — Swagger UI sets style attributes and ReDoc injects its styles at run time —
+ * inline scripts do not; ReDoc builds its search index in a blob: worker.
+ */
+const DOCS_POLICY = [
+  "default-src 'self'",
+  "base-uri 'self'",
+  "connect-src 'self'",
+  "font-src 'self' data:",
+  "form-action 'self'",
+  "frame-ancestors 'self'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "script-src 'self'",
+  "script-src-attr 'none'",
+  "style-src 'self' 'unsafe-inline'",
+  "worker-src 'self' blob:",
+].join(';')
+
+/** The docs' policy, upgrading requests as the service's own policy does (behind TLS only). */
+function docsPolicy(servicePolicy: unknown): string {
+  const upgrade = String(servicePolicy ?? '').includes('upgrade-insecure-requests')
+  return upgrade ? `${DOCS_POLICY};upgrade-insecure-requests` : DOCS_POLICY
+}
 
 const redocPage = `<!doctype html>
 <html lang="en">
@@ -17,6 +46,7 @@ const redocPage = `<!doctype html>
     <meta charset="utf-8" />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <title>OrderFlow API reference</title>
+    <link rel="icon" href="data:," />
   </head>
   <body>
     <redoc spec-url="/openapi.json"></redoc>
@@ -91,6 +121,7 @@ export const openapi = fp(
       // The sign-in answers a code bound to Swagger UI's own PKCE verifier.
       initOAuth: { clientId: 'swagger-ui', usePkceWithAuthorizationCodeGrant: true },
       transformSpecification: (document) => extend(document as Record<string, unknown>),
+      transformStaticCSP: docsPolicy,
     })
 
     const hidden = { schema: { hide: true } }
@@ -99,21 +130,27 @@ export const openapi = fp(
     )
     // ReDoc's self-contained bundle, from its npm package: the page works offline and
     // behind networks that block CDNs. Read once; about 900 KB, compressed on the way out.
-    const redocScript = await readFile(require.resolve('redoc/bundles/redoc.standalone.js'))
+    // Its sidebar footer shows a logo from Redocly's CDN, which the policy refuses (an error
+    // in every browser console); without its address the image hides itself, as it does
+    // offline, and the footer keeps its text link.
+    const redocScript = Buffer.from(
+      (await readFile(require.resolve('redoc/bundles/redoc.standalone.js'), 'utf8')).replace(
+        REDOCLY_LOGO,
+        '',
+      ),
+    )
     app.get(REDOC_SCRIPT, hidden, async (_request, reply) =>
       reply
         .type('text/javascript; charset=utf-8')
         .header('cache-control', 'public, max-age=31536000, immutable')
         .send(redocScript),
     )
-    app.get('/redoc', hidden, async (_request, reply) => {
-      // The service's policy, plus the blob: worker ReDoc builds its search index in.
-      const policy = String(reply.getHeader('content-security-policy') ?? "default-src 'self'")
-      return reply
+    app.get('/redoc', hidden, async (_request, reply) =>
+      reply
         .type('text/html; charset=utf-8')
-        .header('content-security-policy', `${policy};worker-src 'self' blob:`)
-        .send(redocPage)
-    })
+        .header('content-security-policy', docsPolicy(reply.getHeader('content-security-policy')))
+        .send(redocPage),
+    )
   },
   { name: 'openapi' },
 )

@@ -1,0 +1,37 @@
+import { createParser, type EventSourceMessage } from 'eventsource-parser'
+
+export type { EventSourceMessage }
+
+/**
+ * The events of a `text/event-stream` response body, as they arrive. Reads the body with
+ * a plain reader (async iteration of a ReadableStream is missing from some browsers), and
+ * releases the connection when the loop ends early, throws, or `signal` aborts.
+ */
+export async function* readEventStream(
+  response: Response,
+  signal?: AbortSignal,
+): AsyncGenerator<EventSourceMessage> {
+  if (!response.body) return
+  const reader = response.body.getReader()
+  const decoder = new TextDecoder()
+  const parsed: EventSourceMessage[] = []
+  const parser = createParser({ onEvent: (event) => parsed.push(event) })
+  const abort = () => void reader.cancel(signal?.reason).catch(() => {})
+  signal?.addEventListener('abort', abort, { once: true })
+  try {
+    for (;;) {
+      signal?.throwIfAborted()
+      const { value, done } = await reader.read()
+      signal?.throwIfAborted()
+      if (done) break
+      parser.feed(decoder.decode(value, { stream: true }))
+      while (parsed.length > 0) yield parsed.shift() as EventSourceMessage
+    }
+    parser.feed(decoder.decode())
+    while (parsed.length > 0) yield parsed.shift() as EventSourceMessage
+  } finally {
+    signal?.removeEventListener('abort', abort)
+    await reader.cancel().catch(() => {})
+    reader.releaseLock()
+  }
+}
