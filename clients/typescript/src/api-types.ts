@@ -1,10 +1,5 @@
 import type { FetchResponse, MaybeOptionalInit } from 'openapi-fetch'
-import type {
-  HttpMethod,
-  MediaType,
-  PathsWithMethod,
-  RequiredKeysOf,
-} from 'openapi-typescript-helpers'
+import type { HttpMethod, PathsWithMethod, RequiredKeysOf } from 'openapi-typescript-helpers'
 import type { paths } from './openapi.generated.js'
 
 // As openapi-fetch's own (unexported) InitParam: the options argument is optional exactly
@@ -23,14 +18,18 @@ type Operation<PathItem, Method extends HttpMethod> = PathItem[Method &
   ? O
   : never
 
-/** One HTTP method of the client: openapi-fetch's signature, resolving only on success. */
+/**
+ * One HTTP method of the client: openapi-fetch's signature, resolving only on success.
+ * `data` is typed as the JSON answer: an operation that can also stream (text generation)
+ * is streamed with the client's helpers, and other bodies are read with `parseAs`.
+ */
 export type ApiMethod<Method extends HttpMethod> = <
   Path extends PathsWithMethod<paths, Method>,
   Init extends MaybeOptionalInit<paths[Path], Method>,
 >(
   url: Path,
   ...init: InitParam<Init>
-) => Promise<Succeeded<FetchResponse<Operation<paths[Path], Method>, Init, MediaType>>>
+) => Promise<Succeeded<FetchResponse<Operation<paths[Path], Method>, Init, 'application/json'>>>
 
 /**
  * The typed calls, one per HTTP method, checked against the service's OpenAPI document:

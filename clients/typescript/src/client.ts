@@ -20,8 +20,8 @@ export type JobEvent =
         progress: number
         message: string | null
         attempts: number
-        result: unknown
-        error: unknown
+        result: Job['result']
+        error: Job['error']
       }
     }
 

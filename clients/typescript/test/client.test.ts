@@ -192,7 +192,7 @@ describe('token refresh', () => {
     await Promise.all([client.refresh(), client.refresh()])
     const again = await me()
     expect(again.status).toBe(200)
-    expect((await again.json()).id).toBe(someone.id)
+    expect(((await again.json()) as { id: string }).id).toBe(someone.id)
     expect(tokenRequests()).toEqual(['password', 'refresh_token'])
   })
 
