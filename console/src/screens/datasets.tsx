@@ -91,7 +91,7 @@ export function DatasetsScreen() {
 type Uploaded = Dataset | { dataset: Dataset; job_id: string; job_url: string }
 
 function UploadForm({ onUploaded }: { onUploaded: () => void }) {
-  const { api, client } = useSession()
+  const { client } = useSession()
   const [file, setFile] = useState<File | null>(null)
   const [name, setName] = useState('')
   const [progress, setProgress] = useState<number | null>(null)
@@ -109,13 +109,7 @@ function UploadForm({ onUploaded }: { onUploaded: () => void }) {
     // The service reads the fields before the file: the file goes last.
     form.append('file', file)
     try {
-      const { body } = await uploadWithProgress<Uploaded>(
-        client,
-        '/v1/datasets',
-        form,
-        setProgress,
-        () => api.GET('/v1/users/me'),
-      )
+      const { body } = await uploadWithProgress<Uploaded>(client, '/v1/datasets', form, setProgress)
       setOutcome(
         'job_id' in body && 'dataset' in body
           ? { dataset: body.dataset, jobId: body.job_id }
