@@ -25,5 +25,9 @@ export default function setup() {
     // Not built yet.
   }
   if (built >= newestSource(CONSOLE_DIR)) return
-  execFileSync('npm', ['run', 'build:console'], { stdio: 'inherit' })
+  // Vitest sets NODE_ENV=test, under which Vite would bundle React's development build.
+  execFileSync('npm', ['run', 'build:console'], {
+    stdio: 'inherit',
+    env: { ...process.env, NODE_ENV: 'production' },
+  })
 }

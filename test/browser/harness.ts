@@ -1,10 +1,12 @@
-import { mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, onTestFailed } from 'vitest'
 import type { Role } from '../../src/shared/caller.js'
-import { buildTestApp, createTestUser, type TestApp, type TestUser } from '../helpers.js'
+import { createTestUser, type TestApp, type TestUser } from '../helpers.js'
+import { buildJobsTestApp } from '../jobs.js'
 
 const require = createRequire(import.meta.url)
 const AXE_SOURCE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8')
@@ -34,12 +36,18 @@ export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
   const errors = new WeakMap<Page, string[]>()
   const contexts: BrowserContext[] = []
 
+  // Uploads wait here for their import job, which a worker may run (services mode).
+  const dataDir = mkdtempSync(join(tmpdir(), 'orderflow-console-'))
+
   beforeAll(async () => {
-    harness.t = await buildTestApp(
-      { LOG_LEVEL: 'warn', MODELS_REGISTER_SHIPPED: 'true', ...env },
-      // The shipped models' activation is database-wide state.
-      { privateDatabase: true },
-    )
+    // A database of its own (the shipped models' activation is database-wide state) and,
+    // in services mode, a worker running the jobs as `npm run worker` would.
+    harness.t = await buildJobsTestApp({
+      LOG_LEVEL: 'warn',
+      MODELS_REGISTER_SHIPPED: 'true',
+      DATA_DIR: dataDir,
+      ...env,
+    })
     await harness.t.app.listen({ host: '127.0.0.1', port: 0 })
     const address = harness.t.app.server.address()
     if (!address || typeof address === 'string') throw new Error('no port')
@@ -59,6 +67,7 @@ export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
   afterAll(async () => {
     await harness.browser?.close()
     await harness.t?.close()
+    rmSync(dataDir, { recursive: true, force: true })
   })
 
   harness.open = async ({ width = 1280, height = 900 } = {}) => {
