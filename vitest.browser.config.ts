@@ -9,7 +9,9 @@ export default defineConfig({
     pool: 'forks',
     // Two files at a time at most: each runs a browser and a service on a 2-core machine.
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    testTimeout: 60_000,
+    testTimeout: 90_000,
+    // A page waits for the service (a job, a generation): patience for a loaded CI machine.
+    expect: { poll: { timeout: 20_000, interval: 100 } },
     hookTimeout: 120_000,
     reporters: ['default'],
   },
