@@ -8,6 +8,7 @@ import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Model } from '../lib/types.js'
 import { useLoad } from '../lib/use-load.js'
+import { ImagePredictForm } from './image-predict.js'
 
 type Card = NonNullable<Model['card']>
 type CardInput = Card['inputs'][number] & {
@@ -92,11 +93,18 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       </ScrollRegion>
       {m.task === 'text-generation' ? (
         <GenerateForm model={m.name} />
+      ) : m.card && readsPictures(m.card) ? (
+        <ImagePredictForm model={m.name} />
       ) : m.card ? (
         <TryItForm model={m.name} card={m.card} />
       ) : null}
     </section>
   )
+}
+
+/** An image model's card declares how it reads a picture (`image`) instead of named inputs. */
+function readsPictures(card: Card): boolean {
+  return Boolean((card as { image?: unknown }).image)
 }
 
 function ModelCard({ card }: { card: Card }) {
