@@ -1,9 +1,4 @@
-import {
-  type ApiClient,
-  ApiError,
-  createOrderFlowClient,
-  type OrderFlowClient,
-} from '@orderflow/client'
+import { type ApiClient, createOrderFlowClient, type OrderFlowClient } from '@orderflow/client'
 import { createContext, type ReactNode, useCallback, useContext, useMemo, useState } from 'react'
 import type { Me, Role } from './types.js'
 
@@ -86,5 +81,3 @@ export function usePermissions() {
     readAudit: admin,
   }
 }
-
-export { ApiError }
