@@ -7,6 +7,8 @@ ARG NODE_IMAGE=node:20.19-bookworm-slim
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The typed client is an npm workspace, which npm ci expects to find.
+COPY clients/typescript/package.json ./clients/typescript/
 # --ignore-scripts: no install script may download anything (onnxruntime-node's would fetch
 # GPU providers; it ships its CPU binaries in the package). package.json's allowScripts says
 # the same to npm 11, but the base image's npm 10 does not read it.
@@ -15,11 +17,15 @@ RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# The web console is built here, with the dev dependencies (Vite, React) the runtime lacks.
+COPY clients/typescript/src ./clients/typescript/src
+COPY console ./console
 RUN npm run build
 
 FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY clients/typescript/package.json ./clients/typescript/
 # onnxruntime-node carries every platform's runtime (about 290 MB); this image needs one, and
 # the test fails the build should a new release move its binary.
 RUN --mount=type=cache,target=/root/.npm \
@@ -37,6 +43,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=prod-deps --chown=root:root /app/node_modules ./node_modules
 COPY --from=build --chown=root:root /app/dist ./dist
+COPY --from=build --chown=root:root /app/console/dist ./console/dist
 COPY --chown=root:root package.json ./
 COPY --chown=root:root migrations ./migrations
 COPY --chown=root:root models ./models

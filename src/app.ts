@@ -80,6 +80,7 @@ import { userRoutes } from './modules/users/routes.js'
 import { createUserService } from './modules/users/service.js'
 import { type Authenticate, auth, securitySchemes, webSocketProtocol } from './platform/auth.js'
 import { conditionalGet } from './platform/conditional-get.js'
+import { consoleRoutes } from './platform/console.js'
 import { health, type ReadinessCheck } from './platform/health.js'
 import { httpSecurity } from './platform/http-security.js'
 import { idempotency } from './platform/idempotency.js'
@@ -397,6 +398,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       extend: (document) => describeServedModels(document, serving.server.activeServed()),
     })
   }
+  // The web console's static files, under a policy of their own (see platform/console.ts).
+  await app.register(consoleRoutes, { prefix: '/console', https: config.TLS_TERMINATED })
   await app.register(metrics, { poolStats: database.poolStats, registry: metricsRegistry })
 
   const checks: Record<string, ReadinessCheck> = { database: database.ping }

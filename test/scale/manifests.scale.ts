@@ -357,6 +357,10 @@ describe('image', () => {
     expect(runtime).toMatch(/HEALTHCHECK .*\n\s+CMD \["node", "deploy\/healthcheck.mjs"\]/)
     expect(runtime).toContain('EXPOSE 8000')
     expect(dockerfile).toContain('npm ci --omit=dev --ignore-scripts')
+    // The console is built in the build stage (Vite is a dev dependency); only its output ships.
+    expect(runtime).toContain(
+      'COPY --from=build --chown=root:root /app/console/dist ./console/dist',
+    )
   })
 
   it('when the build context is sent, then tests, data and secrets stay out', () => {
