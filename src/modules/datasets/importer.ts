@@ -200,8 +200,8 @@ async function importOnce(
     const check = shape.checker(columns, rescan)
     const source = rescan ? readRecords(settings, loading) : remaining(rest, records)
     for await (const batch of source) {
-      for (const record of batch) {
-        const outcome = check(record)
+      for (let k = 0; k < batch.length; k++) {
+        const outcome = check(batch[k] as SourceRecord)
         if (outcome === null) continue
         if (Array.isArray(outcome)) {
           await write(outcome)
@@ -214,7 +214,7 @@ async function importOnce(
           await sink.abort()
           sink = undefined
           await store.dropTable(datasetId)
-          if (!bad.full) await reportTheRest(shape, [], records, bad)
+          if (!bad.full) await reportTheRest(shape, batch.slice(k + 1), records, bad)
           throw bad.failure()
         }
       }
