@@ -87,7 +87,7 @@ async function* batched(records: AsyncIterable<SourceRecord>): AsyncGenerator<So
 
 /** Text of the file decoded by its encoding; bytes that are not valid in it fail the read. */
 async function* decodedChunks(settings: ReadSettings, read: ReadProgress): AsyncGenerator<string> {
-  const bytes = createReadStream(settings.path, { highWaterMark: 1024 * 1024 })
+  const bytes = createReadStream(settings.path, { highWaterMark: 256 * 1024 })
   const decoder = new TextDecoder(settings.encoding, { fatal: true, ignoreBOM: false })
   let lines = 1
   try {

@@ -63,8 +63,10 @@ export function createRowStore(database: DatabaseHandle) {
 
 export type RowStore = ReturnType<typeof createRowStore>
 
-/** Text handed to one embedded COPY: large enough that a statement's cost is spread thin. */
-const BLOB_COPY_CHARS = 8 * 1024 * 1024
+/** Bytes handed to one embedded COPY: large enough that a statement's cost is spread thin. */
+const BLOB_COPY_BYTES = 8 * 1024 * 1024
+/** Bytes per write to a server-mode COPY stream. */
+const COPY_CHUNK_BYTES = 256 * 1024
 
 /** The embedded database thread's COPY entry (see src/db/pglite-thread.ts). */
 interface BlobCopier {
@@ -84,14 +86,13 @@ function openBlobCopySink(
 ): RowSink {
   const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
   const statement = `COPY ${rowsTable(datasetId)} (${names.join(', ')}) FROM '/dev/blob' WITH (FORMAT csv)`
-  const encoder = new TextEncoder()
   let position = 0
-  let chunk = ''
+  let chunk = new CsvChunk(BLOB_COPY_BYTES)
   let pending: Promise<unknown> = Promise.resolve()
 
   const flush = async () => {
-    const data = encoder.encode(chunk)
-    chunk = ''
+    const data = chunk.bytes()
+    chunk = new CsvChunk(BLOB_COPY_BYTES)
     await pending
     pending = client.copyFrom(statement, data)
     pending.catch(() => {})
@@ -99,27 +100,74 @@ function openBlobCopySink(
 
   return {
     write(row) {
-      position++
-      chunk += csvLine(position, row)
-      return chunk.length >= BLOB_COPY_CHARS ? flush() : undefined
+      chunk.add(++position, row)
+      return chunk.length >= BLOB_COPY_BYTES ? flush() : undefined
     },
     async close() {
       if (chunk.length > 0) await flush()
       await pending
     },
     async abort() {
-      chunk = ''
       await pending.catch(() => {})
     },
   }
 }
 
-/** One row as a line of COPY's CSV: its position, then the values. */
-function csvLine(position: number, row: readonly StoredValue[]): string {
-  let line = String(position)
-  for (const value of row) line += `,${value === null ? '' : csvCell(value)}`
-  return `${line}\n`
+/**
+ * Rows written straight into bytes as COPY's CSV: its position, then the values. Building a
+ * string per row instead left a tree of small strings per row until the piece was encoded,
+ * which held over 100 MB of heap per 8 MB piece.
+ */
+class CsvChunk {
+  #buffer: Buffer
+  length = 0
+
+  constructor(capacity: number) {
+    // Above 4 KB allocUnsafe gives a buffer of its own, never a slice of the shared pool,
+    // so the embedded sink may move it to the database thread.
+    this.#buffer = Buffer.allocUnsafe(Math.max(capacity, 8192) + 65_536)
+  }
+
+  add(position: number, row: readonly StoredValue[]) {
+    this.#text(String(position))
+    for (const value of row) {
+      this.#byte(44)
+      if (value === null) continue
+      if (typeof value === 'number') this.#text(String(value))
+      else if (value === '' || NEEDS_QUOTES.test(value)) {
+        // An empty string is quoted so it stays a string, not a null.
+        this.#byte(34)
+        this.#text(value.replaceAll('"', '""'))
+        this.#byte(34)
+      } else this.#text(value)
+    }
+    this.#byte(10)
+  }
+
+  /** The bytes written, in a buffer of their own. */
+  bytes(): Uint8Array {
+    return new Uint8Array(this.#buffer.buffer, this.#buffer.byteOffset, this.length)
+  }
+
+  #byte(value: number) {
+    if (this.length >= this.#buffer.length) this.#grow(1)
+    this.#buffer[this.length++] = value
+  }
+
+  #text(text: string) {
+    // UTF-8 takes at most 3 bytes per UTF-16 unit.
+    if (this.length + text.length * 3 > this.#buffer.length) this.#grow(text.length * 3)
+    this.length += this.#buffer.write(text, this.length, 'utf8')
+  }
+
+  #grow(needed: number) {
+    const larger = Buffer.allocUnsafe(Math.max(this.#buffer.length * 2, this.length + needed + 1))
+    this.#buffer.copy(larger, 0, 0, this.length)
+    this.#buffer = larger
+  }
 }
+
+const NEEDS_QUOTES = /[",\n\r]/
 
 async function openCopySink(
   pool: pg.Pool,
@@ -136,7 +184,7 @@ async function openCopySink(
     failure = error
   })
   let position = 0
-  let chunk = ''
+  let chunk = new CsvChunk(COPY_CHUNK_BYTES)
   let released = false
   const release = (error?: Error) => {
     if (released) return
@@ -146,17 +194,16 @@ async function openCopySink(
 
   const send = async () => {
     if (failure) throw failure
-    const text = chunk
-    chunk = ''
-    if (!stream.write(text)) await Promise.race([once(stream, 'drain'), once(stream, 'error')])
+    const bytes = chunk.bytes()
+    chunk = new CsvChunk(COPY_CHUNK_BYTES)
+    if (!stream.write(bytes)) await Promise.race([once(stream, 'drain'), once(stream, 'error')])
     if (failure) throw failure
   }
 
   return {
     write(row) {
-      position++
-      chunk += csvLine(position, row)
-      return chunk.length >= 256 * 1024 ? send() : undefined
+      chunk.add(++position, row)
+      return chunk.length >= COPY_CHUNK_BYTES ? send() : undefined
     },
     async close() {
       try {
@@ -179,11 +226,4 @@ async function openCopySink(
       stream.destroy()
     },
   }
-}
-
-/** A CSV cell for COPY: quoted when needed; an empty string is quoted so it stays non-null. */
-function csvCell(value: string | number): string {
-  if (typeof value === 'number') return String(value)
-  if (value === '' || /[",\n\r]/.test(value)) return `"${value.replaceAll('"', '""')}"`
-  return value
 }
