@@ -49,10 +49,12 @@ const SKIPPED_LINES_SHOWN = 100
 const PROGRESS_EVERY_ROWS = 50_000
 /**
  * Rows whose values decide the inferred types before the load starts. They are held in
- * memory (bounded by this count and by the line-length limit), then loaded; later rows are
- * checked against those types as they stream into the table.
+ * memory, then loaded; later rows are checked against those types as they stream into the
+ * table.
  */
 const LEARNING_ROWS = 5_000
+/** ...or the rows within this many bytes of the file, when its lines are long. */
+const LEARNING_BYTES = 16 * 1024 * 1024
 
 /**
  * Reads the file once, streamed: the first rows teach (or check) the schema, the table is
@@ -155,7 +157,7 @@ async function importOnce(
           continue
         }
         if (!rescan) held.push(outcome)
-        if (held.length >= learnRows) {
+        if (held.length >= learnRows || (!rescan && read.bytes >= LEARNING_BYTES)) {
           rest = batch.slice(k + 1)
           break learning
         }
