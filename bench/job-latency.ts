@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- --suite jobs [--jobs 400] [--gap-ms 10]`: enqueue-to-start latency of the
+ * `npm run bench -- --suite jobs [--jobs 400] [--gap-ms 50]`: enqueue-to-start latency of the
  * job queue in server mode — from the transaction that records a job to the moment a worker
  * process marks it running — with the API's outbox relay in this process and one real
  * worker process (`src/worker.ts`) on the same PostgreSQL and Redis.
@@ -54,7 +54,7 @@ export async function runJobLatencySuite(argv: string[]) {
     options: {
       suite: { type: 'string' },
       jobs: { type: 'string', default: '400' },
-      'gap-ms': { type: 'string', default: '10' },
+      'gap-ms': { type: 'string', default: '50' },
       mode: { type: 'string' },
       duration: { type: 'string' },
       connections: { type: 'string' },
