@@ -703,6 +703,14 @@ async function main() {
     await runIngestSuite(argv)
     return
   }
+  // So does the job latency suite: an API and a worker process on PostgreSQL and Redis.
+  if (
+    argv.some((arg, i) => arg === '--suite=jobs' || (arg === '--suite' && argv[i + 1] === 'jobs'))
+  ) {
+    const { runJobLatencySuite } = await import('./job-latency.js')
+    await runJobLatencySuite(argv)
+    return
+  }
   const options = parseOptions(process.argv.slice(2))
   const run: Run = {
     // SKUs must be unique across runs: services mode keeps its rows in a shared database.

@@ -23,6 +23,8 @@ export interface WireQueryOptions {
 export type ToWorker = { id: number } & (
   | { kind: 'query'; sql: string; params: unknown[]; options: WireQueryOptions; tx?: number }
   | { kind: 'exec'; sql: string; tx?: number }
+  /** `COPY ... FROM '/dev/blob'` fed with `data` (moved to the worker, not copied). */
+  | { kind: 'copy'; sql: string; data: Uint8Array }
   | { kind: 'begin' }
   | { kind: 'commit'; tx: number }
   | { kind: 'rollback'; tx: number }

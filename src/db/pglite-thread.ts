@@ -140,6 +140,14 @@ export class PGliteThread {
     return result
   }
 
+  /**
+   * Runs `COPY <table> FROM '/dev/blob' ...` over `data`, which moves to the database thread
+   * (the caller's buffer is emptied): PGlite's fastest way in for many rows.
+   */
+  async copyFrom(sql: string, data: Uint8Array): Promise<void> {
+    await this.#send({ kind: 'copy', sql, data }, [data.buffer as ArrayBuffer])
+  }
+
   async dumpDataDir(): Promise<Blob> {
     return new Blob([(await this.#send({ kind: 'dump' })) as ArrayBuffer])
   }
@@ -155,14 +163,14 @@ export class PGliteThread {
     }
   }
 
-  #send(request: Request): Promise<unknown> {
+  #send(request: Request, transfer: ArrayBuffer[] = []): Promise<unknown> {
     if (this.#gone) return Promise.reject(this.#gone)
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
       // A query in flight must keep the process alive until its answer arrives.
       if (this.#pending.size === 0) this.#worker.ref()
       this.#pending.set(id, { resolve, reject })
-      this.#worker.postMessage({ ...request, id } satisfies ToWorker)
+      this.#worker.postMessage({ ...request, id } satisfies ToWorker, transfer)
     })
   }
 

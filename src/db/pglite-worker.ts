@@ -86,6 +86,9 @@ async function answer(client: PGlite, message: ToWorker): Promise<unknown> {
       )
     case 'exec':
       return executor(client, message.tx).exec(message.sql)
+    case 'copy':
+      await client.query(message.sql, [], { blob: new Blob([message.data]) })
+      return null
     case 'commit':
       return settle(message.tx, true)
     case 'rollback':

@@ -69,6 +69,28 @@ describe('type inference', () => {
     expect(convert('2024-05-01', 'timestamp', true)).toBe('2024-05-01T00:00:00.000Z')
     expect(convert({ a: [1] }, 'string', false)).toBe('{"a":[1]}')
   })
+
+  it('when integers, dates and UTC timestamps take the short path, then they read as the Date-based path reads them', () => {
+    expect(convert('+0007', 'integer', true)).toBe(7)
+    expect(convert('-123456789012345', 'integer', true)).toBe('-123456789012345')
+    expect(convert('9223372036854775807', 'integer', true)).toBe('9223372036854775807')
+    expect(() => convert('9223372036854775808', 'integer', true)).toThrow('is not an integer')
+    for (const text of [
+      '2024-05-01 10:00',
+      '2024-05-01T10:00:05.5Z',
+      '2024-05-01T10:00:05.123',
+      '2024-02-29T23:59:59Z',
+      '2024-05-01T24:00:00Z',
+      '2024-05-01T10:00:00.123456789Z',
+      '2024-05-01t10:00:00z',
+    ]) {
+      const viaDate = new Date(`${text.replace(' ', 'T')}${/[zZ]$/.test(text) ? '' : 'Z'}`)
+      expect(convert(text, 'timestamp', true), text).toBe(viaDate.toISOString())
+    }
+    expect(() => convert('2023-02-29T10:00:00Z', 'timestamp', true)).toThrow(ValueError)
+    expect(() => convert('2024-04-31', 'date', true)).toThrow('is not a date')
+    expect(convert('2024-02-29', 'date', true)).toBe('2024-02-29')
+  })
 })
 
 describe('statistics', () => {

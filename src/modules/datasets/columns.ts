@@ -133,21 +133,43 @@ export function widen(a: ValueKind, b: ValueKind): ValueKind {
   return 'string'
 }
 
+/** `YYYY-MM-DD` when it names a real day (years below 100 are judged as 19xx, as Date.UTC does). */
 function toDate(text: string): string | null {
   const match = DATE.exec(text)
   if (!match) return null
-  const [, y, m, d] = match
-  const date = new Date(Date.UTC(Number(y), Number(m) - 1, Number(d)))
-  return date.getUTCMonth() === Number(m) - 1 && date.getUTCDate() === Number(d) ? text : null
+  return isDay(Number(match[1]), Number(match[2]), Number(match[3])) ? text : null
+}
+
+function isDay(year: number, month: number, day: number): boolean {
+  if (month < 1 || month > 12 || day < 1) return false
+  const y = year < 100 ? year + 1900 : year
+  const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31
+  return day <= days
 }
 
 function toTimestamp(text: string): string | null {
   const match = TIMESTAMP.exec(text)
   if (!match) return null
+  const [, y, mo, d, h, mi, , s, fraction, offset] = match
+  if (!isDay(Number(y), Number(mo), Number(d))) return null
+  // The common shape (UTC, at most milliseconds, a time within the day) is written out
+  // directly: a Date per cell was the largest cost of loading timestamp columns.
+  if (
+    (offset === undefined || offset === 'Z') &&
+    (fraction === undefined || fraction.length <= 4) &&
+    Number(h) < 24 &&
+    Number(mi) < 60 &&
+    (s === undefined || Number(s) < 60) &&
+    text.charCodeAt(10) !== 116
+  ) {
+    const millis = fraction === undefined ? '000' : fraction.slice(1).padEnd(3, '0')
+    return `${y}-${mo}-${d}T${h}:${mi}:${s ?? '00'}.${millis}Z`
+  }
   // A timestamp without an offset is taken as UTC, the API's time zone.
-  const normalised = `${text.replace(' ', 'T')}${match[9] ? '' : 'Z'}`
+  const normalised = `${text.replace(' ', 'T')}${offset ? '' : 'Z'}`
   const date = new Date(normalised)
-  if (Number.isNaN(date.getTime()) || toDate(text.slice(0, 10)) === null) return null
+  if (Number.isNaN(date.getTime())) return null
   return date.toISOString()
 }
 
@@ -180,6 +202,8 @@ export function convert(value: unknown, type: ColumnType, fromText: boolean): St
       if (typeof value === 'bigint' && value >= INT64_MIN && value <= INT64_MAX)
         return value.toString()
       if (fromText && typeof value === 'string' && INTEGER.test(value)) {
+        // Up to 15 digits a number holds it exactly (and writes "+7" and "007" as 7).
+        if (value.length <= 15) return Number(value)
         const big = BigInt(value)
         if (big >= INT64_MIN && big <= INT64_MAX) return big.toString()
       }

@@ -15,7 +15,7 @@ import {
   testConfig,
   unique,
 } from '../../../test/helpers.js'
-import { formBody } from '../../../test/models.js'
+import { formBody, registerVersion, shippedBytes, shippedCard } from '../../../test/models.js'
 import { datasetJobDeps } from '../../app.js'
 import type { JobType } from '../jobs/contract.js'
 import type { JobContext } from '../jobs/handlers.js'
@@ -304,6 +304,51 @@ describe('batch predictions', () => {
     )
     expect((count as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(1)
     expect((await datasetOf(first.dataset_id)).row_count).toBe(120)
+  })
+
+  it('when a prediction job pins a version, then that version answers, not the active one', async () => {
+    const admin = await createTestUser(t, 'admin')
+    await registerVersion(
+      t,
+      admin,
+      { ...shippedCard('iris'), version: '2.0.0' },
+      shippedBytes('iris'),
+    )
+    const model = (await asAlice({ url: '/v1/models/iris' })).json()
+    const pinned = model.versions.find((v: { active: boolean }) => !v.active).version as string
+    const input = await createdDataset(irisCsv(20))
+    const typedAsNumber = await asAlice({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: {
+        type: 'batch_predict',
+        params: { model: 'iris', version: 2, dataset_id: input, mapping },
+      },
+    })
+    expect(typedAsNumber.statusCode).toBe(422)
+    const started = await asAlice({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: {
+        type: 'batch_predict',
+        params: { model: 'iris', version: pinned, dataset_id: input, mapping },
+      },
+    })
+    expect(started.statusCode, started.body).toBe(202)
+    const job = await until(() => jobOf(started.json().id), finished, 60_000)
+    expect(job.status, JSON.stringify(job.error)).toBe('succeeded')
+    expect((await datasetOf(job.result.dataset_id)).name).toContain(`(iris ${pinned} predictions)`)
+    const unknown = await asAlice({
+      method: 'POST',
+      url: '/v1/jobs',
+      payload: {
+        type: 'batch_predict',
+        params: { model: 'iris', version: '9.9.9', dataset_id: input, mapping },
+      },
+    })
+    const failed = await until(() => jobOf(unknown.json().id), finished, 60_000)
+    expect(failed.status).toBe('failed')
+    expect(failed.error.code).toBe('MODEL_VERSION_NOT_FOUND')
   })
 
   it('when another user predicts over a dataset that is not theirs, then the job fails as not found', async () => {

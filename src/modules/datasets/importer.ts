@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises'
 import {
   type ColumnType,
   convert,
@@ -12,12 +13,13 @@ import {
 import { DatasetImportFailed } from './errors.js'
 import {
   type BadLine,
+  type ReadProgress,
   type ReadSettings,
   readRecords,
   type SourceRecord,
   UnreadableFile,
 } from './readers.js'
-import type { RowStore } from './row-store.js'
+import type { RowSink, RowStore } from './row-store.js'
 import { ColumnStatsCollector } from './stats.js'
 
 /** A column declared in the upload's `schema` part, by its name in the file. */
@@ -45,14 +47,21 @@ export type ImportProgress = (fraction: number, message: string) => Promise<void
 const FAILED_LINES_SHOWN = 10
 const SKIPPED_LINES_SHOWN = 100
 const PROGRESS_EVERY_ROWS = 50_000
-
-/** How one record maps onto the columns: values in column order, or why it cannot. */
-type Mapper = (record: SourceRecord) => unknown[] | BadLine
+/**
+ * Rows whose values decide the inferred types before the load starts. They are held in
+ * memory, then loaded; later rows are checked against those types as they stream into the
+ * table.
+ */
+const LEARNING_ROWS = 5_000
+/** ...or the rows within this many bytes of the file, when its lines are long. */
+const LEARNING_BYTES = 16 * 1024 * 1024
 
 /**
- * Reads the file twice, streamed: first to learn (or check) the schema and find every bad
- * line, then to load the good ones into the dataset's rows table. A failure in either pass
- * drops the table, so nothing of a failed import remains.
+ * Reads the file once, streamed: the first rows teach (or check) the schema, the table is
+ * created, and every row is converted, checked and loaded as it is read. Only when a value
+ * after the first rows needs a wider type than they showed (text in a column of numbers,
+ * say) is the load dropped and the file read twice: once to learn the types from every row,
+ * once to load. A failure at any point drops the table, so nothing of a failed import remains.
  */
 export async function importFile(
   store: RowStore,
@@ -60,28 +69,24 @@ export async function importFile(
   settings: ImportSettings,
   progress: ImportProgress = async () => {},
 ): Promise<ImportOutcome> {
-  await progress(0, 'reading the file')
-  const scan = await scanFile(settings)
-  const shown = settings.onError === 'fail' ? FAILED_LINES_SHOWN : SKIPPED_LINES_SHOWN
-  if (settings.onError === 'fail' && scan.bad.length > 0) {
-    throw importFailed(scan.bad.slice(0, shown), scan.badCount)
+  // The retry starts reading again: its progress must not run backwards for the listeners.
+  let reported = 0
+  const forward: ImportProgress = async (fraction, message) => {
+    reported = Math.max(reported, fraction)
+    await progress(reported, message)
   }
-  await progress(0.4, `loading ${scan.goodCount} rows`)
-  await store.createTable(datasetId, scan.columns)
+  await forward(0, 'reading the file')
   try {
-    const rowCount = await loadRows(store, datasetId, settings, scan, progress)
-    await progress(0.9, 'indexing')
-    await store.finishTable(datasetId)
-    return {
-      columns: scan.columns,
-      rowCount,
-      skipped: { count: scan.badCount, lines: scan.bad.slice(0, shown) },
-    }
+    return await importOnce(store, datasetId, settings, forward, LEARNING_ROWS)
   } catch (error) {
-    await store.dropTable(datasetId).catch(() => {})
-    throw error
+    if (!(error instanceof TypesChanged)) throw error
   }
+  await forward(reported, 'types changed after the first rows: learning them from every row')
+  return importOnce(store, datasetId, settings, forward, Number.POSITIVE_INFINITY)
 }
+
+/** A value after the learning rows needs a wider type than they showed. */
+class TypesChanged extends Error {}
 
 function importFailed(lines: BadLine[], count: number) {
   const first = lines[0]
@@ -93,50 +98,195 @@ function importFailed(lines: BadLine[], count: number) {
   )
 }
 
-interface Scan {
-  columns: DatasetColumn[]
-  mapper: Mapper
-  bad: BadLine[]
-  badCount: number
-  goodCount: number
+/** The bad lines an import reports: all counted, the first few listed. */
+class BadLines {
+  readonly lines: BadLine[] = []
+  count = 0
+  readonly #keep: number
+
+  constructor(readonly failing: boolean) {
+    this.#keep = failing ? FAILED_LINES_SHOWN : SKIPPED_LINES_SHOWN
+  }
+
+  add(bad: BadLine) {
+    this.count++
+    if (this.lines.length < this.#keep) this.lines.push(bad)
+  }
+
+  /** Failing: once the report is full, reading on would only count. */
+  get full() {
+    return this.failing && this.lines.length >= this.#keep
+  }
+
+  failure() {
+    return importFailed(this.lines, this.count)
+  }
 }
 
-async function scanFile(settings: ImportSettings): Promise<Scan> {
+/**
+ * One import attempt. `learnRows` rows (at least one) are scanned and held before the table
+ * exists; with an infinite count the scan covers the file, nothing is held, and the load
+ * reads the file again.
+ */
+async function importOnce(
+  store: RowStore,
+  datasetId: string,
+  settings: ImportSettings,
+  progress: ImportProgress,
+  learnRows: number,
+): Promise<ImportOutcome> {
   const shape = settings.format === 'csv' ? csvShape(settings) : objectShape(settings)
-  const bad: BadLine[] = []
-  let badCount = 0
-  let goodCount = 0
-  const keep = settings.onError === 'fail' ? FAILED_LINES_SHOWN : SKIPPED_LINES_SHOWN
+  const rescan = !Number.isFinite(learnRows)
+  const bad = new BadLines(settings.onError === 'fail')
+  const size = Math.max((await stat(settings.path)).size, 1)
+  const read: ReadProgress = { bytes: 0 }
+  const records = readRecords(settings, read)[Symbol.asyncIterator]()
+  const held: unknown[][] = []
+  let rest: SourceRecord[] = []
   try {
-    for await (const record of readRecords(settings)) {
-      const outcome = shape.scan(record)
-      if (outcome === null) continue
-      if ('reason' in outcome) {
-        badCount++
-        if (bad.length < keep) bad.push(outcome)
-        // Failing: once the report is full, reading on would only count.
-        if (settings.onError === 'fail' && bad.length >= keep) break
-      } else {
-        goodCount++
+    learning: for (;;) {
+      const next = await records.next()
+      if (next.done) break
+      const batch = next.value
+      for (let k = 0; k < batch.length; k++) {
+        const outcome = shape.scan(batch[k] as SourceRecord)
+        if (outcome === null) continue
+        if ('reason' in outcome) {
+          bad.add(outcome)
+          if (bad.full) throw bad.failure()
+          continue
+        }
+        if (!rescan) held.push(outcome)
+        if (held.length >= learnRows || (!rescan && read.bytes >= LEARNING_BYTES)) {
+          rest = batch.slice(k + 1)
+          break learning
+        }
       }
     }
+    if (bad.failing && bad.count > 0) await reportTheRest(shape, rest, records, bad)
   } catch (error) {
-    if (error instanceof UnreadableFile) throw importFailed([error.bad], badCount + 1)
+    await records.return?.()
+    if (error instanceof UnreadableFile) throw importFailed([error.bad], bad.count + 1)
     throw error
   }
   const columns = shape.columns()
   if (columns.length === 0) {
+    await records.return?.()
     throw importFailed([{ line: 1, column: null, reason: 'has no columns' }], 1)
   }
-  return { columns, mapper: shape.mapper(columns), bad, badCount, goodCount }
+  await progress(0.05, rescan ? 'loading the rows' : 'loading the rows as they are read')
+  await store.createTable(datasetId, columns)
+  const stats = columns.map((c) => new ColumnStatsCollector(c.type))
+  let sink: RowSink | undefined
+  let rows = 0
+  // A rescan reads the file again from its first byte.
+  const loading: ReadProgress = rescan ? { bytes: 0 } : read
+  try {
+    sink = await store.openSink(datasetId, columns)
+    const write = async (row: StoredValue[]) => {
+      for (let i = 0; i < row.length; i++)
+        (stats[i] as ColumnStatsCollector).add(row[i] as StoredValue)
+      rows++
+      const waiting = (sink as RowSink).write(row)
+      if (waiting) await waiting
+      if (rows % PROGRESS_EVERY_ROWS === 0) {
+        await progress(0.05 + (0.85 * loading.bytes) / size, `loaded ${rows} rows`)
+      }
+    }
+    const fromText = settings.format === 'csv'
+    for (const values of held) {
+      const row = toRow(values, columns, fromText)
+      if (row !== null) await write(row)
+    }
+    held.length = 0
+    const check = shape.checker(columns, rescan)
+    const source = rescan ? readRecords(settings, loading) : remaining(rest, records)
+    for await (const batch of source) {
+      for (let k = 0; k < batch.length; k++) {
+        const outcome = check(batch[k] as SourceRecord)
+        if (outcome === null) continue
+        if (Array.isArray(outcome)) {
+          await write(outcome)
+          continue
+        }
+        // A rescan met every bad line in its first pass already.
+        if (rescan) continue
+        bad.add(outcome)
+        if (bad.failing) {
+          await sink.abort()
+          sink = undefined
+          await store.dropTable(datasetId)
+          if (!bad.full) await reportTheRest(shape, batch.slice(k + 1), records, bad)
+          throw bad.failure()
+        }
+      }
+    }
+    await sink.close()
+    sink = undefined
+    await progress(0.9, 'indexing')
+    await store.finishTable(datasetId)
+  } catch (error) {
+    await records.return?.().catch(() => {})
+    await sink?.abort()
+    await store.dropTable(datasetId).catch(() => {})
+    if (error instanceof UnreadableFile) throw importFailed([error.bad], bad.count + 1)
+    throw error
+  }
+  columns.forEach((column, i) => {
+    column.stats = stats[i]?.result()
+  })
+  return {
+    columns,
+    rowCount: rows,
+    skipped: { count: bad.count, lines: bad.lines },
+  }
+}
+
+/** The held batch's rest, then the records still unread. */
+async function* remaining(rest: SourceRecord[], records: AsyncIterator<SourceRecord[]>) {
+  if (rest.length > 0) yield rest
+  for (;;) {
+    const next = await records.next()
+    if (next.done) return
+    yield next.value
+  }
+}
+
+/** The import fails: the rest of the file is only scanned, for the report's first lines. */
+async function reportTheRest(
+  shape: Shape,
+  rest: SourceRecord[],
+  records: AsyncIterator<SourceRecord[]>,
+  bad: BadLines,
+): Promise<never> {
+  try {
+    for await (const batch of remaining(rest, records)) {
+      for (const record of batch) {
+        const outcome = shape.scan(record)
+        if (outcome === null || !('reason' in outcome)) continue
+        bad.add(outcome)
+        if (bad.full) throw bad.failure()
+      }
+    }
+  } finally {
+    await records.return?.()
+  }
+  throw bad.failure()
 }
 
 interface Shape {
   /** Learns from one record: null for the header, a BadLine, or the record's values. */
   scan(record: SourceRecord): BadLine | unknown[] | null
   columns(): DatasetColumn[]
-  mapper(columns: DatasetColumn[]): Mapper
+  /**
+   * Converts a record to the columns' stored values once the types are set: null for the
+   * header, a BadLine, or the row; throws TypesChanged for a value that needs a wider type.
+   * `withHeader`: the records start at the file's beginning again.
+   */
+  checker(columns: DatasetColumn[], withHeader: boolean): Checker
 }
+
+type Checker = (record: SourceRecord) => StoredValue[] | BadLine | null
 
 /** Learns each column's type from its values, or checks them against the declared type. */
 class TypeLearner {
@@ -144,9 +294,9 @@ class TypeLearner {
   readonly nulls: boolean[] = []
 
   constructor(
-    private readonly declared: (ColumnType | undefined)[],
+    readonly declared: (ColumnType | undefined)[],
     /** Declared `nullable: false`: a missing value makes the line bad. */
-    private readonly required: boolean[] = [],
+    readonly required: boolean[] = [],
   ) {}
 
   /** A BadLine when a value does not fit; otherwise records what it saw. */
@@ -172,6 +322,71 @@ class TypeLearner {
     }
     return null
   }
+
+  /**
+   * One converter per column for the load: a declared column checks its type; an inferred
+   * one takes what fits the type learned so far, turns nullable on its first null, and
+   * throws TypesChanged for a value that would have widened the type.
+   */
+  converters(columns: DatasetColumn[], fromText: boolean): ((value: unknown) => StoredValue)[] {
+    return columns.map((column, i) => {
+      const declared = this.declared[i]
+      if (declared) {
+        const required = this.required[i] ?? false
+        return (value) => {
+          const stored = convert(value, declared, fromText)
+          if (stored === null && required) throw new ValueError('is required')
+          return stored
+        }
+      }
+      const learned = this.kinds[i] ?? null
+      if (learned === null) {
+        // No value among the learning rows: typed 'string' unless a later value says otherwise.
+        return (value) => {
+          const kind = kindOf(value, fromText)
+          if (kind !== null && kind !== 'string') throw new TypesChanged()
+          return convert(value, 'string', fromText)
+        }
+      }
+      const type = column.type
+      return (value) => {
+        let stored: StoredValue
+        try {
+          stored = convert(value, type, fromText)
+        } catch (error) {
+          if (!(error instanceof ValueError)) throw error
+          // Text no column type can hold (a NUL) makes the line bad; anything else widens.
+          convert(value, 'string', fromText)
+          throw new TypesChanged()
+        }
+        if (stored === null) column.nullable = true
+        else if (typeof value !== 'string' && widen(type, kindOf(value, fromText)) !== type) {
+          // A JSON or Parquet value keeps its own type: a Date in a date column, say.
+          throw new TypesChanged()
+        }
+        return stored
+      }
+    })
+  }
+}
+
+/** A record's values converted for the columns, or the first that does not fit. */
+function convertRow(
+  values: readonly unknown[],
+  converters: ((value: unknown) => StoredValue)[],
+  columns: readonly DatasetColumn[],
+  line: number,
+): StoredValue[] | BadLine {
+  const row: StoredValue[] = new Array(converters.length)
+  for (let i = 0; i < converters.length; i++) {
+    try {
+      row[i] = (converters[i] as (value: unknown) => StoredValue)(values[i])
+    } catch (error) {
+      if (!(error instanceof ValueError)) throw error
+      return { line, column: (columns[i] as DatasetColumn).source_name, reason: error.message }
+    }
+  }
+  return row
 }
 
 function declaredTypes(settings: ImportSettings, names: readonly string[]) {
@@ -221,6 +436,8 @@ function tooManyColumns(count: number, max: number, line: number): never {
   )
 }
 
+const NOT_A_ROW = 'is not a row'
+
 function csvShape(settings: ImportSettings): Shape {
   let header: string[] | null = null
   let learner: TypeLearner
@@ -244,17 +461,20 @@ function csvShape(settings: ImportSettings): Shape {
       if (header === null) return []
       return finalColumns(nameColumns(header), learner, settings)
     },
-    mapper(columns) {
-      let headerSeen = false
+    checker(columns, withHeader) {
+      const converters = learner.converters(columns, true)
+      let headerSeen = !withHeader
       return (record) => {
         if ('bad' in record) return record.bad
-        if (!('fields' in record))
-          return { line: record.line, column: null, reason: 'is not a row' }
+        if (!('fields' in record)) return { line: record.line, column: null, reason: NOT_A_ROW }
         if (!headerSeen) {
           headerSeen = true
-          return { line: record.line, column: null, reason: 'header' }
+          return null
         }
-        return checkCsvRecord(record.fields, columns, record.line) ?? record.fields
+        return (
+          checkCsvRecord(record.fields, columns, record.line) ??
+          convertRow(record.fields, converters, columns, record.line)
+        )
       }
     },
   }
@@ -303,53 +523,24 @@ function objectShape(settings: ImportSettings): Shape {
     columns() {
       return finalColumns(nameColumns(keys), learner, settings)
     },
-    mapper() {
+    checker(columns) {
+      const converters = learner.converters(columns, false)
       return (record) => {
         if ('bad' in record) return record.bad
-        if (!('object' in record))
-          return { line: record.line, column: null, reason: 'is not a row' }
+        if (!('object' in record)) return { line: record.line, column: null, reason: NOT_A_ROW }
         const object = record.object
-        return keys.map((key) => object[key])
+        if (!settings.schema) {
+          for (const key in object) if (!known.has(key)) throw new TypesChanged()
+        }
+        return convertRow(
+          keys.map((key) => object[key]),
+          converters,
+          columns,
+          record.line,
+        )
       }
     },
   }
-}
-
-async function loadRows(
-  store: RowStore,
-  datasetId: string,
-  settings: ImportSettings,
-  scan: Scan,
-  progress: ImportProgress,
-): Promise<number> {
-  const { columns, mapper } = scan
-  const fromText = settings.format === 'csv'
-  const stats = columns.map((c) => new ColumnStatsCollector(c.type))
-  const sink = await store.openSink(datasetId, columns)
-  let rows = 0
-  try {
-    for await (const record of readRecords(settings)) {
-      const values = mapper(record)
-      if (!Array.isArray(values)) continue
-      const row = toRow(values, columns, fromText)
-      if (row === null) continue
-      for (let i = 0; i < row.length; i++) stats[i]?.add(row[i] as StoredValue)
-      rows++
-      const waiting = sink.write(row)
-      if (waiting) await waiting
-      if (rows % PROGRESS_EVERY_ROWS === 0) {
-        await progress(0.4 + (0.5 * rows) / Math.max(scan.goodCount, 1), `loaded ${rows} rows`)
-      }
-    }
-    await sink.close()
-  } catch (error) {
-    await sink.abort()
-    throw error
-  }
-  columns.forEach((column, i) => {
-    column.stats = stats[i]?.result()
-  })
-  return rows
 }
 
 /** The row's stored values, or null for a line the scan already reported. */

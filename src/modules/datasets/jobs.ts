@@ -187,7 +187,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
     return { dataset_id: outputId, rows: existing.rowCount, errors: errorCount(existing) }
   }
   const input = await readableDataset(deps, ctx.job.owner_id, params.dataset_id)
-  const version = params.version === undefined ? undefined : String(params.version)
+  const { version } = params
   const unknown = Object.entries(params.mapping).filter(
     ([, column]) => !input.columns.some((c) => c.name === column),
   )

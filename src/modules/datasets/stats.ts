@@ -15,7 +15,10 @@ class HyperLogLog {
   readonly #registers = new Uint8Array(HLL_REGISTERS)
 
   add(text: string) {
-    const hash = murmur3(text)
+    this.addHash(murmur3(text))
+  }
+
+  addHash(hash: number) {
     const index = hash >>> (32 - HLL_BITS)
     const rest = (hash << HLL_BITS) | (1 << (HLL_BITS - 1))
     const rank = Math.clz32(rest) + 1
@@ -37,6 +40,32 @@ class HyperLogLog {
     }
     return Math.round(raw)
   }
+}
+
+const float = new Float64Array(1)
+const words = new Uint32Array(float.buffer)
+
+/** MurmurHash3 of a number's 8 bytes: numbers are counted without being written as text. */
+function murmur3Number(value: number, seed = 0x9747b28c): number {
+  // 0 and -0 are one value, as they are one text ("0").
+  float[0] = value === 0 ? 0 : value
+  let h = seed
+  for (let i = 0; i < 2; i++) {
+    let k = words[i] as number
+    k = Math.imul(k, 0xcc9e2d51)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, 0x1b873593)
+    h ^= k
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  }
+  h ^= 8
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
 }
 
 function murmur3(text: string, seed = 0x9747b28c): number {
@@ -75,7 +104,8 @@ export class ColumnStatsCollector {
   #sum = 0
   #count = 0
   #nulls = 0
-  #exact: Set<string> | null = new Set()
+  /** Numbers are kept as numbers: one number is one text, so the count is the same. */
+  #exact: Set<string | number> | null = new Set()
   readonly #sketch = new HyperLogLog()
 
   constructor(readonly type: ColumnType) {}
@@ -86,17 +116,35 @@ export class ColumnStatsCollector {
       return
     }
     this.#count++
-    const text = String(value)
-    this.#sketch.add(text)
-    if (this.#exact) {
-      this.#exact.add(text)
-      if (this.#exact.size > EXACT_DISTINCT_MAX) this.#exact = null
+    if (typeof value === 'number') {
+      this.#sketch.addHash(murmur3Number(value))
+      this.#seen(value)
+      this.#sum += value
+      this.#bounds(value)
+      return
     }
-    const comparable = this.type === 'integer' || this.type === 'number' ? Number(value) : text
-    if (typeof comparable === 'number') this.#sum += comparable
-    else if (this.type === 'boolean' && text === 't') this.#sum += 1
-    if (this.#min === null || comparable < this.#min) this.#min = comparable
-    if (this.#max === null || comparable > this.#max) this.#max = comparable
+    this.#sketch.add(value)
+    this.#seen(value)
+    if (this.type === 'integer' || this.type === 'number') {
+      // Integers beyond 2^53 arrive as text; their bounds and mean are approximate.
+      const number = Number(value)
+      this.#sum += number
+      this.#bounds(number)
+      return
+    }
+    if (this.type === 'boolean' && value === 't') this.#sum += 1
+    this.#bounds(value)
+  }
+
+  #seen(value: string | number) {
+    if (!this.#exact) return
+    this.#exact.add(value)
+    if (this.#exact.size > EXACT_DISTINCT_MAX) this.#exact = null
+  }
+
+  #bounds(value: number | string) {
+    if (this.#min === null || value < this.#min) this.#min = value
+    if (this.#max === null || value > this.#max) this.#max = value
   }
 
   result(): ColumnStats {

@@ -22,7 +22,8 @@ export interface JobTypes {
   batch_predict: {
     params: {
       model: string
-      version?: number
+      /** A version name such as `1.0.0`; the active version answers when absent. */
+      version?: string
       dataset_id: string
       /** Model input name -> dataset column name. */
       mapping: Record<string, string>

@@ -7,6 +7,7 @@ import {
   StringEnum,
   TimestampSchema,
 } from '../../shared/schemas.js'
+import { PinnedVersionSchema } from '../models/card.js'
 import { JOB_TYPES } from './contract.js'
 
 export const JobStatusSchema = StringEnum(JOB_STATUSES)
@@ -45,7 +46,7 @@ export type Job = Static<typeof JobSchema>
 const BatchPredictParamsSchema = Type.Object(
   {
     model: Type.String({ minLength: 1, maxLength: 100 }),
-    version: Type.Optional(Type.Integer({ minimum: 1 })),
+    version: Type.Optional(PinnedVersionSchema),
     dataset_id: IdSchema,
     mapping: Type.Record(Type.String({ minLength: 1 }), Type.String({ minLength: 1 }), {
       description: 'Model input name -> dataset column name.',

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest'
+import { CsvRecordSplitter } from './csv-records.js'
+
+/** Splits `text` fed in pieces of `size` characters (the whole at once when absent). */
+function split(text: string, size = text.length || 1, delimiter = ',', max = 1000) {
+  const splitter = new CsvRecordSplitter(delimiter, max)
+  const records = []
+  for (let at = 0; at < text.length; at += size) {
+    records.push(...splitter.push(text.slice(at, at + size), false))
+  }
+  records.push(...splitter.push('', true))
+  return records
+}
+
+const TRICKY =
+  '\uFEFFid;note\r\n1;"a; b"\r\n\r\n2;"line one\r\nline two"\r\n3;"say ""hi"""\r\n4;\r\n5;last'
+
+describe('splitting CSV into records', () => {
+  it('when cells hold quoted delimiters, line ends and quotes, then each record is whole and starts on its line', () => {
+    expect(split(TRICKY, undefined, ';')).toEqual([
+      { line: 1, fields: ['id', 'note'] },
+      { line: 2, fields: ['1', 'a; b'] },
+      { line: 4, fields: ['2', 'line one\r\nline two'] },
+      { line: 6, fields: ['3', 'say "hi"'] },
+      { line: 7, fields: ['4', ''] },
+      { line: 8, fields: ['5', 'last'] },
+    ])
+  })
+
+  it('when the text arrives in pieces of any size, then the records are the same', () => {
+    const whole = split(TRICKY, undefined, ';')
+    for (const size of [1, 2, 3, 5, 7, 13]) expect(split(TRICKY, size, ';')).toEqual(whole)
+  })
+
+  it('when lines end with a lone CR, then they are lines too', () => {
+    expect(split('a,b\r1,2\r3,4', 1)).toEqual([
+      { line: 1, fields: ['a', 'b'] },
+      { line: 2, fields: ['1', '2'] },
+      { line: 3, fields: ['3', '4'] },
+    ])
+  })
+
+  it('when a quote is misplaced, then that line is bad and the next one is read', () => {
+    const text = 'a,b\n1,x"y\n2,"q"z\n3,ok\n4,"never closed\n5,5\n'
+    for (const size of [text.length, 1, 4]) {
+      expect(split(text, size)).toEqual([
+        { line: 1, fields: ['a', 'b'] },
+        { line: 2, bad: { line: 2, column: null, reason: 'has a quote inside an unquoted field' } },
+        { line: 3, bad: { line: 3, column: null, reason: 'has characters after a closing quote' } },
+        { line: 4, fields: ['3', 'ok'] },
+        { line: 5, bad: { line: 5, column: null, reason: 'opens a quote that is never closed' } },
+      ])
+    }
+  })
+
+  it('when a record is longer than the limit, then it is one bad line and the next is read, whatever the pieces', () => {
+    const text = `a,b\n1,${'x'.repeat(5000)}\n2,y\n`
+    for (const size of [text.length, 64, 999]) {
+      expect(split(text, size)).toEqual([
+        { line: 1, fields: ['a', 'b'] },
+        { line: 2, bad: { line: 2, column: null, reason: 'is longer than the line-length limit' } },
+        { line: 3, fields: ['2', 'y'] },
+      ])
+    }
+  })
+
+  it('when the last field is empty or the text ends without a line end, then the field is kept', () => {
+    expect(split('a,b\n1,')).toEqual([
+      { line: 1, fields: ['a', 'b'] },
+      { line: 2, fields: ['1', ''] },
+    ])
+  })
+})

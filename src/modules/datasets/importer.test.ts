@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { sql } from 'drizzle-orm'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, type TestApp } from '../../../test/helpers.js'
+import { DatasetImportFailed } from './errors.js'
+import { type ImportSettings, importFile } from './importer.js'
+import { createRowStore, type RowStore, rowsTable } from './row-store.js'
+
+let t: TestApp
+let store: RowStore
+let dir: string
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'importer-test-'))
+  t = await buildTestApp({ DATA_DIR: dir })
+  store = createRowStore(t.database)
+})
+afterAll(async () => {
+  await t.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** More rows than the import learns its types from, so later rows stream against them. */
+const MANY = 7_000
+
+function settings(content: string, overrides: Partial<ImportSettings> = {}): ImportSettings {
+  const path = join(dir, `${randomUUID()}.csv`)
+  writeFileSync(path, content)
+  return {
+    path,
+    format: 'csv',
+    delimiter: ',',
+    encoding: 'utf-8',
+    maxLineBytes: 65_536,
+    onError: 'fail',
+    maxColumns: 500,
+    ...overrides,
+  }
+}
+
+function csv(rows: number, line: (i: number) => string, header = 'n,v') {
+  const lines = [header]
+  for (let i = 1; i <= rows; i++) lines.push(line(i))
+  return `${lines.join('\n')}\n`
+}
+
+async function tableExists(datasetId: string) {
+  const result = await t.database.db.execute(sql`SELECT to_regclass(${rowsTable(datasetId)}) AS t`)
+  return (result as unknown as { rows: { t: unknown }[] }).rows[0]?.t !== null
+}
+
+async function rowsOf(datasetId: string, where: string) {
+  const result = await t.database.db.execute(
+    // bigint arrives as text from node-postgres: n is read as an int in both modes.
+    sql.raw(`SELECT n::int AS n, v FROM ${rowsTable(datasetId)} WHERE ${where} ORDER BY _row`),
+  )
+  return (result as unknown as { rows: Record<string, unknown>[] }).rows
+}
+
+describe('importing in one pass', () => {
+  it('when values after the learning rows need a wider type, then the types come from every row and every row is stored', async () => {
+    const id = randomUUID()
+    const content = csv(MANY, (i) =>
+      i === MANY - 1 ? `${i},not a number` : i === MANY ? `${i},2.5` : `${i},${i}`,
+    )
+    const outcome = await importFile(store, id, settings(content))
+    expect(outcome.rowCount).toBe(MANY)
+    expect(outcome.columns.map((c) => [c.name, c.type])).toEqual([
+      ['n', 'integer'],
+      ['v', 'string'],
+    ])
+    expect(await rowsOf(id, `_row >= ${MANY - 1}`)).toMatchObject([
+      { n: MANY - 1, v: 'not a number' },
+      { n: MANY, v: '2.5' },
+    ])
+    await store.dropTable(id)
+  })
+
+  it('when a column first shows nulls after the learning rows, then it is nullable and keeps its type', async () => {
+    const id = randomUUID()
+    const outcome = await importFile(
+      store,
+      id,
+      settings(csv(MANY, (i) => (i === MANY ? `${i},` : `${i},${i / 2}`))),
+    )
+    expect(outcome.columns[1]).toMatchObject({ type: 'number', nullable: true })
+    expect(outcome.columns[1]?.stats).toMatchObject({ null_count: 1 })
+    expect(await rowsOf(id, 'v IS NULL')).toHaveLength(1)
+    await store.dropTable(id)
+  })
+
+  it('when a column is empty in the learning rows and holds numbers later, then it is typed by them', async () => {
+    const id = randomUUID()
+    const outcome = await importFile(
+      store,
+      id,
+      settings(csv(MANY, (i) => (i > 6_000 ? `${i},${i}` : `${i},`))),
+    )
+    expect(outcome.columns[1]).toMatchObject({ type: 'integer', nullable: true })
+    await store.dropTable(id)
+  })
+
+  it('when a bad line comes after rows were loaded and on_error=fail, then the import fails, names it, and drops the table', async () => {
+    const id = randomUUID()
+    const content = csv(MANY, (i) => (i === 6_500 || i === 6_600 ? `${i}` : `${i},${i}`))
+    const failure = await importFile(store, id, settings(content)).catch((error) => error)
+    expect(failure).toBeInstanceOf(DatasetImportFailed)
+    expect((failure as InstanceType<typeof DatasetImportFailed>).extensions).toEqual({
+      bad_line_count: 2,
+      bad_lines: [
+        { line: 6_501, column: null, reason: 'has 1 fields; the header has 2' },
+        { line: 6_601, column: null, reason: 'has 1 fields; the header has 2' },
+      ],
+    })
+    expect(await tableExists(id)).toBe(false)
+  })
+
+  it('when a declared column meets a bad value after the learning rows and on_error=skip, then that line alone is left out', async () => {
+    const id = randomUUID()
+    const content = csv(MANY, (i) => (i === 6_500 ? `${i},x` : `${i},${i}`))
+    const outcome = await importFile(
+      store,
+      id,
+      settings(content, {
+        onError: 'skip',
+        schema: [
+          { name: 'n', type: 'integer' },
+          { name: 'v', type: 'integer' },
+        ],
+      }),
+    )
+    expect(outcome.rowCount).toBe(MANY - 1)
+    expect(outcome.skipped).toEqual({
+      count: 1,
+      lines: [{ line: 6_501, column: 'v', reason: 'is not an integer' }],
+    })
+    await store.dropTable(id)
+  })
+
+  it('when the file turns out not to be UTF-8 after rows were loaded, then the import fails and drops the table', async () => {
+    const id = randomUUID()
+    const path = join(dir, `${randomUUID()}.csv`)
+    // Past the reader's first megabyte, so rows are already in the table when it fails.
+    const head = csv(150_000, (i) => `${i},${i}`)
+    writeFileSync(path, Buffer.concat([Buffer.from(head), Buffer.from([0xff, 0x0a])]))
+    const failure = await importFile(store, id, { ...settings(''), path }).catch((e) => e)
+    expect(failure).toBeInstanceOf(DatasetImportFailed)
+    expect((failure as InstanceType<typeof DatasetImportFailed>).message).toContain(
+      'not valid utf-8',
+    )
+    expect(await tableExists(id)).toBe(false)
+  })
+})
