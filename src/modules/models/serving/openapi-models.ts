@@ -91,8 +91,11 @@ export function describeServedModels<T>(document: T, served: readonly ServedVers
   const paths = doc.paths ?? {}
   const schemas = { ...(doc.components?.schemas ?? {}) }
   const added: Record<string, Record<string, Json>> = {}
-  // A text model takes prompts at /generate, never predict's inputs.
-  const predictors = served.filter((model) => model.card.task !== 'text-generation')
+  // A text model takes prompts at /generate and an image model pictures at predict/image,
+  // never predict's inputs.
+  const predictors = served.filter(
+    (model) => model.card.task !== 'text-generation' && !model.card.image,
+  )
   for (const model of [...predictors].sort((a, b) => a.name.localeCompare(b.name))) {
     schemas[schemaName(model.name)] = inputsJsonSchema(model.card)
     for (const kind of ['single', 'batch'] as const) {
