@@ -3,6 +3,9 @@ import type { ImageInput } from '../card.js'
 import { type TensorData, tensor } from '../runtime/backend.js'
 import { ImageTooManyPixels, ImageUnreadable, UnsupportedImageType } from './errors.js'
 
+// Each upload is decoded once: libvips' operation cache would only hold on to memory.
+sharp.cache(false)
+
 export type ImageFormat = 'jpeg' | 'png' | 'webp'
 
 export const IMAGE_MEDIA_TYPES: Record<ImageFormat, string> = {
