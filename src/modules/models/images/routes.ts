@@ -77,6 +77,32 @@ export const ImagePredictionSchema = Type.Object({
   latency_ms: Type.Number({ description: 'Time spent answering in this service.' }),
 })
 
+/**
+ * The multipart body of the picture routes for the OpenAPI document: Fastify validates no
+ * multipart body, so the route schemas cannot carry it (openapi-models.ts adds it).
+ */
+export const IMAGE_UPLOAD_PATHS = ['/v1/models/{name}/predict/image', '/v1/classify-image']
+export const IMAGE_UPLOAD_BODY = {
+  required: true,
+  content: {
+    'multipart/form-data': {
+      schema: {
+        type: 'object',
+        required: ['image'],
+        properties: {
+          image: {
+            type: 'string',
+            format: 'binary',
+            description:
+              'The picture: a JPEG, PNG or WebP file (`file` is accepted as its name too).',
+          },
+        },
+      },
+      encoding: { image: { contentType: 'image/jpeg, image/png, image/webp' } },
+    },
+  },
+}
+
 /** The picture's bytes, from the first file part named image (or file); other parts are skipped. */
 async function readPicture(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
   let picture: Buffer | undefined
