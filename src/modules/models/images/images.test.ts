@@ -9,14 +9,16 @@ import {
   injectAs,
   type TestApp,
   type TestUser,
+  unique,
 } from '../../../../test/helpers.js'
 import { eventually } from '../../../../test/jobs.js'
-import { formBody, MODELS_DIR } from '../../../../test/models.js'
+import { formBody, MODELS_DIR, registerVersion } from '../../../../test/models.js'
 import type { ModelCard } from '../card.js'
 
 const readJson = <T>(file: string): T => JSON.parse(readFileSync(new URL(file, MODELS_DIR), 'utf8'))
 const card = readJson<ModelCard>('shapes.card.json')
 const golden = readJson<GoldenFile>('shapes.golden.json')
+const shippedImageBytes = () => new Uint8Array(readFileSync(new URL('shapes.onnx', MODELS_DIR)))
 const labels = card.outputs.find((output) => output.name === 'probabilities')?.labels ?? []
 
 /** A golden case's picture, encoded as `format` (PNG and lossless WebP keep every pixel). */
@@ -172,6 +174,22 @@ describe('the shipped shapes model through POST /v1/models/{name}/predict/image'
       prediction: labels[output.label as number],
       image: { width: 256, height: 256 },
     })
+  })
+
+  it('when the card says its output holds logits, then the answer is their softmax', async () => {
+    // The shapes graph answers probabilities; read as logits, they must come back softmaxed.
+    const name = `shapes-logits-${unique().toLowerCase()}`
+    const logitsCard = { ...card, name, image: { ...card.image, scores: 'logits' } }
+    await registerVersion(t, admin, logitsCard as ModelCard, shippedImageBytes())
+    const response = await predictImage(await goldenPicture(5), `/v1/models/${name}/predict/image`)
+    expect(response.statusCode, response.body).toBe(200)
+    const scores = (golden.cases[5] as GoldenFile['cases'][number]).output.probabilities as number[]
+    const exps = scores.map(Math.exp)
+    const total = exps.reduce((a, b) => a + b, 0)
+    for (const { label, probability } of (response.json() as Answer).top_k) {
+      const want = (exps[labels.indexOf(label)] as number) / total
+      expect(Math.abs(probability - want), label).toBeLessThanOrEqual(golden.tolerance)
+    }
   })
 
   it('when top_k=2 is asked, then the two most probable labels answer', async () => {
