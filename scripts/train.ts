@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { type Artifacts, writeArtifacts } from './training/artifacts.js'
 import { trainCarPrice } from './training/car-price.js'
 import { trainIris } from './training/iris.js'
+import { trainShapes } from './training/shapes.js'
 import { CORPUS_FILE, trainTinyText } from './training/tiny-text.js'
 import { tinyTextCorpus } from './training/tiny-text-corpus.js'
 
@@ -18,7 +19,12 @@ export const TEXT_TRAINERS: Record<string, () => Artifacts> = {
   'tiny-text': () => trainTinyText(),
 }
 
-const ALL_TRAINERS = { ...TRAINERS, ...TEXT_TRAINERS }
+/** Shipped image models: their golden files hold pictures as raw RGB bytes, not rows. */
+export const IMAGE_TRAINERS: Record<string, () => Artifacts> = {
+  shapes: trainShapes,
+}
+
+const ALL_TRAINERS = { ...TRAINERS, ...TEXT_TRAINERS, ...IMAGE_TRAINERS }
 
 export const MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url))
 

@@ -41,6 +41,7 @@ import { queueOrderConfirmation, queueWelcome } from './modules/jobs/notificatio
 import { jobRoutes } from './modules/jobs/routes.js'
 import { createJobSystem, type Jobs } from './modules/jobs/system.js'
 import { generationRoutes } from './modules/models/generation/routes.js'
+import { imageRoutes } from './modules/models/images/routes.js'
 import { kserveRoutes } from './modules/models/kserve/routes.js'
 import { createDriftGauges } from './modules/models/monitoring/drift-gauges.js'
 import { createPredictionLog } from './modules/models/monitoring/prediction-log.js'
@@ -463,6 +464,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     batchMax: config.PREDICT_BATCH_MAX,
     streamBatchMax: config.PREDICT_STREAM_BATCH_MAX,
     streamChunkRows: config.INFERENCE_MAX_BATCH_SIZE,
+  })
+  await app.register(imageRoutes, {
+    prefix: '/v1',
+    images: serving.images,
+    defaultModel: config.DEFAULT_IMAGE_MODEL,
+    maxBytes: config.IMAGE_MAX_BYTES,
+    maxPixels: config.IMAGE_MAX_PIXELS,
   })
   await app.register(generationRoutes, {
     prefix: '/v1',

@@ -466,6 +466,24 @@ const EnvSchema = Type.Object({
     default: 5,
     description: 'calls in the last 10 s before the breaker judges a remote backend',
   }),
+  DEFAULT_IMAGE_MODEL: Type.String({
+    pattern: '^[a-z0-9]+(-[a-z0-9]+)*$',
+    maxLength: 64,
+    default: 'shapes',
+    description: 'the image model behind POST /v1/classify-image',
+  }),
+  IMAGE_MAX_BYTES: Type.Integer({
+    minimum: 1024,
+    maximum: 1_073_741_824,
+    default: 10_485_760,
+    description: 'bytes of one uploaded picture (larger answers 413)',
+  }),
+  IMAGE_MAX_PIXELS: Type.Integer({
+    minimum: 1,
+    maximum: 1_000_000_000,
+    default: 25_000_000,
+    description: 'pixels a picture may declare; beyond, 413 before decoding',
+  }),
   GENERATE_MAX_TOKENS: Type.Integer({
     minimum: 1,
     maximum: 100_000,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { ModelCard } from '../../src/modules/models/card.js'
+import { createAdam } from './adam.js'
 import type { Artifacts } from './artifacts.js'
 import { encodeModel } from './onnx.js'
 import { createRandom } from './random.js'
@@ -92,25 +93,6 @@ function softmaxLoss(logits: Float64Array, targets: Int32Array, rows: number, vo
     loss -= Math.log(Math.max(row[targets[r] as number] as number, 1e-12))
   }
   return loss / rows
-}
-
-function createAdam(size: number) {
-  const m = new Float64Array(size)
-  const v = new Float64Array(size)
-  return (params: Float64Array, grads: Float64Array, step: number, rate: number) => {
-    const b1 = 0.9
-    const b2 = 0.999
-    const c1 = 1 - b1 ** step
-    const c2 = 1 - b2 ** step
-    for (let i = 0; i < size; i++) {
-      const g = grads[i] as number
-      m[i] = b1 * (m[i] as number) + (1 - b1) * g
-      v[i] = b2 * (v[i] as number) + (1 - b2) * g * g
-      params[i] =
-        (params[i] as number) -
-        (rate * ((m[i] as number) / c1)) / (Math.sqrt((v[i] as number) / c2) + 1e-8)
-    }
-  }
 }
 
 /** The float32 values the graph will hold, so metrics describe the shipped file. */

@@ -1,5 +1,6 @@
 import type { FieldError } from '../../shared/errors.js'
 import type { ModelCard, ModelInput, PreprocessingStep, TensorSpec } from './card.js'
+import { imageCardProblems } from './images/card-checks.js'
 
 /**
  * Every way a card that passes its schema contradicts itself: a model registered with such a
@@ -21,6 +22,7 @@ export function cardInconsistencies(card: ModelCard): FieldError[] {
     ),
     ...disagreeingDefaults(card),
     ...taskProblems(card),
+    ...imageCardProblems(card),
   ]
 }
 
@@ -33,9 +35,10 @@ function taskProblems(card: ModelCard): FieldError[] {
   const problems: FieldError[] = []
   const kind = card.backend?.kind
   if (card.task !== 'text-generation') {
-    if (card.inputs.length === 0)
+    // An image card has no named inputs or tensors: card.image stands for them.
+    if (card.inputs.length === 0 && !card.image)
       problems.push({ path: 'card.inputs', message: 'must not be empty' })
-    if (card.preprocessing.tensors.length === 0) {
+    if (card.preprocessing.tensors.length === 0 && !card.image) {
       problems.push({ path: 'card.preprocessing.tensors', message: 'must not be empty' })
     }
     if (card.outputs.length === 0)

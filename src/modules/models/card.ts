@@ -163,6 +163,47 @@ export const GenerationSchema = Type.Object(
 )
 
 /**
+ * How an image model reads a picture: the uploaded file is decoded, converted to `channels`
+ * (3: in `color_order`; 1: greyscale), resized to `width` x `height` as `resize` says, and
+ * each value becomes `(pixel * rescale - mean[c]) / std[c]` in a float32 tensor laid out as
+ * `layout`. torchvision and timm models take RGB, NCHW, rescale 1/255 and the ImageNet
+ * mean and std. The class names are the labels of the card's float32 output.
+ */
+export const ImageInputSchema = Type.Object(
+  {
+    input: Type.String({
+      description:
+        'The graph input the pixels feed: float32, [N, channels, height, width] (NCHW) or [N, height, width, channels] (NHWC).',
+    }),
+    width: Type.Integer({ minimum: 1, maximum: 4096 }),
+    height: Type.Integer({ minimum: 1, maximum: 4096 }),
+    channels: Type.Union([Type.Literal(1), Type.Literal(3)], {
+      description: '3 for colour, 1 for greyscale.',
+    }),
+    color_order: StringEnum(['RGB', 'BGR'] as const, {
+      description: 'The order of the colour channels (3 channels); Caffe-era models take BGR.',
+    }),
+    resize: StringEnum(['fill', 'cover', 'contain'] as const, {
+      description:
+        'fill: stretch to the size; cover: scale the shorter side to fit, then crop the centre; contain: scale the longer side to fit, then pad with black.',
+    }),
+    layout: StringEnum(['NCHW', 'NHWC'] as const),
+    rescale: Type.Number({
+      exclusiveMinimum: 0,
+      description:
+        'Each 0-255 pixel value is multiplied by this before normalisation: 1/255 for models trained on [0, 1] values, 1 for raw values.',
+    }),
+    mean: Type.Array(Type.Number(), { description: 'Subtracted from each channel, in order.' }),
+    std: Type.Array(Type.Number(), { description: 'Each channel is then divided by this.' }),
+    scores: StringEnum(['probabilities', 'logits'] as const, {
+      description:
+        'What the labelled output holds: probabilities, or logits the server turns into probabilities with a softmax.',
+    }),
+  },
+  { additionalProperties: false },
+)
+
+/**
  * The distribution of one input in the training data, which drift is measured against.
  * Numeric: `edges` cut the line into `edges.length + 1` bins (a value equal to an edge
  * falls in the bin above it) and `frequencies` holds each bin's share. Categorical: each
@@ -203,7 +244,8 @@ export const ModelCardSchema = Type.Object(
     version: VersionNameSchema,
     task: StringEnum(['classification', 'regression', 'text-generation'] as const),
     description: Type.String(),
-    // Empty only for text generation, whose request is a prompt (card-consistency.ts).
+    // Empty only for text generation and image models, whose request is a prompt or a
+    // picture (card-consistency.ts).
     inputs: Type.Array(ModelInputSchema),
     preprocessing: Type.Object(
       {
@@ -215,6 +257,7 @@ export const ModelCardSchema = Type.Object(
     outputs: Type.Array(ModelOutputSchema),
     backend: Type.Optional(RemoteBackendSchema),
     generation: Type.Optional(GenerationSchema),
+    image: Type.Optional(ImageInputSchema),
     training: Type.Object(
       {
         algorithm: Type.String(),
@@ -242,5 +285,6 @@ export type ModelOutput = Static<typeof ModelOutputSchema>
 export type ModelCard = Static<typeof ModelCardSchema>
 export type RemoteBackend = Static<typeof RemoteBackendSchema>
 export type Generation = Static<typeof GenerationSchema>
+export type ImageInput = Static<typeof ImageInputSchema>
 export type ReferenceFeature = Static<typeof ReferenceFeatureSchema>
 export type ReferenceDistribution = Static<typeof ReferenceDistributionSchema>

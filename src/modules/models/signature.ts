@@ -1,6 +1,7 @@
 import type { FieldError } from '../../shared/errors.js'
 import type { Generation, ModelCard } from './card.js'
 import { cardInconsistencies } from './card-consistency.js'
+import { imageSignatureMismatches } from './images/card-checks.js'
 import type { Dim, ModelSignature, ValueSignature } from './runtime/backend.js'
 
 type CardDim = number | string
@@ -98,9 +99,11 @@ export function signatureMismatches(card: ModelCard, signature: ModelSignature):
     problems.push(...shapeMismatches(`${path}.shape`, tensor.shape, graph, 'input'))
   })
 
+  problems.push(...imageSignatureMismatches(card, signature))
   const declared = new Set(tensors.map((tensor) => tensor.name))
   for (const input of signature.inputs) {
-    if (!declared.has(input.name)) {
+    // An image card feeds its one input itself; imageSignatureMismatches named any other.
+    if (!declared.has(input.name) && !card.image) {
       problems.push({
         path: 'card.preprocessing.tensors',
         message: `does not declare the graph's input ${describe(input)}, which every run must feed`,

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../../config.js'
 import { createGenerationService } from '../generation/service.js'
+import { createImagePredictionService } from '../images/service.js'
 import type { PredictionLog } from '../monitoring/prediction-log.js'
 import type { ServingHooks } from '../registry.js'
 import { parseAllowedHosts } from '../remote/allowed-hosts.js'
@@ -114,6 +115,14 @@ export function createModelServing({
     predictionLog,
   })
 
+  const images = createImagePredictionService({
+    server,
+    metrics: servingMetrics,
+    limits: { maxPixels: config.IMAGE_MAX_PIXELS },
+    onInference,
+    predictionLog,
+  })
+
   const generation = createGenerationService({
     server,
     upstream,
@@ -124,6 +133,7 @@ export function createModelServing({
     server,
     hooks,
     predictions,
+    images,
     generation,
     upstream,
     allowedHosts,

@@ -63,6 +63,18 @@ describe('the OpenAPI document of served models', () => {
     expect(document.paths['/v1/models/{name}/predict']?.post).toBeDefined()
   })
 
+  it('gives an image model no JSON predict operations, and documents the picture routes as multipart', () => {
+    expect(document.paths['/v1/models/shapes/predict']).toBeUndefined()
+    expect(document.paths['/v1/models/shapes/predict/batch']).toBeUndefined()
+    for (const path of ['/v1/models/{name}/predict/image', '/v1/classify-image']) {
+      const operation = document.paths[path]?.post
+      expect(operation?.requestBody?.content).toHaveProperty(['multipart/form-data'])
+      expect(Object.keys(operation?.responses ?? {})).toEqual(
+        expect.arrayContaining(['200', '409', '413', '415', '422', '429']),
+      )
+    }
+  })
+
   it("gives an example request that the model's own endpoint accepts", async () => {
     const user = await createTestUser(t, 'viewer')
     for (const name of ['iris', 'car-price']) {
@@ -85,6 +97,9 @@ describe('the OpenAPI document of served models', () => {
       ['/v1/predict', '/v1/predict'],
       ['/v2/models/iris/infer', '/v2/models/{name}/infer'],
       ['/v2/models/iris/versions/1.0.0/infer', '/v2/models/{name}/versions/{version}/infer'],
+      ['/v1/models/shapes/predict', '/v1/models/{name}/predict'],
+      ['/v1/models/shapes/predict/image', '/v1/models/{name}/predict/image'],
+      ['/v1/classify-image', '/v1/classify-image'],
     ]
     const requests = [
       { headers: { 'content-type': 'application/json' }, payload: '{"inputs": ' }, // 400

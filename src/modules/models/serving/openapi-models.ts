@@ -1,4 +1,5 @@
 import type { ModelCard } from '../card.js'
+import { IMAGE_UPLOAD_BODY, IMAGE_UPLOAD_PATHS } from '../images/routes.js'
 import { inputsJsonSchema } from './features.js'
 import type { ServedVersion } from './types.js'
 
@@ -84,15 +85,18 @@ function schemaName(model: string): string {
  * Adds each served model's own predict operations to the OpenAPI document: the request body
  * is that model's input schema, generated from its card, so clients and Swagger UI see every
  * input with its type, unit, range and categories. The generic `{name}` operations stay for
- * models registered later.
+ * models registered later. The picture routes get their multipart body described.
  */
 export function describeServedModels<T>(document: T, served: readonly ServedVersion[]): T {
   const doc = document as OpenApiDocument
   const paths = doc.paths ?? {}
   const schemas = { ...(doc.components?.schemas ?? {}) }
   const added: Record<string, Record<string, Json>> = {}
-  // A text model takes prompts at /generate, never predict's inputs.
-  const predictors = served.filter((model) => model.card.task !== 'text-generation')
+  // A text model takes prompts at /generate and an image model pictures at predict/image,
+  // never predict's inputs.
+  const predictors = served.filter(
+    (model) => model.card.task !== 'text-generation' && !model.card.image,
+  )
   for (const model of [...predictors].sort((a, b) => a.name.localeCompare(b.name))) {
     schemas[schemaName(model.name)] = inputsJsonSchema(model.card)
     for (const kind of ['single', 'batch'] as const) {
@@ -101,6 +105,11 @@ export function describeServedModels<T>(document: T, served: readonly ServedVers
         added[GENERIC[kind].replace('{name}', model.name)] = { post: operation }
       }
     }
+  }
+  for (const path of IMAGE_UPLOAD_PATHS) {
+    const operation = paths[path]?.post
+    if (operation)
+      added[path] = { ...paths[path], post: { ...operation, requestBody: IMAGE_UPLOAD_BODY } }
   }
   return {
     ...doc,

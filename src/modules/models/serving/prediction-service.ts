@@ -74,10 +74,18 @@ function bodyOf({ classIndex: _classIndex, ...prediction }: Prediction): Predict
   return prediction
 }
 
-/** A text-generation model answers prompts, not inputs: its route is `generate`. */
+/**
+ * A text-generation model answers prompts, not inputs: its route is `generate`; an image
+ * model reads pictures, at `predict/image`.
+ */
 function predictive(served: ServedVersion): ServedVersion {
   if (served.card.task === 'text-generation') {
     throw new ModelTaskMismatch(`Model ${served.name} generates text: use its generate route.`)
+  }
+  if (served.card.image) {
+    throw new ModelTaskMismatch(
+      `Model ${served.name} reads pictures: send one to its predict/image route.`,
+    )
   }
   return served
 }
