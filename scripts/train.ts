@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { type Artifacts, writeArtifacts } from './training/artifacts.js'
@@ -49,6 +49,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     allowPositionals: true,
   })
   if (values.corpus) {
+    await mkdir(new URL('.', CORPUS_FILE), { recursive: true })
     await writeFile(CORPUS_FILE, tinyTextCorpus())
     console.log(`wrote ${fileURLToPath(CORPUS_FILE)}`)
   }
