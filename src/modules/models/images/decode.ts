@@ -1,10 +1,20 @@
-import sharp from 'sharp'
+import type { Sharp, SharpOptions } from 'sharp'
 import type { ImageInput } from '../card.js'
 import { type TensorData, tensor } from '../runtime/backend.js'
 import { ImageTooManyPixels, ImageUnreadable, UnsupportedImageType } from './errors.js'
 
-// Each upload is decoded once: libvips' operation cache would only hold on to memory.
-sharp.cache(false)
+type SharpFactory = (input: Buffer, options: SharpOptions) => Sharp
+let loadingSharp: Promise<SharpFactory> | undefined
+
+/** sharp and libvips cost ~20 MB resident: loaded on the first picture, not at start. */
+function loadSharp(): Promise<SharpFactory> {
+  loadingSharp ??= import('sharp').then(({ default: sharp }) => {
+    // Each upload is decoded once: libvips' operation cache would only hold on to memory.
+    sharp.cache(false)
+    return sharp
+  })
+  return loadingSharp
+}
 
 export type ImageFormat = 'jpeg' | 'png' | 'webp'
 
@@ -73,6 +83,7 @@ export async function prepareImage(
       { accepted: Object.values(IMAGE_MEDIA_TYPES) },
     )
   }
+  const sharp = await loadSharp()
   const options = { limitInputPixels: limits.maxPixels, failOn: 'truncated' } as const
   let width: number
   let height: number
