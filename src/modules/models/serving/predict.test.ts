@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   buildTestApp,
   createTestUser,
@@ -690,23 +690,30 @@ describe('micro-batching', () => {
 })
 
 describe('the prediction queue', () => {
-  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a slow model', () => {
-    const s = useServing(
-      {
-        PREDICT_QUEUE_MAX: '4',
-        INFERENCE_MAX_BATCH_SIZE: '1',
-        PREDICTION_CACHE_TTL_MS: '0',
-        RATE_LIMIT_MAX: '1000',
-      },
-      { latencyMs: 100 },
-    )
+  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a model held busy', () => {
+    const s = useServing({
+      PREDICT_QUEUE_MAX: '4',
+      INFERENCE_MAX_BATCH_SIZE: '1',
+      PREDICTION_CACHE_TTL_MS: '0',
+      RATE_LIMIT_MAX: '1000',
+    })
 
     it('when 20 predictions arrive at once, then one runs, four wait, and the rest get 503 PREDICTION_QUEUE_FULL with Retry-After without running, counted by model and reason', async () => {
       const name = await register(s)
       const before = s.backend.runs.length
-      const responses = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => predict(s, name, sample(i + 1))),
+      // The first run lasts until every refusal is in, however slowly a loaded machine
+      // delivers the 20 requests: a model that merely sleeps could finish early and free a place.
+      const release = s.backend.hold()
+      let answered = 0
+      const pending = Array.from({ length: 20 }, (_, i) =>
+        predict(s, name, sample(i + 1)).finally(() => answered++),
       )
+      try {
+        await vi.waitFor(() => expect(answered).toBe(15), { timeout: 20_000, interval: 20 })
+      } finally {
+        release()
+      }
+      const responses = await Promise.all(pending)
       const ok = responses.filter((response) => response.statusCode === 200)
       const refused = responses.filter((response) => response.statusCode === 503)
       expect(ok).toHaveLength(5)
