@@ -56,6 +56,11 @@ export default defineConfig(({ mode }) => ({
     exclude: [...configDefaults.exclude, ...(mode === 'services' ? MODE_INDEPENDENT : [])],
     globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
+    // Vitest's default on 2 cores is one fork, which leaves a core idle while a file waits on
+    // a child process, a timer or the database. Two forks, measured on 6 files on the 2-core CI
+    // machine: 429 s instead of 566 s of wall time for the same 61 s of CPU.
+    maxWorkers: 2,
+    minWorkers: 1,
     testTimeout: 30_000,
     hookTimeout: 60_000,
     reporters: ['default'],
