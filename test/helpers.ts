@@ -1,16 +1,15 @@
 import { readFileSync } from 'node:fs'
 import { Writable } from 'node:stream'
 import type { InjectOptions } from 'fastify'
-import pg from 'pg'
 import { inject } from 'vitest'
 import { type App, type AppOverrides, buildApp } from '../src/app.js'
 import { type Config, loadConfig } from '../src/config.js'
 import { createEmbeddedDatabase, type DatabaseHandle, type QueryTracer } from '../src/db/client.js'
-import { migrate } from '../src/db/migrate.js'
 import { createPostgresDatabase } from '../src/db/postgres.js'
 import { hashPassword } from '../src/modules/auth/passwords.js'
 import { createUserRepository } from '../src/modules/users/repository.js'
 import type { Role } from '../src/shared/caller.js'
+import { administer } from './postgres-admin.js'
 
 /** True under `npm run test:services`: PostgreSQL and Redis instead of PGlite. */
 export const SERVICES_MODE = inject('databaseMode') === 'services'
@@ -61,20 +60,16 @@ export async function createTestDatabase(
 /**
  * A migrated database of the calling test file's own, in services mode too: for tests whose
  * subject is state global to a database, such as which models are active and load at every
- * start, which other files sharing the test database would change under them. Dropped on
- * close. In embedded mode every test database is private already.
+ * start, which other files sharing the test database would change under them. In services
+ * mode it is a copy of the migrated template the global setup made, dropped on close, and
+ * `url` names it (for a worker or a second process to open); in embedded mode every test
+ * database is private already and has no URL.
  */
-export async function createPrivateTestDatabase(): Promise<DatabaseHandle> {
+export async function createPrivateTestDatabase(): Promise<DatabaseHandle & { url?: string }> {
   if (!SERVICES_MODE) return createTestDatabase()
-  const shared = new URL(process.env.DATABASE_URL as string)
-  const name = `${shared.pathname.slice(1)}_${unique().toLowerCase()}`.slice(0, 63)
-  const admin = new pg.Client({ connectionString: process.env.DATABASE_URL })
-  await admin.connect()
-  try {
-    await admin.query(`CREATE DATABASE "${name}"`)
-  } finally {
-    await admin.end()
-  }
+  const shared = process.env.DATABASE_URL as string
+  const name = `${new URL(shared).pathname.slice(1)}_${unique().toLowerCase()}`.slice(0, 63)
+  await administer(shared, `CREATE DATABASE "${name}" TEMPLATE "${inject('postgresTemplate')}"`)
   const url = new URL(shared)
   url.pathname = `/${name}`
   const database = createPostgresDatabase({
@@ -83,18 +78,12 @@ export async function createPrivateTestDatabase(): Promise<DatabaseHandle> {
     connectTimeoutMs: 5000,
     statementTimeoutMs: 15000,
   })
-  await migrate(database)
   return {
     ...database,
+    url: url.href,
     async close() {
       await database.close()
-      const dropper = new pg.Client({ connectionString: process.env.DATABASE_URL })
-      await dropper.connect()
-      try {
-        await dropper.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
-      } finally {
-        await dropper.end()
-      }
+      await administer(shared, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
     },
   }
 }

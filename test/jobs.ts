@@ -1,14 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { sql } from 'drizzle-orm'
-import pg from 'pg'
 import type { DatabaseHandle, Executor } from '../src/db/client.js'
-import { migrate } from '../src/db/migrate.js'
-import { createPostgresDatabase } from '../src/db/postgres.js'
 import type { JobHandlerRegistry } from '../src/modules/jobs/handlers.js'
 import { type RunningWorker, startWorker } from '../src/worker-app.js'
 import {
   buildTestApp,
-  createTestDatabase,
+  createPrivateTestDatabase,
   SERVICES_MODE,
   type TestApp,
   testConfig,
@@ -47,36 +44,8 @@ export interface JobsDatabase {
 }
 
 export async function createJobsDatabase(): Promise<JobsDatabase> {
-  if (!SERVICES_MODE) {
-    const database = await createTestDatabase()
-    return { database, drop: () => database.close() }
-  }
-  const shared = new URL(process.env.DATABASE_URL as string)
-  const name = `${shared.pathname.slice(1)}_j${unique().toLowerCase()}`.slice(0, 63)
-  const admin = new pg.Client({ connectionString: shared.href })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE "${name}"`).finally(() => admin.end())
-  const url = new URL(shared)
-  url.pathname = `/${name}`
-  const database = createPostgresDatabase({
-    url: url.href,
-    poolMax: 5,
-    connectTimeoutMs: 5000,
-    statementTimeoutMs: 15000,
-  })
-  await migrate(database)
-  return {
-    url: url.href,
-    database,
-    async drop() {
-      await database.close()
-      const dropper = new pg.Client({ connectionString: shared.href })
-      await dropper.connect()
-      await dropper
-        .query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
-        .finally(() => dropper.end())
-    },
-  }
+  const database = await createPrivateTestDatabase()
+  return { url: database.url, database, drop: () => database.close() }
 }
 
 export interface JobsTestApp extends TestApp {

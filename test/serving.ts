@@ -30,7 +30,9 @@ export async function serveIrisLike(
   { latencyMs, spec = irisClassifierSpec() }: { latencyMs?: number; spec?: TestModelSpec } = {},
 ): Promise<ServedIris> {
   const backend = createTestBackend({ models: { [IRIS_GRAPH]: spec }, latencyMs })
-  const t = await buildTestApp(env, { inference: backend })
+  // A database of its own: an active model left in the shared services-mode database would be
+  // loaded by every later app there, whose backend cannot load it, and turn its /ready red.
+  const t = await buildTestApp(env, { inference: backend, privateDatabase: true })
   const admin = await createTestUser(t, 'admin')
   const user = await createTestUser(t, 'user')
   const name = `iris-${unique().toLowerCase()}`

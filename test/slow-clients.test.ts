@@ -66,13 +66,12 @@ function rawClient(): Promise<RawClient> {
   })
 }
 
-/** GET /health on a connection of its own; its status and how long the answer took. */
-function timedHealth(): Promise<{ status: number; ms: number }> {
+/** GET /health on a connection of its own; its status. */
+function health(): Promise<{ status: number }> {
   return new Promise((resolve, reject) => {
-    const start = performance.now()
     const req = httpRequest({ host: '127.0.0.1', port, path: '/health', agent: false }, (res) => {
       res.resume()
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - start }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0 }))
     })
     req.on('error', reject)
     req.end()
@@ -138,12 +137,12 @@ describe('slow clients', () => {
     open = clients.length
 
     const answers = []
-    for (let i = 0; i < 20; i++) answers.push(await timedHealth())
+    for (let i = 0; i < 20; i++) answers.push(await health())
     const stillOpen = open
 
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200))
-    // Generous for a shared box: a blocked event loop would take the whole request timeout.
-    expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(REQUEST_TIMEOUT_MS / 2)
+    // Every answer came while every slow client was still connected: a server blocked by
+    // them would have answered only once the request timeout had cut them.
     expect(stillOpen).toBe(200)
     const cutAfter = await Promise.all(clients.map((client) => client.closed))
     await Promise.all(closedLog)

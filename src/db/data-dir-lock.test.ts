@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, inject, it } from 'vitest'
 import { runCli } from '../../test/processes.js'
 import { createEmbeddedDatabase } from './client.js'
 import { DataDirLockedError, lockDataDir } from './data-dir-lock.js'
@@ -16,6 +16,9 @@ function freshDir() {
   return join(parent, 'pgdata')
 }
 
+/** A directory's first open loads the migrated template: an initdb costs seconds more. */
+const migrated = () => new Blob([readFileSync(inject('pgliteTemplate'))])
+
 /** The pid of a process that has already exited. */
 function deadPid(): number {
   const child = spawnSync(process.execPath, ['-e', ''])
@@ -28,7 +31,7 @@ const cliOn = (args: string[], dataDir: string) =>
 describe('embedded data directory lock', { timeout: 120_000 }, () => {
   it('when a data directory is open, then a second open is refused naming the holder pid, and the first keeps working', async () => {
     const dir = freshDir()
-    const first = await createEmbeddedDatabase({ dataDir: dir })
+    const first = await createEmbeddedDatabase({ dataDir: dir, loadDataDir: migrated() })
     try {
       const second = createEmbeddedDatabase({ dataDir: dir })
       await expect(second).rejects.toBeInstanceOf(DataDirLockedError)
@@ -41,7 +44,7 @@ describe('embedded data directory lock', { timeout: 120_000 }, () => {
 
   it('when the holder closes the database, then the lock file is gone and the directory opens again', async () => {
     const dir = freshDir()
-    const first = await createEmbeddedDatabase({ dataDir: dir })
+    const first = await createEmbeddedDatabase({ dataDir: dir, loadDataDir: migrated() })
     expect(readFileSync(`${dir}.lock`, 'utf8').trim()).toBe(String(process.pid))
     await first.close()
     expect(existsSync(`${dir}.lock`)).toBe(false)

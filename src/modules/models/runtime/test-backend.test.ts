@@ -71,6 +71,23 @@ describe('createTestBackend', () => {
     await expect(model.run(row(1, 2, 3, 4))).rejects.toBeInstanceOf(InferenceError)
     expect(backend.releases).toEqual(['iris'])
   })
+
+  it('when held, then runs are recorded but answer only once released, and later runs are not held', async () => {
+    const backend = createTestBackend({ models: { iris: linearClassifierSpec() } })
+    const model = await backend.load(testModelBytes('iris'))
+    const release = backend.hold()
+    let answered = false
+    const held = model.run(row(1, 2, 3, 4)).then((outputs) => {
+      answered = true
+      return outputs
+    })
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(backend.runs).toEqual([{ model: 'iris', batchSize: 1 }])
+    expect(answered).toBe(false)
+    release()
+    await expect(held).resolves.toHaveProperty('label')
+    await expect(model.run(row(1, 2, 3, 4))).resolves.toHaveProperty('label')
+  })
 })
 
 describe('createModelBatcher', () => {

@@ -49,6 +49,11 @@ export interface TestBackend extends InferenceBackend {
   readonly runs: TestRun[]
   readonly loads: { model: string; options: LoadOptions }[]
   readonly releases: string[]
+  /**
+   * Holds every run that starts from now on (each is recorded in `runs` first) until the
+   * returned function is called: a slow model whose slowness the test decides, not the clock.
+   */
+  hold(): () => void
 }
 
 const MAGIC = 'orderflow-test-model:'
@@ -71,6 +76,7 @@ export function createTestBackend(options: TestBackendOptions): TestBackend {
   const runs: TestRun[] = []
   const loads: TestBackend['loads'] = []
   const releases: string[] = []
+  let held: Promise<void> | undefined
 
   function loaded(name: string, spec: TestModelSpec): LoadedModel {
     let released = false
@@ -85,6 +91,7 @@ export function createTestBackend(options: TestBackendOptions): TestBackend {
         const first = feeds[spec.signature.inputs[0]?.name ?? ''] as TensorData | undefined
         const batchSize = first?.dims[0] ?? 1
         runs.push({ model: name, batchSize })
+        if (held) await held
         if (options.latencyMs) await sleep(options.latencyMs)
         const ones = new Array<number>(batchSize).fill(1)
         const split = Object.entries(feeds).map(
@@ -119,6 +126,17 @@ export function createTestBackend(options: TestBackendOptions): TestBackend {
     runs,
     loads,
     releases,
+    hold() {
+      let release = () => {}
+      const gate = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      held = gate
+      return () => {
+        if (held === gate) held = undefined
+        release()
+      }
+    },
     async load(bytes, loadOptions = {}) {
       const name = modelName(bytes)
       if (name === undefined) {

@@ -1,5 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   buildTestApp,
   createTestUser,
@@ -602,17 +601,25 @@ describe('the prediction cache', () => {
     })
   })
 
-  describe('with PREDICTION_CACHE_TTL_MS=300', () => {
-    const short = useServing({ PREDICTION_CACHE_TTL_MS: '300' })
+  describe('with PREDICTION_CACHE_TTL_MS=2000', () => {
+    // Long enough that the second request lands inside it on a loaded machine (it failed at
+    // 300 ms); the expiry is then awaited, not slept for.
+    const short = useServing({ PREDICTION_CACHE_TTL_MS: '2000' })
 
     it('when the entry has expired, then the answer is computed again', async () => {
       const name = await register(short)
       await predict(short, name, sample())
       expect((await predict(short, name, sample())).json().cached).toBe(true)
-      await sleep(600)
-      const before = short.backend.runs.length
-      const response = await predict(short, name, sample())
-      expect(response.json().cached).toBe(false)
+      let before = 0
+      const response = await vi.waitFor(
+        async () => {
+          before = short.backend.runs.length
+          const answer = await predict(short, name, sample())
+          if (answer.json().cached) throw new Error('the entry has not expired yet')
+          return answer
+        },
+        { timeout: 20_000, interval: 200 },
+      )
       expectComputed(response.json(), sample())
       expect(short.backend.runs.slice(before)).toEqual([{ model: LINEAR, batchSize: 1 }])
     })
@@ -690,23 +697,30 @@ describe('micro-batching', () => {
 })
 
 describe('the prediction queue', () => {
-  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a slow model', () => {
-    const s = useServing(
-      {
-        PREDICT_QUEUE_MAX: '4',
-        INFERENCE_MAX_BATCH_SIZE: '1',
-        PREDICTION_CACHE_TTL_MS: '0',
-        RATE_LIMIT_MAX: '1000',
-      },
-      { latencyMs: 100 },
-    )
+  describe('with PREDICT_QUEUE_MAX=4, batches of one row and a model held busy', () => {
+    const s = useServing({
+      PREDICT_QUEUE_MAX: '4',
+      INFERENCE_MAX_BATCH_SIZE: '1',
+      PREDICTION_CACHE_TTL_MS: '0',
+      RATE_LIMIT_MAX: '1000',
+    })
 
     it('when 20 predictions arrive at once, then one runs, four wait, and the rest get 503 PREDICTION_QUEUE_FULL with Retry-After without running, counted by model and reason', async () => {
       const name = await register(s)
       const before = s.backend.runs.length
-      const responses = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => predict(s, name, sample(i + 1))),
+      // The first run lasts until every refusal is in, however slowly a loaded machine
+      // delivers the 20 requests: a model that merely sleeps could finish early and free a place.
+      const release = s.backend.hold()
+      let answered = 0
+      const pending = Array.from({ length: 20 }, (_, i) =>
+        predict(s, name, sample(i + 1)).finally(() => answered++),
       )
+      try {
+        await vi.waitFor(() => expect(answered).toBe(15), { timeout: 20_000, interval: 20 })
+      } finally {
+        release()
+      }
+      const responses = await Promise.all(pending)
       const ok = responses.filter((response) => response.statusCode === 200)
       const refused = responses.filter((response) => response.statusCode === 503)
       expect(ok).toHaveLength(5)
