@@ -232,6 +232,8 @@ describe('roles', () => {
     'DELETE /v1/models/{name}/versions/{version}': admins,
     'POST /v1/models/{name}/predict': everyone,
     'POST /v1/models/{name}/predict/batch': everyone,
+    'POST /v1/models/{name}/predict/image': everyone,
+    'POST /v1/classify-image': everyone,
     'POST /v1/predict': everyone,
     'POST /v1/models/{name}/generate': everyone,
     'POST /v1/chat/completions': everyone,
@@ -263,7 +265,10 @@ describe('roles', () => {
     const viewerWrites = Object.entries(matrix)
       .filter(([operation, roles]) => roles.includes('viewer') && !operation.startsWith('GET '))
       .map(([operation]) => operation)
-      .filter((operation) => !/\/(predict|infer|generate|completions)(\/|$)/.test(operation))
+      .filter(
+        (operation) =>
+          !/\/(predict|infer|generate|completions|classify-image)(\/|$)/.test(operation),
+      )
     expect(documentedOperations(/viewers write only through[^:]*:([^—]*)—/)).toEqual(
       viewerWrites.sort(),
     )

@@ -1232,6 +1232,169 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/classify-image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Classify a picture with the default image model
+         * @description The shortcut to the active version of the default image model (DEFAULT_IMAGE_MODEL, `shapes` here). A `multipart/form-data` body whose `image` part is a JPEG, PNG or WebP file of at most 10485760 bytes and 25000000 pixels (image/jpeg, image/png, image/webp; recognised by its content, not its name or declared type: anything else, SVG included, answers 415). The picture is decoded, turned upright, resized and normalised as the model's card says (`card.image`), and predicted with every other prediction of that model in one micro-batch. 413 IMAGE_TOO_LARGE for too many bytes, 413 IMAGE_TOO_MANY_PIXELS for a header that declares too many pixels (refused before decoding), 422 IMAGE_UNREADABLE for a truncated or corrupt file, 409 MODEL_TASK_MISMATCH for a model that does not take pictures.
+         */
+        post: {
+            parameters: {
+                query: {
+                    /** @description How many labels to answer, most probable first (at most the model has). */
+                    top_k: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "multipart/form-data": {
+                        /**
+                         * Format: binary
+                         * @description The picture: a JPEG, PNG or WebP file (`file` is accepted as its name too).
+                         */
+                        image: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description The picture as uploaded, before resizing. */
+                            image: {
+                                /** @description jpeg, png or webp, as the content says. */
+                                format: string;
+                                height: number;
+                                width: number;
+                            };
+                            /** @description Time spent answering in this service. */
+                            latency_ms: number;
+                            model: string;
+                            /** @description The most probable label. */
+                            prediction: string;
+                            /** @description Its probability. */
+                            probability: number;
+                            /** @description The top_k most probable labels, most probable first. */
+                            top_k: {
+                                label: string;
+                                probability: number;
+                            }[];
+                            version: string;
+                        };
+                    };
+                };
+                /** @description Malformed request (e.g. invalid JSON). */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or invalid credentials. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The caller may not do this. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Conflicts with the current state. */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Body larger than the limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Unsupported media type (the detail names those accepted) or a compressed body (`Content-Encoding` other than identity). */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Validation failed; `errors` lists every problem by path. */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many requests; see `Retry-After`. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/customers": {
         parameters: {
             query?: never;
@@ -3481,7 +3644,8 @@ export interface paths {
                                 [key: string]: string;
                             };
                             model: string;
-                            version?: number;
+                            /** @description a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one */
+                            version?: string;
                         };
                         /** @enum {string} */
                         type: "batch_predict";
@@ -4178,6 +4342,37 @@ export interface paths {
                                     /** @description The characters the model knows, by index. */
                                     vocabulary: string[];
                                 };
+                                image?: {
+                                    /** @description 3 for colour, 1 for greyscale. */
+                                    channels: 1 | 3;
+                                    /**
+                                     * @description The order of the colour channels (3 channels); Caffe-era models take BGR.
+                                     * @enum {string}
+                                     */
+                                    color_order: "RGB" | "BGR";
+                                    height: number;
+                                    /** @description The graph input the pixels feed: float32, [N, channels, height, width] (NCHW) or [N, height, width, channels] (NHWC). */
+                                    input: string;
+                                    /** @enum {string} */
+                                    layout: "NCHW" | "NHWC";
+                                    /** @description Subtracted from each channel, in order. */
+                                    mean: number[];
+                                    /** @description Each 0-255 pixel value is multiplied by this before normalisation: 1/255 for models trained on [0, 1] values, 1 for raw values. */
+                                    rescale: number;
+                                    /**
+                                     * @description fill: stretch to the size; cover: scale the shorter side to fit, then crop the centre; contain: scale the longer side to fit, then pad with black.
+                                     * @enum {string}
+                                     */
+                                    resize: "fill" | "cover" | "contain";
+                                    /**
+                                     * @description What the labelled output holds: probabilities, or logits the server turns into probabilities with a softmax.
+                                     * @enum {string}
+                                     */
+                                    scores: "probabilities" | "logits";
+                                    /** @description Each channel is then divided by this. */
+                                    std: number[];
+                                    width: number;
+                                };
                                 inputs: {
                                     categories?: string[];
                                     /** @description The value the model imputes when the input is missing. */
@@ -4441,6 +4636,37 @@ export interface paths {
                                     pad: string;
                                     /** @description The characters the model knows, by index. */
                                     vocabulary: string[];
+                                };
+                                image?: {
+                                    /** @description 3 for colour, 1 for greyscale. */
+                                    channels: 1 | 3;
+                                    /**
+                                     * @description The order of the colour channels (3 channels); Caffe-era models take BGR.
+                                     * @enum {string}
+                                     */
+                                    color_order: "RGB" | "BGR";
+                                    height: number;
+                                    /** @description The graph input the pixels feed: float32, [N, channels, height, width] (NCHW) or [N, height, width, channels] (NHWC). */
+                                    input: string;
+                                    /** @enum {string} */
+                                    layout: "NCHW" | "NHWC";
+                                    /** @description Subtracted from each channel, in order. */
+                                    mean: number[];
+                                    /** @description Each 0-255 pixel value is multiplied by this before normalisation: 1/255 for models trained on [0, 1] values, 1 for raw values. */
+                                    rescale: number;
+                                    /**
+                                     * @description fill: stretch to the size; cover: scale the shorter side to fit, then crop the centre; contain: scale the longer side to fit, then pad with black.
+                                     * @enum {string}
+                                     */
+                                    resize: "fill" | "cover" | "contain";
+                                    /**
+                                     * @description What the labelled output holds: probabilities, or logits the server turns into probabilities with a softmax.
+                                     * @enum {string}
+                                     */
+                                    scores: "probabilities" | "logits";
+                                    /** @description Each channel is then divided by this. */
+                                    std: number[];
+                                    width: number;
                                 };
                                 inputs: {
                                     categories?: string[];
@@ -5349,6 +5575,183 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/{name}/predict/image": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Classify a picture with an image model
+         * @description A `multipart/form-data` body whose `image` part is a JPEG, PNG or WebP file of at most 10485760 bytes and 25000000 pixels (image/jpeg, image/png, image/webp; recognised by its content, not its name or declared type: anything else, SVG included, answers 415). The picture is decoded, turned upright, resized and normalised as the model's card says (`card.image`), and predicted with every other prediction of that model in one micro-batch. 413 IMAGE_TOO_LARGE for too many bytes, 413 IMAGE_TOO_MANY_PIXELS for a header that declares too many pixels (refused before decoding), 422 IMAGE_UNREADABLE for a truncated or corrupt file, 409 MODEL_TASK_MISMATCH for a model that does not take pictures.
+         */
+        post: {
+            parameters: {
+                query: {
+                    /** @description How many labels to answer, most probable first (at most the model has). */
+                    top_k: number;
+                    /** @description a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one */
+                    version?: string;
+                };
+                header?: never;
+                path: {
+                    /** @description a model name in kebab-case, e.g. car-price */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "multipart/form-data": {
+                        /**
+                         * Format: binary
+                         * @description The picture: a JPEG, PNG or WebP file (`file` is accepted as its name too).
+                         */
+                        image: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description The picture as uploaded, before resizing. */
+                            image: {
+                                /** @description jpeg, png or webp, as the content says. */
+                                format: string;
+                                height: number;
+                                width: number;
+                            };
+                            /** @description Time spent answering in this service. */
+                            latency_ms: number;
+                            model: string;
+                            /** @description The most probable label. */
+                            prediction: string;
+                            /** @description Its probability. */
+                            probability: number;
+                            /** @description The top_k most probable labels, most probable first. */
+                            top_k: {
+                                label: string;
+                                probability: number;
+                            }[];
+                            version: string;
+                        };
+                    };
+                };
+                /** @description Malformed request (e.g. invalid JSON). */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or invalid credentials. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The caller may not do this. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Conflicts with the current state. */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Body larger than the limit. */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description A path segment longer than any resource name. */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Unsupported media type (the detail names those accepted) or a compressed body (`Content-Encoding` other than identity). */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Validation failed; `errors` lists every problem by path. */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many requests; see `Retry-After`. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not ready. */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models/{name}/predictions": {
         parameters: {
             query?: never;
@@ -5674,6 +6077,37 @@ export interface paths {
                                     pad: string;
                                     /** @description The characters the model knows, by index. */
                                     vocabulary: string[];
+                                };
+                                image?: {
+                                    /** @description 3 for colour, 1 for greyscale. */
+                                    channels: 1 | 3;
+                                    /**
+                                     * @description The order of the colour channels (3 channels); Caffe-era models take BGR.
+                                     * @enum {string}
+                                     */
+                                    color_order: "RGB" | "BGR";
+                                    height: number;
+                                    /** @description The graph input the pixels feed: float32, [N, channels, height, width] (NCHW) or [N, height, width, channels] (NHWC). */
+                                    input: string;
+                                    /** @enum {string} */
+                                    layout: "NCHW" | "NHWC";
+                                    /** @description Subtracted from each channel, in order. */
+                                    mean: number[];
+                                    /** @description Each 0-255 pixel value is multiplied by this before normalisation: 1/255 for models trained on [0, 1] values, 1 for raw values. */
+                                    rescale: number;
+                                    /**
+                                     * @description fill: stretch to the size; cover: scale the shorter side to fit, then crop the centre; contain: scale the longer side to fit, then pad with black.
+                                     * @enum {string}
+                                     */
+                                    resize: "fill" | "cover" | "contain";
+                                    /**
+                                     * @description What the labelled output holds: probabilities, or logits the server turns into probabilities with a softmax.
+                                     * @enum {string}
+                                     */
+                                    scores: "probabilities" | "logits";
+                                    /** @description Each channel is then divided by this. */
+                                    std: number[];
+                                    width: number;
                                 };
                                 inputs: {
                                     categories?: string[];
