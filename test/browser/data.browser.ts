@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises'
+import sharp from 'sharp'
 import { describe, expect, it } from 'vitest'
 import { unique } from '../helpers.js'
 import { seriousViolations, signIn, startConsole } from './harness.js'
@@ -83,6 +84,36 @@ describe('datasets, jobs and models in the console', () => {
     }
     await page.getByRole('button', { name: 'Predict' }).click()
     await expect.poll(() => page.getByTestId('prediction').textContent()).toContain('setosa')
+    expect(await seriousViolations(page)).toEqual([])
+    expect(h.errorsOf(page)).toEqual([])
+  })
+
+  it('when a viewer chooses a picture for the shapes model, then its most probable label is shown', async () => {
+    const golden = JSON.parse(
+      await readFile(new URL('../../models/shapes.golden.json', import.meta.url), 'utf8'),
+    )
+    const card = JSON.parse(
+      await readFile(new URL('../../models/shapes.card.json', import.meta.url), 'utf8'),
+    )
+    const { input, output } = golden.cases[0]
+    const labels: string[] = card.outputs.find(
+      (entry: { name: string }) => entry.name === 'probabilities',
+    ).labels
+    const picture = await sharp(Buffer.from(input.rgb_base64, 'base64'), {
+      raw: { width: input.width, height: input.height, channels: 3 },
+    })
+      .png()
+      .toBuffer()
+    const page = await h.open()
+    await signIn(page, h.baseUrl, h.users.viewer, '/console/models/shapes')
+    await page.getByRole('heading', { name: 'Classify a picture' }).waitFor()
+    // The file button's input: what a drop and a keyboard choice both end in.
+    await page
+      .locator('input[type=file]')
+      .setInputFiles({ name: 'shape.png', mimeType: 'image/png', buffer: picture })
+    await expect
+      .poll(() => page.getByTestId('image-prediction').textContent())
+      .toContain(`Prediction: ${labels[output.label]}`)
     expect(await seriousViolations(page)).toEqual([])
     expect(h.errorsOf(page)).toEqual([])
   })

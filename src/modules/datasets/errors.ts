@@ -14,5 +14,3 @@ export const DatasetImportFailed = defineError('DATASET_IMPORT_FAILED', 422)
 export const DatasetNotReady = defineError('DATASET_NOT_READY', 409)
 /** An opaque cursor that this dataset and query did not issue. */
 export const InvalidCursor = defineError('INVALID_CURSOR', 422)
-/** A multipart body that ends early or breaks its own framing. */
-export const MalformedUpload = defineError('MALFORMED_MULTIPART', 400)

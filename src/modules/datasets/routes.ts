@@ -5,8 +5,9 @@ import { Type } from 'typebox'
 import { callerOf } from '../../platform/auth.js'
 import { assertValid } from '../../platform/validation.js'
 import { AppError, ValidationFailed } from '../../shared/errors.js'
+import { asMalformedMultipart } from '../../shared/multipart.js'
 import { IdParamsSchema, problemResponses } from '../../shared/schemas.js'
-import { DatasetTooLarge, DatasetUploadNotMultipart, MalformedUpload } from './errors.js'
+import { DatasetTooLarge, DatasetUploadNotMultipart } from './errors.js'
 import {
   BatchResultSchema,
   DatasetAcceptedSchema,
@@ -104,16 +105,7 @@ async function readUpload(
     if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
       throw new DatasetTooLarge('The file is larger than the limit.')
     }
-    // The multipart parser's own errors are plain, code-less Errors about the body's framing.
-    if (
-      error instanceof Error &&
-      !(error instanceof AppError) &&
-      (error as { code?: string }).code === undefined &&
-      /multipart|boundary|part/i.test(error.message)
-    ) {
-      throw new MalformedUpload(`The multipart body is malformed: ${error.message.slice(0, 200)}.`)
-    }
-    throw error
+    throw asMalformedMultipart(error)
   }
 }
 

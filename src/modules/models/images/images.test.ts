@@ -320,6 +320,27 @@ describe('pictures that are refused', () => {
     expect(json.statusCode, json.body).toBe(415)
   })
 
+  it('when the multipart body lacks its boundary or is cut short, then 400 MALFORMED_MULTIPART', async () => {
+    const asViewer = injectAs(t, viewer)
+    const noBoundary = await asViewer({
+      method: 'POST',
+      url: '/v1/classify-image',
+      headers: { 'content-type': 'multipart/form-data' },
+      payload: '{"image":"aGVsbG8="}',
+    })
+    expect(noBoundary.statusCode, noBoundary.body).toBe(400)
+    expect(noBoundary.json().code).toBe('MALFORMED_MULTIPART')
+    const whole = await upload(await goldenPicture(0))
+    const cut = await asViewer({
+      method: 'POST',
+      url: '/v1/classify-image',
+      headers: whole.headers,
+      payload: whole.payload.subarray(0, whole.payload.length - 20),
+    })
+    expect(cut.statusCode, cut.body).toBe(400)
+    expect(cut.json().code).toBe('MALFORMED_MULTIPART')
+  })
+
   it('when the model does not read pictures, then 409; and the JSON predict route refuses an image model', async () => {
     const iris = await predictImage(await goldenPicture(0), '/v1/models/iris/predict/image')
     expect(iris.statusCode, iris.body).toBe(409)

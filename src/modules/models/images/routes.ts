@@ -4,6 +4,7 @@ import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import { ROLES } from '../../../shared/caller.js'
 import { defineError, ValidationFailed } from '../../../shared/errors.js'
+import { asMalformedMultipart } from '../../../shared/multipart.js'
 import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
 import { traceContext, traceparentOf } from '../remote/remote-model.js'
@@ -106,23 +107,23 @@ export const IMAGE_UPLOAD_BODY = {
 /** The picture's bytes, from the first file part named image (or file); other parts are skipped. */
 async function readPicture(request: FastifyRequest, maxBytes: number): Promise<Buffer> {
   let picture: Buffer | undefined
-  for await (const part of request.parts()) {
-    if (part.type !== 'file') continue
-    if (picture !== undefined || !IMAGE_PARTS.has(part.fieldname)) {
-      // Unread file streams would stall the request.
-      part.file.resume()
-      continue
-    }
-    try {
-      picture = await part.toBuffer()
-    } catch (error) {
-      if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
-        throw new ImageTooLarge(`The picture is larger than ${maxBytes} bytes.`, {
-          max_bytes: maxBytes,
-        })
+  try {
+    for await (const part of request.parts()) {
+      if (part.type !== 'file') continue
+      if (picture !== undefined || !IMAGE_PARTS.has(part.fieldname)) {
+        // Unread file streams would stall the request.
+        part.file.resume()
+        continue
       }
-      throw error
+      picture = await part.toBuffer()
     }
+  } catch (error) {
+    if ((error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
+      throw new ImageTooLarge(`The picture is larger than ${maxBytes} bytes.`, {
+        max_bytes: maxBytes,
+      })
+    }
+    throw asMalformedMultipart(error)
   }
   if (picture === undefined || picture.length === 0) {
     throw new ValidationFailed(
