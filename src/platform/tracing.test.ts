@@ -1,4 +1,4 @@
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { context, trace } from '@opentelemetry/api'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -12,6 +12,7 @@ import {
   type TestApp,
   unique,
 } from '../../test/helpers.js'
+import { startOtlpReceiver } from '../../test/otlp-receiver.js'
 import { customers } from '../db/schema/index.js'
 import type { InferenceBackend } from '../modules/models/runtime/backend.js'
 import {
@@ -21,40 +22,6 @@ import {
   traceQuery,
   tracingEnabled,
 } from './tracing.js'
-
-interface ExportedSpan {
-  traceId: string
-  spanId: string
-  parentSpanId?: string
-  name: string
-  kind: number
-  attributes: { key: string; value: Record<string, unknown> }[]
-}
-
-/** A real OTLP/HTTP receiver (JSON encoding) on loopback, keeping every span it is sent. */
-async function startReceiver() {
-  const spans: ExportedSpan[] = []
-  const server: Server = createServer((request, response) => {
-    let body = ''
-    request.on('data', (chunk) => {
-      body += chunk
-    })
-    request.on('end', () => {
-      if (request.url === '/v1/traces') {
-        const payload = JSON.parse(body) as {
-          resourceSpans: { scopeSpans: { spans: ExportedSpan[] }[] }[]
-        }
-        for (const resource of payload.resourceSpans) {
-          for (const scope of resource.scopeSpans) spans.push(...scope.spans)
-        }
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return { spans, url: `http://127.0.0.1:${port}`, close: () => server.close() }
-}
 
 /** The headers a loopback HTTP server received, one entry per request. */
 async function startEchoServer() {
@@ -71,12 +38,12 @@ async function startEchoServer() {
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CALLER_SPAN = '00f067aa0ba902b7'
 
-let receiver: Awaited<ReturnType<typeof startReceiver>>
+let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>
 let tracing: Tracing
 let t: TestApp
 
 beforeAll(async () => {
-  receiver = await startReceiver()
+  receiver = await startOtlpReceiver()
   const started = await startTracing({
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
     OTEL_SERVICE_NAME: 'orderflow-test',

@@ -1,4 +1,3 @@
-import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { context, trace } from '@opentelemetry/api'
 import { eq } from 'drizzle-orm'
@@ -7,48 +6,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { insertProduct } from '../../../test/catalog.js'
 import { createTestUser, injectAs, SERVICES_MODE, unique } from '../../../test/helpers.js'
 import { buildJobsTestApp, eventually, type JobsTestApp } from '../../../test/jobs.js'
+import { type ExportedSpan, startOtlpReceiver } from '../../../test/otlp-receiver.js'
 import { customers, jobs } from '../../db/schema/index.js'
 import { startTracing, type Tracing } from '../../platform/tracing.js'
-
-interface ExportedSpan {
-  traceId: string
-  spanId: string
-  parentSpanId?: string
-  traceState?: string
-  name: string
-  kind: number
-  status?: { code?: number }
-  attributes: { key: string; value: Record<string, unknown> }[]
-}
 
 /** OTLP's SpanKind numbers (the JSON encoding keeps the protobuf enum). */
 const KIND = { server: 2, producer: 4, consumer: 5 }
 const STATUS_ERROR = 2
-
-/** A real OTLP/HTTP receiver (JSON encoding) on loopback, keeping every span it is sent. */
-async function startReceiver() {
-  const spans: ExportedSpan[] = []
-  const server: Server = createServer((request, response) => {
-    let body = ''
-    request.on('data', (chunk) => {
-      body += chunk
-    })
-    request.on('end', () => {
-      if (request.url === '/v1/traces') {
-        const payload = JSON.parse(body) as {
-          resourceSpans: { scopeSpans: { spans: ExportedSpan[] }[] }[]
-        }
-        for (const resource of payload.resourceSpans) {
-          for (const scope of resource.scopeSpans) spans.push(...scope.spans)
-        }
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}')
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  return { spans, url: `http://127.0.0.1:${port}`, close: () => server.close() }
-}
 
 /** A real SMTP server on loopback that accepts every message. */
 async function startSmtp() {
@@ -78,13 +42,13 @@ const CALLER_TRACE = '0af7651916cd43dd8448eb211c80319c'
 const CALLER_SPAN = 'b7ad6b7169203331'
 const CALLER_STATE = 'vendor=opaque-value'
 
-let receiver: Awaited<ReturnType<typeof startReceiver>>
+let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>
 let smtp: Awaited<ReturnType<typeof startSmtp>>
 let tracing: Tracing
 let t: JobsTestApp
 
 beforeAll(async () => {
-  receiver = await startReceiver()
+  receiver = await startOtlpReceiver()
   smtp = await startSmtp()
   const started = await startTracing({
     OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
