@@ -33,7 +33,8 @@ describe('datasets, jobs and models in the console', () => {
     await expect
       .poll(() => page.getByTestId('job-status').textContent(), { timeout: 30_000 })
       .toBe('succeeded')
-    expect(await page.getByLabel('Job progress').getAttribute('value')).toBe('1')
+    // The status and the progress bar arrive as separate events: the bar catches up.
+    await expect.poll(() => page.getByLabel('Job progress').getAttribute('value')).toBe('1')
     await page.getByRole('link', { name: 'the dataset' }).click()
     await expect.poll(() => page.getByTestId('dataset-status').textContent()).toBe('ready')
     await expect.poll(() => page.getByTestId('rows').getByRole('row').count()).toBe(5)
