@@ -116,7 +116,12 @@ describe('orders in the console', () => {
   it('when a user works with the keyboard alone, then signing in, moving between screens and choosing from a list all work', async () => {
     const page = await h.open()
     await page.goto(`${h.baseUrl}/console/`)
+    // React renders after the load event: keys pressed before the form exists are lost.
+    await page.getByLabel('Email').waitFor()
     await page.keyboard.press('Tab')
+    await expect
+      .poll(() => page.evaluate('document.activeElement?.getAttribute("type") ?? ""'))
+      .toBe('email')
     await page.keyboard.type(h.users.user.email)
     await page.keyboard.press('Tab')
     await page.keyboard.type(h.users.user.password)
