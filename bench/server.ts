@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -43,6 +43,13 @@ export interface ServerSettings {
   jwtSecret: string
   /** Settings that set this server apart from its neighbours, e.g. batching off. */
   env?: Record<string, string>
+  /**
+   * Where the server's log (its stdout) goes, as a deployed server's goes to a file or a
+   * log collector. Without it the level is `warn` and what little is written passes through
+   * the bench's stderr; relaying a line per request through this process would take CPU
+   * from the load generator and measure the pipe, not the service.
+   */
+  logFile?: string
 }
 
 export interface RunningServer {
@@ -69,6 +76,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const port = await freePort()
   const dataDir = target.dataDir ?? (await makeDataDir())
+  const logFd = settings.logFile === undefined ? undefined : openSync(settings.logFile, 'a')
   // tsx loads the entry only; the app it imports from dist/ is plain JavaScript.
   const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, '--auth', settings.auth], {
     cwd: ROOT,
@@ -76,7 +84,7 @@ export async function startServer(
       ...process.env,
       HOST,
       PORT: String(port),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: logFd === undefined ? 'warn' : 'info',
       NODE_ENV: 'production',
       DATA_DIR: dataDir,
       JWT_SECRET: settings.jwtSecret,
@@ -94,9 +102,11 @@ export async function startServer(
     // Its own process group: a Ctrl-C reaches only us, and we send the one SIGTERM. The
     // server treats a second signal as "exit now", which would skip its graceful close.
     detached: true,
-    // Server logs go to stderr so stdout carries only the results.
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // Server logs go to stderr (or the log file) so stdout carries only the results.
+    stdio: ['ignore', logFd ?? 'pipe', 'pipe'],
   })
+  // The child holds its own copy of the descriptor.
+  if (logFd !== undefined) closeSync(logFd)
   return supervise(child, port, '/ready', () =>
     target.dataDir ? undefined : removeDataDir(dataDir),
   )

@@ -8,6 +8,7 @@
  * against the services database when one is configured, and the ratio then reads
  * "embedded service ÷ server ceiling"; without one, those rows have no ceiling.
  */
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { irisRows } from '../iris-data.js'
@@ -97,6 +98,8 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
         auth: 'on',
         admin,
         jwtSecret: run.jwtSecret,
+        // The default level, so each request writes its log line, as in production.
+        logFile: join(dataDir, 'server.log'),
         env: {
           MODELS_REGISTER_SHIPPED: 'true',
           // The ceilings cache nothing; the service's cache would answer the rotating inputs.

@@ -1,11 +1,12 @@
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
-import { pino } from 'pino'
+import { type LoggerOptions, pino } from 'pino'
 import { describe, expect, it, vi } from 'vitest'
-import { lazyRequestLogger, REDACTED_PATHS, RequestLogController } from './logging.js'
+import type { Config } from '../config.js'
+import { lazyRequestLogger, loggerOptions, RequestLogController } from './logging.js'
 
-/** An app wired as buildApp wires its logging, over a pino logger whose children are counted. */
-async function appWithLogging(level: string) {
+/** A pino logger configured as the service's, writing its lines parsed into `lines`. */
+function collectingLogger(level: 'info' | 'warn') {
   const lines: Record<string, unknown>[] = []
   const stream = new Writable({
     write(chunk, _encoding, callback) {
@@ -13,7 +14,13 @@ async function appWithLogging(level: string) {
       callback()
     },
   })
-  const logger = pino({ level, redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' } }, stream)
+  const options = loggerOptions({ LOG_LEVEL: level } as Pick<Config, 'LOG_LEVEL'>) as LoggerOptions
+  return { logger: pino(options, stream), lines }
+}
+
+/** An app wired as buildApp wires its logging, over a pino logger whose children are counted. */
+async function appWithLogging(level: 'info' | 'warn') {
+  const { logger, lines } = collectingLogger(level)
   const children = vi.spyOn(logger, 'child')
   const app = Fastify({
     loggerInstance: logger,
@@ -99,5 +106,62 @@ describe('per-request logger', () => {
     expect(lines).toEqual([])
     expect(app.log.level).toBe('warn')
     await app.close()
+  })
+})
+
+describe('redaction', () => {
+  it('when a line holds a credential at the top, one level down or at a header path, then only the credential is censored', () => {
+    const { logger, lines } = collectingLogger('info')
+    const body = { email: 'ada@example.com', password: 'hunter2', nested: { token: 'deep' } }
+    logger.info(
+      {
+        token: 'top-secret',
+        body,
+        result: { access_token: 'a', refresh_token: 'r', api_key: 'k', expires_in: 900 },
+        change: { current_password: 'old', new_password: 'new' },
+        req: { headers: { authorization: 'Bearer x', cookie: 'c', 'x-api-key': 'k', host: 'h' } },
+        list: [{ password: 'in-an-array' }],
+        count: 3,
+      },
+      'probe',
+    )
+    expect(lines[0]).toMatchObject({
+      token: '[REDACTED]',
+      body: { email: 'ada@example.com', password: '[REDACTED]', nested: { token: 'deep' } },
+      result: {
+        access_token: '[REDACTED]',
+        refresh_token: '[REDACTED]',
+        api_key: '[REDACTED]',
+        expires_in: 900,
+      },
+      change: { current_password: '[REDACTED]', new_password: '[REDACTED]' },
+      req: {
+        headers: {
+          authorization: '[REDACTED]',
+          cookie: '[REDACTED]',
+          'x-api-key': '[REDACTED]',
+          host: 'h',
+        },
+      },
+      count: 3,
+    })
+    // Two levels down and inside arrays are out of reach, as they were for pino's `*.password`.
+    expect(lines[0]?.list).toEqual([{ password: 'in-an-array' }])
+    // The caller's objects are left as they were.
+    expect(body.password).toBe('hunter2')
+  })
+
+  it('when an error carries a credential, then it is still logged as an error with the credential censored', () => {
+    const { logger, lines } = collectingLogger('info')
+    const error = Object.assign(new Error('refused'), { token: 'leaked', code: 'E_REFUSED' })
+    logger.error({ err: error }, 'call failed')
+    expect(lines[0]?.err).toMatchObject({
+      type: 'Error',
+      message: 'refused',
+      code: 'E_REFUSED',
+      token: '[REDACTED]',
+      stack: expect.stringContaining('refused'),
+    })
+    expect(error.token).toBe('leaked')
   })
 })

@@ -8,7 +8,18 @@ import {
 import type { Bindings, ChildLoggerOptions, DestinationStream, Logger } from 'pino'
 import type { Config } from '../config.js'
 
-/** Everything that can hold a credential, wherever it appears in a log object. */
+/** Keys whose value is a credential, wherever a log object holds them (see `redactSecrets`). */
+const SECRET_KEYS = [
+  'password',
+  'current_password',
+  'new_password',
+  'access_token',
+  'refresh_token',
+  'api_key',
+  'token',
+] as const
+
+/** Credentials at fixed paths of a log object, which pino's redaction censors. */
 export const REDACTED_PATHS = [
   'req.headers.authorization',
   'req.headers.cookie',
@@ -17,16 +28,41 @@ export const REDACTED_PATHS = [
   'headers.authorization',
   'headers.cookie',
   'headers["x-api-key"]',
-  '*.password',
-  '*.current_password',
-  '*.new_password',
-  '*.access_token',
-  '*.refresh_token',
-  '*.api_key',
-  '*.token',
-  'password',
-  'token',
+  ...SECRET_KEYS,
 ]
+
+const CENSOR = '[REDACTED]'
+
+/**
+ * Censors a credential one level down, as pino's `*.password` paths would: `{ body:
+ * { password } }`. Pino applies a path that starts with a wildcard to every value of every
+ * line, through its redaction library even for a number: with six such paths a line cost
+ * four times what it cost without them (about 20 µs of the 25 µs the request line took), more
+ * than all the work of `GET /health`. Here a line whose values are all primitives, as the
+ * request line is, costs a type check per key; an object holding a credential is copied with
+ * the credential censored (its prototype and hidden properties kept, so an error still
+ * serialises as one), and the caller's object is never changed.
+ */
+export function redactSecrets(line: Record<string, unknown>): Record<string, unknown> {
+  let redacted: Record<string, unknown> | undefined
+  for (const key in line) {
+    const value = line[key]
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) continue
+    const holder = value as Record<string, unknown>
+    const found = SECRET_KEYS.filter((secret) => holder[secret] !== undefined)
+    if (found.length === 0) continue
+    const copy = Object.create(
+      Object.getPrototypeOf(holder),
+      Object.getOwnPropertyDescriptors(holder),
+    ) as Record<string, unknown>
+    for (const secret of found) {
+      Object.defineProperty(copy, secret, { value: CENSOR, enumerable: true, writable: true })
+    }
+    redacted ??= { ...line }
+    redacted[key] = copy
+  }
+  return redacted ?? line
+}
 
 export function loggerOptions(
   config: Pick<Config, 'LOG_LEVEL'>,
@@ -34,7 +70,8 @@ export function loggerOptions(
 ): FastifyServerOptions['logger'] {
   return {
     level: config.LOG_LEVEL,
-    redact: { paths: REDACTED_PATHS, censor: '[REDACTED]' },
+    redact: { paths: REDACTED_PATHS, censor: CENSOR },
+    formatters: { log: redactSecrets },
     ...(stream ? { stream } : {}),
   }
 }
