@@ -136,6 +136,10 @@ describe('orders in the console', () => {
     await sort.focus()
     await page.keyboard.press('ArrowDown')
     await page.getByRole('listbox').waitFor()
+    // The list takes focus once open; a key pressed before that goes to the button.
+    await expect
+      .poll(() => page.evaluate('document.activeElement?.getAttribute("role") ?? ""'))
+      .toBe('option')
     await page.keyboard.press('End')
     await page.keyboard.press('Enter')
     await expect.poll(() => sort.textContent()).toContain('Newest')
