@@ -222,7 +222,11 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
     // The queue's connection waits for Redis without a command timeout (BullMQ needs it so);
     // readiness must not, or a frozen Redis would hold /ready for the whole check timeout.
     queueCheck: producer
-      ? () => withinMs(producer.then((queue) => queue.ping()), settings.REDIS_COMMAND_TIMEOUT_MS)
+      ? () =>
+          withinMs(
+            producer.then((queue) => queue.ping()),
+            settings.REDIS_COMMAND_TIMEOUT_MS,
+          )
       : null,
     async start() {
       started = true
