@@ -5,7 +5,9 @@ import { runProcess } from './processes.js'
 /**
  * Packages a default start has no use for: the OpenTelemetry SDK (loaded by startTracing only
  * when OTEL_EXPORTER_OTLP_ENDPOINT is set), the OpenAI client and sharp (for the features that
- * need them, on first use), and development tools. Each costs resident memory and start time
+ * need them, on first use), the job queue of server mode (BullMQ and its Redis client, loaded
+ * only when REDIS_URL is set), nodemailer (with the first email sent), undici (with the first
+ * call to a remote model), and development tools. Each costs resident memory and start time
  * in every process that loads it.
  */
 const NOT_AT_START = [
@@ -16,6 +18,10 @@ const NOT_AT_START = [
   '@opentelemetry/core',
   'openai',
   'sharp',
+  'bullmq',
+  'ioredis',
+  'nodemailer',
+  'undici',
   '@faker-js/faker',
   'pino-pretty',
 ]

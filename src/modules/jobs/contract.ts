@@ -51,6 +51,11 @@ export interface JobTypes {
   }
 }
 
+/** The one BullMQ queue every job travels on (server mode); its jobs carry only the job id. */
+export const QUEUE_NAME = 'jobs'
+/** The name of every BullMQ job on the queue; the type is in the jobs table. */
+export const QUEUE_JOB_NAME = 'run'
+
 export type JobType = keyof JobTypes
 export type JobParams<T extends JobType> = JobTypes[T]['params']
 export type JobResult<T extends JobType> = JobTypes[T]['result']

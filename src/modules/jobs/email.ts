@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { eq } from 'drizzle-orm'
-import nodemailer from 'nodemailer'
+import type { Transporter } from 'nodemailer'
 import type { Executor } from '../../db/client.js'
 import { emailDeliveries } from '../../db/schema/index.js'
 import type { EmailTemplate, JobParams } from './contract.js'
@@ -18,14 +18,29 @@ export interface Mailer {
   close(): void
 }
 
-/** Nodemailer over SMTP_URL (smtp:// or smtps://, credentials in the URL). */
+/**
+ * Nodemailer over SMTP_URL (smtp:// or smtps://, credentials in the URL). Nodemailer (~3 MB
+ * of heap) is imported with the first email, not at start: a process may never send one.
+ */
 export function createSmtpMailer(url: string, options: { timeoutMs: number }): Mailer {
-  const transport = nodemailer.createTransport(withTimeouts(url, options.timeoutMs))
+  const transportUrl = withTimeouts(url, options.timeoutMs)
+  let transport: Promise<Transporter> | undefined
+  const open = () => {
+    transport ??= import('nodemailer').then(({ default: nodemailer }) =>
+      nodemailer.createTransport(transportUrl),
+    )
+    return transport
+  }
   return {
     async send(message) {
-      await transport.sendMail(message)
+      await (await open()).sendMail(message)
     },
-    close: () => transport.close(),
+    close: () => {
+      void transport?.then(
+        (opened) => opened.close(),
+        () => {},
+      )
+    },
   }
 }
 

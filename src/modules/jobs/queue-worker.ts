@@ -1,7 +1,8 @@
 import { UnrecoverableError, Worker } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
+import { QUEUE_NAME } from './contract.js'
 import type { JobExecutor } from './execute.js'
-import { QUEUE_NAME, queueConnection } from './queue.js'
+import { queueConnection } from './queue.js'
 import type { JobRepository } from './repository.js'
 
 export interface QueueWorkerSettings {

@@ -1,12 +1,8 @@
 import { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import { Redis } from 'ioredis'
+import { QUEUE_JOB_NAME, QUEUE_NAME } from './contract.js'
 import type { RelayedJob } from './repository.js'
-
-/** The one BullMQ queue every job travels on; its jobs carry only the job id. */
-export const QUEUE_NAME = 'jobs'
-/** The name of every BullMQ job on the queue; the type is in the jobs table. */
-export const QUEUE_JOB_NAME = 'run'
 
 export interface QueueSettings {
   redisUrl: string

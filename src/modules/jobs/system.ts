@@ -4,15 +4,15 @@ import type { Registry } from 'prom-client'
 import type { Config } from '../../config.js'
 import type { Database, InTransaction } from '../../db/client.js'
 import { traceJobDelivery, untraced } from '../../platform/tracing.js'
-import type { JobType } from './contract.js'
+import { type JobType, QUEUE_NAME } from './contract.js'
 import { createEmailHandler, createSmtpMailer, type Mailer } from './email.js'
 import { createJobEventBus, type JobEventBus } from './events.js'
 import { createJobExecutor } from './execute.js'
 import { createJobHandlerRegistry, type JobHandlerRegistry } from './handlers.js'
 import { createHousekeepingHandler, scheduleHousekeeping } from './housekeeping.js'
 import { createJobMetrics, registerQueueDepth } from './metrics.js'
-import { createQueueProducer, QUEUE_NAME } from './queue.js'
-import { createQueueWorker } from './queue-worker.js'
+import type { QueueSettings } from './queue.js'
+import type { QueueWorker, QueueWorkerDeps, QueueWorkerSettings } from './queue-worker.js'
 import { createOutboxRelay } from './relay.js'
 import {
   createJobRepository,
@@ -128,18 +128,21 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
         retryBaseMs: settings.JOB_RETRY_BASE_MS,
       }
     : null
-  const producer = queueSettings ? createQueueProducer(queueSettings, log) : null
+  const producer = queueSettings ? openQueueProducer(queueSettings, log) : null
   const relay = producer
     ? createOutboxRelay({
         jobs: repository,
-        deliver: traceJobDelivery<RelayedJob>(producer.deliver, QUEUE_NAME),
+        deliver: traceJobDelivery<RelayedJob>(
+          async (rows) => (await producer).deliver(rows),
+          QUEUE_NAME,
+        ),
         log,
         intervalMs: settings.JOBS_POLL_INTERVAL_MS,
       })
     : null
   const worker =
     executor && queueSettings && role === 'worker'
-      ? createQueueWorker(
+      ? openQueueWorker(
           {
             redisUrl: queueSettings.redisUrl,
             prefix: queueSettings.prefix,
@@ -155,7 +158,13 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
           },
         )
       : null
-  registerQueueDepth(deps.metrics, () => repository.countByStatus(), producer?.counts)
+  /** The worker once `start()` has it, for the synchronous `isRunning()`. */
+  let runningWorker: QueueWorker | null = null
+  registerQueueDepth(
+    deps.metrics,
+    () => repository.countByStatus(),
+    producer ? async () => (await producer).counts() : undefined,
+  )
 
   // The request that woke them is not the owner of the pass: it relays or runs others' jobs.
   const wake = () =>
@@ -213,26 +222,53 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
     // The queue's connection waits for Redis without a command timeout (BullMQ needs it so);
     // readiness must not, or a frozen Redis would hold /ready for the whole check timeout.
     queueCheck: producer
-      ? () => withinMs(producer.ping(), settings.REDIS_COMMAND_TIMEOUT_MS)
+      ? () =>
+          withinMs(
+            producer.then((queue) => queue.ping()),
+            settings.REDIS_COMMAND_TIMEOUT_MS,
+          )
       : null,
     async start() {
       started = true
+      runningWorker = await worker
       await runner?.start()
       relay?.start()
-      worker?.start()
+      runningWorker?.start()
     },
-    isRunning: () => worker?.isRunning() ?? started,
+    isRunning: () => runningWorker?.isRunning() ?? (started && !worker),
     async close() {
       housekeeping?.stop()
       await relay?.stop()
-      await worker?.close()
+      await (await worker)?.close()
       await runner?.stop()
       executor?.close()
-      await producer?.close()
+      await (await producer)?.close()
       await bus.close()
       mailer?.close()
     },
   }
+}
+
+/*
+ * BullMQ and its Redis client (ioredis, msgpackr, luxon, cron-parser: ~5 MB of heap and part
+ * of the start-up's module loading) serve server mode only, so their modules are imported
+ * when server mode opens the queue, never by an embedded process. The promises are marked
+ * as handled here; each use awaits them and sees a failed import there.
+ */
+function openQueueProducer(settings: QueueSettings, log: FastifyBaseLogger) {
+  const opening = import('./queue.js').then(({ createQueueProducer }) =>
+    createQueueProducer(settings, log),
+  )
+  opening.catch(() => {})
+  return opening
+}
+
+function openQueueWorker(settings: QueueWorkerSettings, deps: QueueWorkerDeps) {
+  const opening = import('./queue-worker.js').then(({ createQueueWorker }) =>
+    createQueueWorker(settings, deps),
+  )
+  opening.catch(() => {})
+  return opening
 }
 
 function withinMs(work: Promise<void>, ms: number): Promise<void> {

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import CircuitBreaker from 'opossum'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { Agent, request, errors as undiciErrors } from 'undici'
+import type { Agent, request } from 'undici'
 import { UpstreamFailed, UpstreamTimeout, UpstreamUnavailable } from '../errors.js'
 import type { AllowedHosts } from './allowed-hosts.js'
 
@@ -79,6 +79,8 @@ const CONNECTION_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_CLOSED',
 ])
+/** undici's HeadersTimeoutError and BodyTimeoutError, known by code without loading undici. */
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
 const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, open: 1, 'half-open': 2 }
 
 /**
@@ -111,12 +113,20 @@ function errorCode(error: unknown): string | undefined {
 export function createUpstreamClient(settings: UpstreamSettings) {
   const { log } = settings
   const random = settings.random ?? Math.random
-  const agent = new Agent({
-    connect: { timeout: settings.connectTimeoutMs },
-    connections: settings.connections,
-    headersTimeout: settings.timeoutMs,
-    bodyTimeout: settings.timeoutMs,
-  })
+  // undici (~5 MB of heap) is imported with the first call: most processes serve no remote model.
+  let pool: Promise<{ agent: Agent; request: typeof request }> | undefined
+  const connections = () => {
+    pool ??= import('undici').then(({ Agent, request }) => ({
+      agent: new Agent({
+        connect: { timeout: settings.connectTimeoutMs },
+        connections: settings.connections,
+        headersTimeout: settings.timeoutMs,
+        bodyTimeout: settings.timeoutMs,
+      }),
+      request,
+    }))
+    return pool
+  }
   const breakers = new Map<string, CircuitBreaker<[() => Promise<unknown>], unknown>>()
   const keyOf = ({ model, version }: UpstreamKey) => `${model}@${version}`
 
@@ -192,11 +202,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
     if (error instanceof AttemptFailure) return error
     if (caller?.aborted) return new AttemptFailure('aborted', 'the caller went away', false)
     const code = errorCode(error)
-    if (
-      deadline.aborted ||
-      error instanceof undiciErrors.HeadersTimeoutError ||
-      error instanceof undiciErrors.BodyTimeoutError
-    ) {
+    if (deadline.aborted || (code && TIMEOUT_CODES.has(code))) {
       return new AttemptFailure('timeout', 'did not answer in time', false)
     }
     if (code && CONNECTION_CODES.has(code)) {
@@ -306,6 +312,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
       const deadline = AbortSignal.timeout(settings.timeoutMs)
       const deadlineAt = performance.now() + settings.timeoutMs
       const payload = JSON.stringify(call.body)
+      const { agent, request } = await connections()
       return withRetries(call, deadline, deadlineAt, async (signal) => {
         const response = await request(call.url, {
           method: 'POST',
@@ -344,6 +351,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
       const cancel = new AbortController()
       const signals = call.signal ? [call.signal, cancel.signal] : [cancel.signal]
       try {
+        const { agent, request } = await connections()
         const response = await withRetries(
           { ...call, signal: AbortSignal.any(signals) },
           deadline.signal,
@@ -397,7 +405,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
 
     async close(): Promise<void> {
       for (const breaker of breakers.values()) breaker.shutdown()
-      await agent.close()
+      if (pool) await (await pool).agent.close()
     },
   }
 }
