@@ -3,7 +3,20 @@ import { sql } from 'drizzle-orm'
 import type pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
 import type { DatabaseHandle, Executor } from '../../db/client.js'
-import { type DatasetColumn, quoteIdent, SQL_TYPES, type StoredValue } from './columns.js'
+import {
+  type ColumnStats,
+  type DatasetColumn,
+  quoteIdent,
+  SQL_TYPES,
+  type StoredValue,
+} from './columns.js'
+import {
+  columnStats,
+  type DistinctSketch,
+  distinctQuery,
+  EXACT_DISTINCT_MAX,
+  summaryQuery,
+} from './stats.js'
 
 /**
  * The typed table holding one dataset's rows, in the `datasets` schema. Its name derives
@@ -27,6 +40,18 @@ export interface RowSink {
 interface RawClient {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>
 }
+
+/** The one row of a query whose values are all text, in the order they were selected. */
+async function figuresOf(client: RawClient, query: string): Promise<(string | null)[]> {
+  const { rows } = await client.query(query)
+  return Object.values(rows[0] as Record<string, string | null>)
+}
+
+/**
+ * Estimates near the limit are counted exactly too: the sketch's error (about 1.6 %) must not
+ * turn a column of 9,900 values into an estimate.
+ */
+const EXACT_DISTINCT_BELOW_ESTIMATE = EXACT_DISTINCT_MAX * 1.1
 
 export function createRowStore(database: DatabaseHandle) {
   const client = (database.db as unknown as { $client: RawClient }).$client
@@ -52,13 +77,40 @@ export function createRowStore(database: DatabaseHandle) {
     await client.query(`ANALYZE ${table}`)
   }
 
+  /**
+   * Each column's statistics, computed in the database once the rows are in: one scan for
+   * counts, bounds and means, and one for the exact distinct counts of the columns whose
+   * sketch saw few values; the others keep the sketch's estimate.
+   */
+  async function summarise(
+    datasetId: string,
+    columns: readonly DatasetColumn[],
+    sketches: readonly DistinctSketch[],
+  ): Promise<ColumnStats[]> {
+    const table = rowsTable(datasetId)
+    const estimates = sketches.map((sketch) => sketch.estimate())
+    const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
+    const [figures, exact] = await Promise.all([
+      figuresOf(client, summaryQuery(table, columns)),
+      few.length > 0 ? figuresOf(client, distinctQuery(table, few)) : [],
+    ])
+    return columns.map((column, i) => {
+      const k = few.indexOf(column)
+      const distinct =
+        k === -1
+          ? { count: estimates[i] as number, exact: false }
+          : { count: Number(exact[k]), exact: true }
+      return columnStats(column, figures, 1 + 4 * i, distinct)
+    })
+  }
+
   async function dropTable(datasetId: string, executor?: Executor) {
     const statement = `DROP TABLE IF EXISTS ${rowsTable(datasetId)}`
     if (executor) await executor.execute(sql.raw(statement))
     else await client.query(statement)
   }
 
-  return { createTable, openSink, finishTable, dropTable }
+  return { createTable, openSink, finishTable, summarise, dropTable }
 }
 
 export type RowStore = ReturnType<typeof createRowStore>
