@@ -2,23 +2,23 @@
  * `npm run bench -- --suite ingest [--size-mb 200] [--predict-rows 100000] [--mode both]`:
  * dataset ingest and batch prediction, in this process.
  *
- * - A generated 10-column CSV is uploaded over HTTP (multipart, streamed from disk) to a
- *   server built by `buildApp`, and imported inline (DATASET_INLINE_MAX_BYTES above the
- *   file's size, so the time is the import's, not a job queue's). Rows/s, MB/s and the
- *   process's RSS growth (sampled every 50 ms) per mode.
+ * - A generated 10-column CSV is uploaded over HTTP (multipart, streamed from disk by a child
+ *   process, bench/upload-client.ts) to a server built by `buildApp` in this process, and
+ *   imported inline (DATASET_INLINE_MAX_BYTES above the file's size, so the time is the
+ *   import's, not a job queue's). Rows/s, MB/s and this process's RSS growth (sampled every
+ *   50 ms): the server's alone, since the client runs elsewhere.
  * - `psql \copy` of the same file into a table of the same types, in the same run: the
  *   PostgreSQL ceiling of a CSV load (server mode's database).
  * - A `batch_predict` over a dataset of `--predict-rows` iris rows, beside ONNX Runtime alone
  *   running the same model in batches of PREDICT_BATCH_MAX rows.
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
-import { createReadStream, createWriteStream, statSync } from 'node:fs'
+import { createWriteStream, statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
 import { finished } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -29,6 +29,7 @@ import { irisRows } from './iris-data.js'
 import { measureOnnxCeiling } from './onnx-ceiling.js'
 
 const IRIS_MODEL_PATH = fileURLToPath(new URL('../models/iris.onnx', import.meta.url))
+const UPLOAD_CLIENT = fileURLToPath(new URL('./upload-client.ts', import.meta.url))
 const ADMIN = { email: 'ingest-bench@example.com', password: 'ingest-bench-password-1' }
 const PREDICT_BATCH_MAX = 1000
 
@@ -70,17 +71,44 @@ async function generateCsv(path: string, megabytes: number): Promise<number> {
   return rows
 }
 
-function multipartBody(path: string, boundary: string): Readable {
-  return Readable.from(
-    (async function* () {
-      yield Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="bench.csv"\r\n` +
-          'Content-Type: text/csv\r\n\r\n',
-      )
-      yield* createReadStream(path, { highWaterMark: 256 * 1024 })
-      yield Buffer.from(`\r\n--${boundary}--\r\n`)
-    })(),
+/** The iris rows the batch prediction reads, as a CSV file like any upload. */
+async function writeIrisCsv(path: string, rows: number): Promise<void> {
+  const pool = irisRows()
+  const out = createWriteStream(path)
+  out.write('sepal_length,sepal_width,petal_length,petal_width\n')
+  for (let i = 0; i < rows; i++) {
+    if (!out.write(`${(pool[i % pool.length] as number[]).join(',')}\n`)) await once(out, 'drain')
+  }
+  out.end()
+  await finished(out)
+}
+
+interface UploadAnswer {
+  status: number
+  body: { id: string; row_count: number }
+}
+
+/**
+ * Uploads a file from a child process (bench/upload-client.ts), so that the streaming
+ * client's memory is not counted in this process's RSS, which is the server's.
+ */
+async function upload(address: string, token: string, path: string): Promise<UploadAnswer> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', UPLOAD_CLIENT, `${address}/v1/datasets`, token, path],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   )
+  let output = ''
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    output += text
+  })
+  const [code] = await once(child, 'exit')
+  if (code !== 0) throw new Error(`the upload client exited with ${code}`)
+  const answer = JSON.parse(output) as UploadAnswer
+  // The inline limit is set above both files, so any other answer is a failed import.
+  if (answer.status !== 201)
+    throw new Error(`upload answered ${answer.status}: ${JSON.stringify(answer.body)}`)
+  return answer
 }
 
 /** The largest RSS seen while `work` runs, minus the RSS before it. */
@@ -100,9 +128,18 @@ async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb:
   }
 }
 
-async function benchMode(mode: Mode, csvPath: string, rows: number, predictRows: number) {
+interface BenchFiles {
+  csvPath: string
+  rows: number
+  irisPath: string
+  irisRows: number
+}
+
+async function benchMode(mode: Mode, files: BenchFiles) {
   const dataDir = await mkdtemp(join(tmpdir(), `ingest-bench-${mode}-`))
-  const size = statSync(csvPath).size
+  const size = statSync(files.csvPath).size
+  // Both uploads import inline (201), whichever file is the larger.
+  const inlineMax = Math.max(size, statSync(files.irisPath).size) + 1
   const config = loadConfig(
     {
       NODE_ENV: 'test',
@@ -110,8 +147,8 @@ async function benchMode(mode: Mode, csvPath: string, rows: number, predictRows:
       DATA_DIR: dataDir,
       ADMIN_EMAIL: ADMIN.email,
       ADMIN_PASSWORD: ADMIN.password,
-      DATASET_INLINE_MAX_BYTES: String(size + 1),
-      DATASET_MAX_BYTES: String(Math.max(size + 1, 1_073_741_824)),
+      DATASET_INLINE_MAX_BYTES: String(inlineMax),
+      DATASET_MAX_BYTES: String(Math.max(inlineMax, 1_073_741_824)),
       REQUEST_TIMEOUT_MS: '300000',
       CONNECTION_TIMEOUT_MS: '600000',
       DATABASE_STATEMENT_TIMEOUT_MS: '0',
@@ -130,36 +167,19 @@ async function benchMode(mode: Mode, csvPath: string, rows: number, predictRows:
   try {
     const address = await app.listen({ port: 0, host: '127.0.0.1' })
     const token = await login(address)
-    const boundary = `bench${randomUUID()}`
     const started = performance.now()
-    const { value: response, growthMb } = await withRss(async () => {
-      const answer = await fetch(`${address}/v1/datasets`, {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${token}`,
-          'content-type': `multipart/form-data; boundary=${boundary}`,
-        },
-        body: Readable.toWeb(multipartBody(csvPath, boundary)) as ReadableStream,
-        duplex: 'half',
-      } as RequestInit)
-      return {
-        status: answer.status,
-        body: (await answer.json()) as { id: string; row_count: number },
-      }
-    })
+    const { value: answer, growthMb } = await withRss(() => upload(address, token, files.csvPath))
     const seconds = (performance.now() - started) / 1000
-    if (response.status !== 201)
-      throw new Error(`upload answered ${response.status}: ${JSON.stringify(response.body)}`)
-    if (response.body.row_count !== rows)
-      throw new Error(`imported ${response.body.row_count} of ${rows} rows`)
+    if (answer.body.row_count !== files.rows)
+      throw new Error(`imported ${answer.body.row_count} of ${files.rows} rows`)
     figures.push({
       what: `${mode}: POST /v1/datasets (upload + inline import)`,
-      rows,
+      rows: files.rows,
       seconds,
       megabytes: size / 1024 / 1024,
       rssGrowthMb: growthMb,
     })
-    figures.push(await benchPredict(app, mode, token, address, predictRows))
+    figures.push(await benchPredict(app, mode, token, address, files))
   } finally {
     await app.close()
     await rm(dataDir, { recursive: true, force: true })
@@ -185,19 +205,10 @@ async function benchPredict(
   mode: Mode,
   token: string,
   address: string,
-  rows: number,
+  files: BenchFiles,
 ): Promise<IngestFigure> {
-  const pool = irisRows()
-  const lines = ['sepal_length,sepal_width,petal_length,petal_width']
-  for (let i = 0; i < rows; i++) lines.push((pool[i % pool.length] as number[]).join(','))
-  const form = new FormData()
-  form.append('file', new Blob([`${lines.join('\n')}\n`]), 'iris.csv')
-  const uploaded = await fetch(`${address}/v1/datasets`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}` },
-    body: form,
-  })
-  const dataset = (await uploaded.json()) as { id: string }
+  const rows = files.irisRows
+  const dataset = (await upload(address, token, files.irisPath)).body
   const handler = app.jobs.registry.get('batch_predict')?.handler
   if (!handler) throw new Error('batch_predict is not registered')
   const me = (await (
@@ -280,6 +291,9 @@ export async function runIngestSuite(argv: string[]) {
     const csvPath = join(work, 'bench.csv')
     console.error(`generating a ${sizeMb} MB 10-column CSV`)
     const rows = await generateCsv(csvPath, sizeMb)
+    const irisPath = join(work, 'iris.csv')
+    await writeIrisCsv(irisPath, predictRows)
+    const files: BenchFiles = { csvPath, rows, irisPath, irisRows: predictRows }
     const figures: IngestFigure[] = []
     const notes: string[] = []
     const copy = psqlCopy(csvPath, rows)
@@ -291,7 +305,7 @@ export async function runIngestSuite(argv: string[]) {
         continue
       }
       console.error(`${mode}: uploading ${rows} rows`)
-      figures.push(...(await benchMode(mode, csvPath, rows, predictRows)))
+      figures.push(...(await benchMode(mode, files)))
     }
     const [ceiling] = (
       await measureOnnxCeiling({

@@ -3643,6 +3643,7 @@ export interface paths {
                             mapping: {
                                 [key: string]: string;
                             };
+                            /** @description a model name in kebab-case, e.g. car-price */
                             model: string;
                             /** @description a version as MAJOR.MINOR.PATCH (e.g. 1.0.0) to answer instead of the active one */
                             version?: string;

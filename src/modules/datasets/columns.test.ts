@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { convert, kindOf, nameColumns, ValueError, widen } from './columns.js'
 import { detectDelimiter, detectEncoding, detectFormat } from './readers.js'
-import { ColumnStatsCollector } from './stats.js'
 
 const bytes = (text: string) => new TextEncoder().encode(text)
 
@@ -90,30 +89,6 @@ describe('type inference', () => {
     expect(() => convert('2023-02-29T10:00:00Z', 'timestamp', true)).toThrow(ValueError)
     expect(() => convert('2024-04-31', 'date', true)).toThrow('is not a date')
     expect(convert('2024-02-29', 'date', true)).toBe('2024-02-29')
-  })
-})
-
-describe('statistics', () => {
-  it('when a column has many distinct values, then the estimate is within 5 %', () => {
-    const stats = new ColumnStatsCollector('integer')
-    for (let i = 0; i < 200_000; i++) stats.add(i % 150_000)
-    stats.add(null)
-    const result = stats.result()
-    expect(result.distinct_exact).toBe(false)
-    expect(Math.abs(result.distinct_count - 150_000) / 150_000).toBeLessThan(0.05)
-    expect(result).toMatchObject({ min: 0, max: 149_999, null_count: 1 })
-  })
-
-  it('when a boolean column is summarised, then the mean is the share of true', () => {
-    const stats = new ColumnStatsCollector('boolean')
-    for (const v of ['t', 't', 'f', 't']) stats.add(v)
-    expect(stats.result()).toMatchObject({
-      min: false,
-      max: true,
-      mean: 0.75,
-      distinct_count: 2,
-      distinct_exact: true,
-    })
   })
 })
 

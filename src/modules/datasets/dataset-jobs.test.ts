@@ -351,6 +351,25 @@ describe('batch predictions', () => {
     expect(failed.error.code).toBe('MODEL_VERSION_NOT_FOUND')
   })
 
+  it('when the model is not a model name, then 422 names the field and no job is recorded', async () => {
+    const input = await createdDataset(irisCsv(5))
+    const names = ['Iris', 'iris/../x', 'iris model', '-iris', 'x'.repeat(65)]
+    for (const model of names) {
+      const refused = await asAlice({
+        method: 'POST',
+        url: '/v1/jobs',
+        payload: { type: 'batch_predict', params: { model, dataset_id: input, mapping } },
+      })
+      expect(refused.statusCode, model).toBe(422)
+      expect(refused.headers['content-type']).toContain('application/problem+json')
+      expect(JSON.stringify(refused.json().errors), model).toContain('model')
+    }
+    const recorded = await t.database.db.execute(
+      sql`SELECT count(*)::int AS n FROM jobs WHERE params->>'model' IN ${names}`,
+    )
+    expect((recorded as unknown as { rows: { n: number }[] }).rows[0]?.n).toBe(0)
+  })
+
   it('when another user predicts over a dataset that is not theirs, then the job fails as not found', async () => {
     const input = await createdDataset(irisCsv(10))
     const started = await asBob({

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { sql } from 'drizzle-orm'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildTestApp, type TestApp } from '../../../test/helpers.js'
+import { type ColumnType, convert } from './columns.js'
 import { DatasetImportFailed } from './errors.js'
 import { type ImportSettings, importFile } from './importer.js'
 import { createRowStore, type RowStore, rowsTable } from './row-store.js'
@@ -153,5 +154,51 @@ describe('importing in one pass', () => {
       'not valid utf-8',
     )
     expect(await tableExists(id)).toBe(false)
+  })
+
+  it('when cells go into COPY as their own text, then the database stores what converting them would', async () => {
+    const id = randomUUID()
+    const types: ColumnType[] = ['integer', 'number', 'date', 'timestamp']
+    // Text passed on as it is, and text that still takes the converting path (last rows).
+    const lines = [
+      ['+0007', '1.50', '2024-02-29', '2024-05-01T10:00Z'],
+      ['007', '.5', '1999-12-31', '2024-05-01T10:00:05.5Z'],
+      ['-123456789012345678', '5.', '2024-01-01', '2024-05-01T23:59:59.999Z'],
+      [
+        '9223372036854775807',
+        '-0.1000000000000000055511151231257827',
+        '2024-12-31',
+        '2024-05-01T10:00:00.123456Z',
+      ],
+      ['12', '1e3', '2024-03-01', '2024-05-01T10:00:00+02:00'],
+      ['-5', '-2', '2024-03-02', '2024-05-01T24:00:00Z'],
+    ]
+    const content = `i,n,d,t\n${lines.map((line) => line.join(',')).join('\n')}\n`
+    await importFile(
+      store,
+      id,
+      settings(content, {
+        schema: types.map((type, k) => ({ name: ['i', 'n', 'd', 't'][k] as string, type })),
+      }),
+    )
+    const result = await t.database.db.execute(
+      sql.raw(
+        `SELECT i::text AS i, n::text AS n, d::text AS d, ` +
+          `to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS t ` +
+          `FROM ${rowsTable(id)} ORDER BY _row`,
+      ),
+    )
+    const stored = (result as unknown as { rows: Record<string, string>[] }).rows
+    expect(stored).toHaveLength(lines.length)
+    lines.forEach((line, row) => {
+      const expected = line.map((text, k) => convert(text, types[k] as ColumnType, true))
+      expect(stored[row], line.join(',')).toEqual({
+        i: String(expected[0]),
+        n: String(expected[1]),
+        d: expected[2],
+        t: expected[3],
+      })
+    })
+    await store.dropTable(id)
   })
 })

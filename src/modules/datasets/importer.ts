@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises'
 import {
   type ColumnType,
   convert,
+  convertForLoad,
   type DatasetColumn,
   kindOf,
   nameColumns,
@@ -20,7 +21,7 @@ import {
   UnreadableFile,
 } from './readers.js'
 import type { RowSink, RowStore } from './row-store.js'
-import { ColumnStatsCollector } from './stats.js'
+import { DistinctSketch } from './stats.js'
 
 /** A column declared in the upload's `schema` part, by its name in the file. */
 export interface DeclaredColumn {
@@ -176,7 +177,7 @@ async function importOnce(
   }
   await progress(0.05, rescan ? 'loading the rows' : 'loading the rows as they are read')
   await store.createTable(datasetId, columns)
-  const stats = columns.map((c) => new ColumnStatsCollector(c.type))
+  const sketches = columns.map(() => new DistinctSketch())
   let sink: RowSink | undefined
   let rows = 0
   // A rescan reads the file again from its first byte.
@@ -185,7 +186,7 @@ async function importOnce(
     sink = await store.openSink(datasetId, columns)
     const write = async (row: StoredValue[]) => {
       for (let i = 0; i < row.length; i++)
-        (stats[i] as ColumnStatsCollector).add(row[i] as StoredValue)
+        (sketches[i] as DistinctSketch).add(row[i] as StoredValue)
       rows++
       const waiting = (sink as RowSink).write(row)
       if (waiting) await waiting
@@ -225,6 +226,10 @@ async function importOnce(
     sink = undefined
     await progress(0.9, 'indexing')
     await store.finishTable(datasetId)
+    const stats = await store.summarise(datasetId, columns, sketches)
+    columns.forEach((column, i) => {
+      column.stats = stats[i]
+    })
   } catch (error) {
     await records.return?.().catch(() => {})
     await sink?.abort()
@@ -232,9 +237,6 @@ async function importOnce(
     if (error instanceof UnreadableFile) throw importFailed([error.bad], bad.count + 1)
     throw error
   }
-  columns.forEach((column, i) => {
-    column.stats = stats[i]?.result()
-  })
   return {
     columns,
     rowCount: rows,
@@ -334,7 +336,7 @@ class TypeLearner {
       if (declared) {
         const required = this.required[i] ?? false
         return (value) => {
-          const stored = convert(value, declared, fromText)
+          const stored = convertForLoad(value, declared, fromText)
           if (stored === null && required) throw new ValueError('is required')
           return stored
         }
@@ -352,7 +354,7 @@ class TypeLearner {
       return (value) => {
         let stored: StoredValue
         try {
-          stored = convert(value, type, fromText)
+          stored = convertForLoad(value, type, fromText)
         } catch (error) {
           if (!(error instanceof ValueError)) throw error
           // Text no column type can hold (a NUL) makes the line bad; anything else widens.
@@ -553,7 +555,7 @@ function toRow(
   for (let i = 0; i < columns.length; i++) {
     const column = columns[i] as DatasetColumn
     try {
-      const value = convert(values[i], column.type, fromText)
+      const value = convertForLoad(values[i], column.type, fromText)
       if (value === null && !column.nullable) return null
       row[i] = value
     } catch (error) {

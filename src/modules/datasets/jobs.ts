@@ -21,7 +21,7 @@ import type { RowStore } from './row-store.js'
 import type { UploadFields } from './schemas.js'
 import { type DatasetLimits, importedValues, importSettings } from './service.js'
 import { removeFile } from './spool.js'
-import { ColumnStatsCollector } from './stats.js'
+import { DistinctSketch } from './stats.js'
 import type { DatasetRow } from './table.js'
 import { encodeRows } from './writers.js'
 
@@ -209,7 +209,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
   const labels =
     card.task === 'classification' ? (card.outputs.find((o) => o.labels)?.labels ?? []) : []
   const columns = predictionColumns(input.columns, card, labels)
-  const stats = columns.map((c) => new ColumnStatsCollector(c.type))
+  const sketches = columns.map(() => new DistinctSketch())
   await deps.rows.createTable(outputId, columns)
   let done = 0
   let refused = 0
@@ -238,7 +238,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
           if (problem) refused++
           values.push(problem)
           values.forEach((value, k) => {
-            stats[k]?.add(value)
+            sketches[k]?.add(value)
           })
           const waiting = sink.write(values)
           if (waiting) await waiting
@@ -255,8 +255,9 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
       throw error
     }
     await deps.rows.finishTable(outputId)
+    const stats = await deps.rows.summarise(outputId, columns, sketches)
     columns.forEach((column, i) => {
-      column.stats = stats[i]?.result()
+      column.stats = stats[i]
     })
     await deps.datasets.insert({
       id: outputId,

@@ -3,7 +3,20 @@ import { sql } from 'drizzle-orm'
 import type pg from 'pg'
 import { from as copyFrom } from 'pg-copy-streams'
 import type { DatabaseHandle, Executor } from '../../db/client.js'
-import { type DatasetColumn, quoteIdent, SQL_TYPES, type StoredValue } from './columns.js'
+import {
+  type ColumnStats,
+  type DatasetColumn,
+  quoteIdent,
+  SQL_TYPES,
+  type StoredValue,
+} from './columns.js'
+import {
+  columnStats,
+  type DistinctSketch,
+  distinctQuery,
+  EXACT_DISTINCT_MAX,
+  summaryQuery,
+} from './stats.js'
 
 /**
  * The typed table holding one dataset's rows, in the `datasets` schema. Its name derives
@@ -27,6 +40,18 @@ export interface RowSink {
 interface RawClient {
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[] }>
 }
+
+/** The one row of a query whose values are all text, in the order they were selected. */
+async function figuresOf(client: RawClient, query: string): Promise<(string | null)[]> {
+  const { rows } = await client.query(query)
+  return Object.values(rows[0] as Record<string, string | null>)
+}
+
+/**
+ * Estimates near the limit are counted exactly too: the sketch's error (about 1.6 %) must not
+ * turn a column of 9,900 values into an estimate.
+ */
+const EXACT_DISTINCT_BELOW_ESTIMATE = EXACT_DISTINCT_MAX * 1.1
 
 export function createRowStore(database: DatabaseHandle) {
   const client = (database.db as unknown as { $client: RawClient }).$client
@@ -52,13 +77,40 @@ export function createRowStore(database: DatabaseHandle) {
     await client.query(`ANALYZE ${table}`)
   }
 
+  /**
+   * Each column's statistics, computed in the database once the rows are in: one scan for
+   * counts, bounds and means, and one for the exact distinct counts of the columns whose
+   * sketch saw few values; the others keep the sketch's estimate.
+   */
+  async function summarise(
+    datasetId: string,
+    columns: readonly DatasetColumn[],
+    sketches: readonly DistinctSketch[],
+  ): Promise<ColumnStats[]> {
+    const table = rowsTable(datasetId)
+    const estimates = sketches.map((sketch) => sketch.estimate())
+    const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
+    const [figures, exact] = await Promise.all([
+      figuresOf(client, summaryQuery(table, columns)),
+      few.length > 0 ? figuresOf(client, distinctQuery(table, few)) : [],
+    ])
+    return columns.map((column, i) => {
+      const k = few.indexOf(column)
+      const distinct =
+        k === -1
+          ? { count: estimates[i] as number, exact: false }
+          : { count: Number(exact[k]), exact: true }
+      return columnStats(column, figures, 1 + 4 * i, distinct)
+    })
+  }
+
   async function dropTable(datasetId: string, executor?: Executor) {
     const statement = `DROP TABLE IF EXISTS ${rowsTable(datasetId)}`
     if (executor) await executor.execute(sql.raw(statement))
     else await client.query(statement)
   }
 
-  return { createTable, openSink, finishTable, dropTable }
+  return { createTable, openSink, finishTable, summarise, dropTable }
 }
 
 export type RowStore = ReturnType<typeof createRowStore>
@@ -114,9 +166,9 @@ function openBlobCopySink(
 }
 
 /**
- * Rows written straight into bytes as COPY's CSV: its position, then the values. Building a
- * string per row instead left a tree of small strings per row until the piece was encoded,
- * which held over 100 MB of heap per 8 MB piece.
+ * Rows written into bytes as COPY's CSV: its position, then the values, each line encoded
+ * as soon as it is built. Keeping the strings until a whole piece was encoded left a tree of
+ * small strings per row, which held over 100 MB of heap per 8 MB piece.
  */
 class CsvChunk {
   #buffer: Buffer
@@ -129,29 +181,22 @@ class CsvChunk {
   }
 
   add(position: number, row: readonly StoredValue[]) {
-    this.#text(String(position))
+    // One line, encoded at once: a write per value cost a native call per cell, and the
+    // line is garbage as soon as it is in the buffer.
+    let line = String(position)
     for (const value of row) {
-      this.#byte(44)
-      if (value === null) continue
-      if (typeof value === 'number') this.#text(String(value))
-      else if (value === '' || NEEDS_QUOTES.test(value)) {
-        // An empty string is quoted so it stays a string, not a null.
-        this.#byte(34)
-        this.#text(value.replaceAll('"', '""'))
-        this.#byte(34)
-      } else this.#text(value)
+      if (value === null) line += ','
+      else if (typeof value === 'number') line += `,${value}`
+      // An empty string is quoted so it stays a string, not a null.
+      else if (value === '' || NEEDS_QUOTES.test(value)) line += `,"${value.replaceAll('"', '""')}"`
+      else line += `,${value}`
     }
-    this.#byte(10)
+    this.#text(`${line}\n`)
   }
 
   /** The bytes written, in a buffer of their own. */
   bytes(): Uint8Array {
     return new Uint8Array(this.#buffer.buffer, this.#buffer.byteOffset, this.length)
-  }
-
-  #byte(value: number) {
-    if (this.length >= this.#buffer.length) this.#grow(1)
-    this.#buffer[this.length++] = value
   }
 
   #text(text: string) {

@@ -7,7 +7,7 @@ import {
   StringEnum,
   TimestampSchema,
 } from '../../shared/schemas.js'
-import { PinnedVersionSchema } from '../models/card.js'
+import { ModelNameSchema, PinnedVersionSchema } from '../models/card.js'
 import { JOB_TYPES } from './contract.js'
 
 export const JobStatusSchema = StringEnum(JOB_STATUSES)
@@ -45,7 +45,7 @@ export type Job = Static<typeof JobSchema>
 
 const BatchPredictParamsSchema = Type.Object(
   {
-    model: Type.String({ minLength: 1, maxLength: 100 }),
+    model: ModelNameSchema,
     version: Type.Optional(PinnedVersionSchema),
     dataset_id: IdSchema,
     mapping: Type.Record(Type.String({ minLength: 1 }), Type.String({ minLength: 1 }), {

@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto'
+import { mkdtempSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildTestApp, type TestApp } from '../../../test/helpers.js'
+import {
+  type ColumnType,
+  convertForLoad,
+  type DatasetColumn,
+  nameColumns,
+  type StoredValue,
+} from './columns.js'
+import { createRowStore, type RowStore } from './row-store.js'
+import { DistinctSketch } from './stats.js'
+
+let t: TestApp
+let store: RowStore
+let dir: string
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'stats-test-'))
+  t = await buildTestApp({ DATA_DIR: dir })
+  store = createRowStore(t.database)
+})
+afterAll(async () => {
+  await t.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+/** Loads the rows into a table of their own as an import does, and summarises it. */
+async function summarise(types: ColumnType[], rows: StoredValue[][]) {
+  const id = randomUUID()
+  const columns: DatasetColumn[] = nameColumns(types.map((_, i) => `c${i}`)).map((c, i) => ({
+    ...c,
+    type: types[i] as ColumnType,
+    nullable: true,
+  }))
+  const sketches = columns.map(() => new DistinctSketch())
+  await store.createTable(id, columns)
+  const sink = await store.openSink(id, columns)
+  for (const row of rows) {
+    row.forEach((value, i) => {
+      sketches[i]?.add(value)
+    })
+    await sink.write(row)
+  }
+  await sink.close()
+  await store.finishTable(id)
+  try {
+    return await store.summarise(id, columns, sketches)
+  } finally {
+    await store.dropTable(id)
+  }
+}
+
+describe('statistics', () => {
+  it('when a column has many distinct values, then the estimate is within 5 %', async () => {
+    const rows: StoredValue[][] = []
+    for (let i = 0; i < 200_000; i++) rows.push([i % 150_000])
+    rows.push([null])
+    const [result] = await summarise(['integer'], rows)
+    expect(result?.distinct_exact).toBe(false)
+    expect(Math.abs((result?.distinct_count ?? 0) - 150_000) / 150_000).toBeLessThan(0.05)
+    expect(result).toMatchObject({ min: 0, max: 149_999, null_count: 1 })
+  })
+
+  it('when a boolean column is summarised, then the mean is the share of true', async () => {
+    const [result] = await summarise(
+      ['boolean'],
+      ['t', 't', 'f', 't'].map((v) => [v]),
+    )
+    expect(result).toMatchObject({
+      min: false,
+      max: true,
+      mean: 0.75,
+      distinct_count: 2,
+      distinct_exact: true,
+    })
+  })
+
+  it('when numbers arrive as the text of the file, then they are counted, bounded and averaged as numbers', async () => {
+    const [integers, numbers] = await summarise(
+      ['integer', 'number'],
+      [
+        ['007', '-2.5'],
+        ['+7', '.5'],
+        ['12', '12'],
+        [null, null],
+      ].map(([a, b]) => [convertForLoad(a, 'integer', true), convertForLoad(b, 'number', true)]),
+    )
+    expect(integers).toMatchObject({
+      min: 7,
+      max: 12,
+      mean: 26 / 3,
+      null_count: 1,
+      distinct_count: 2,
+      distinct_exact: true,
+    })
+    expect(numbers).toMatchObject({ min: -2.5, max: 12, mean: 10 / 3, null_count: 1 })
+  })
+
+  it('when text, dates and timestamps are summarised, then bounds follow code points and time, written as the API writes them', async () => {
+    const [text, dates, stamps] = await summarise(
+      ['string', 'date', 'timestamp'],
+      [
+        ['b', '2024-03-01', '2024-05-01T10:00:00.250Z'],
+        ['Z', '2023-12-31', '2023-01-01T00:00:00.000Z'],
+        ['a', null, '2024-05-01T09:59:59.999Z'],
+      ],
+    )
+    expect(text).toMatchObject({ min: 'Z', max: 'b', mean: null, distinct_count: 3 })
+    expect(dates).toMatchObject({ min: '2023-12-31', max: '2024-03-01', null_count: 1 })
+    expect(stamps).toMatchObject({
+      min: '2023-01-01T00:00:00.000Z',
+      max: '2024-05-01T10:00:00.250Z',
+      distinct_count: 3,
+      distinct_exact: true,
+    })
+  })
+})
