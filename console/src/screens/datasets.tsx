@@ -1,15 +1,16 @@
 import { type FormEvent, useState } from 'react'
-import { Button, FileTrigger, Form } from 'react-aria-components'
+import { Button, Form } from 'react-aria-components'
 import { Link } from 'wouter'
-import { TextInput } from '../components/fields.js'
+import { FileField, TextInput } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
 import { ProblemAlert } from '../components/problem-alert.js'
 import { ScrollRegion } from '../components/scroll-region.js'
-import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
+import { UploadProgress } from '../components/upload-progress.js'
+import { formatBytes, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Dataset } from '../lib/types.js'
-import { uploadWithProgress } from '../lib/upload.js'
 import { useLoad } from '../lib/use-load.js'
+import { useUpload } from '../lib/use-upload.js'
 
 export function DatasetsScreen() {
   const { api } = useSession()
@@ -88,74 +89,50 @@ export function DatasetsScreen() {
   )
 }
 
-type Uploaded = Dataset | { dataset: Dataset; job_id: string; job_url: string }
-
 function UploadForm({ onUploaded }: { onUploaded: () => void }) {
-  const { client } = useSession()
   const [file, setFile] = useState<File | null>(null)
   const [name, setName] = useState('')
-  const [progress, setProgress] = useState<number | null>(null)
   const [outcome, setOutcome] = useState<{ dataset: Dataset; jobId: string | null } | null>(null)
-  const [error, setError] = useState<unknown>(null)
+  const upload = useUpload('/v1/datasets')
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
     if (!file) return
-    setError(null)
     setOutcome(null)
-    setProgress(0)
     const form = new FormData()
     if (name) form.append('name', name)
     // The service reads the fields before the file: the file goes last.
     form.append('file', file)
-    try {
-      const { body } = await uploadWithProgress<Uploaded>(client, '/v1/datasets', form, setProgress)
-      setOutcome(
-        'job_id' in body && 'dataset' in body
-          ? { dataset: body.dataset, jobId: body.job_id }
-          : { dataset: body as Dataset, jobId: null },
-      )
-      onUploaded()
-    } catch (failure) {
-      setError(failure)
-      setProgress(null)
-    }
+    const body = await upload.send(form)
+    if (!body) return
+    setOutcome(
+      'dataset' in body
+        ? { dataset: body.dataset, jobId: body.job_id }
+        : { dataset: body, jobId: null },
+    )
+    onUploaded()
   }
 
   return (
     <Form onSubmit={submit} className="card stack" aria-label="Upload a dataset">
       <h2>Upload a dataset</h2>
       <p className="hint">CSV with a header row, a JSON array, NDJSON or Parquet.</p>
-      <div className="actions">
-        <FileTrigger
-          acceptedFileTypes={['.csv', '.json', '.ndjson', '.parquet', 'text/csv']}
-          onSelect={(files) => {
-            const chosen = files?.[0] ?? null
-            setFile(chosen)
-            if (chosen && !name) setName(chosen.name.replace(/\.[^.]+$/, ''))
-          }}
-        >
-          <Button>Choose a file</Button>
-        </FileTrigger>
-        <span data-testid="chosen-file">
-          {file ? `${file.name} (${formatBytes(file.size)})` : 'No file chosen'}
-        </span>
-      </div>
+      <FileField
+        label="File"
+        choose="Choose a file"
+        accept={['.csv', '.json', '.ndjson', '.parquet', 'text/csv']}
+        file={file}
+        onSelect={(chosen) => {
+          setFile(chosen)
+          if (chosen && !name) setName(chosen.name.replace(/\.[^.]+$/, ''))
+        }}
+      />
       <TextInput label="Name" name="name" value={name} onChange={setName} />
-      <Button
-        type="submit"
-        className="primary"
-        isDisabled={!file || (progress !== null && progress < 1 && !outcome && !error)}
-      >
+      <Button type="submit" className="primary" isDisabled={!file || upload.sending}>
         Upload
       </Button>
-      {progress !== null ? (
-        <div className="progress-row">
-          <progress max={1} value={progress} aria-label="Upload progress" />
-          <span>{formatPercent(progress)}</span>
-        </div>
-      ) : null}
-      <ProblemAlert error={error} />
+      <UploadProgress label="Upload progress" progress={upload.progress} />
+      <ProblemAlert error={upload.error} />
       {outcome ? (
         <p role="status">
           Uploaded <Link href={`/datasets/${outcome.dataset.id}`}>{outcome.dataset.name}</Link>

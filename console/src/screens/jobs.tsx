@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'react'
+import { useState } from 'react'
 import { Link } from 'wouter'
 import { Choice } from '../components/fields.js'
 import { Pager } from '../components/pager.js'
@@ -7,7 +7,7 @@ import { ScrollRegion } from '../components/scroll-region.js'
 import { formatPercent, formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import type { Job } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { useLoad, useRefresh } from '../lib/use-load.js'
 
 type JobStatus = Job['status']
 const STATUSES: readonly JobStatus[] = ['queued', 'running', 'succeeded', 'failed', 'cancelled']
@@ -31,12 +31,7 @@ export function JobsScreen() {
   // A live list: one request every few seconds while something runs, none when all rest.
   // Each job's own page follows it event by event over Server-Sent Events.
   const moving = jobs.data?.items.some((job) => job.status === 'queued' || job.status === 'running')
-  const { reload } = jobs
-  useEffect(() => {
-    if (!moving) return
-    const timer = setInterval(reload, REFRESH_MS)
-    return () => clearInterval(timer)
-  }, [moving, reload])
+  useRefresh(jobs.reload, REFRESH_MS, moving === true)
 
   return (
     <section aria-labelledby="jobs-title">

@@ -1,6 +1,6 @@
 import { type FormEvent, useRef, useState } from 'react'
 import { Button, Form } from 'react-aria-components'
-import { Link } from 'wouter'
+import { Link, useLocation } from 'wouter'
 import { Choice, TextInput } from '../components/fields.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
 import { ScrollRegion } from '../components/scroll-region.js'
@@ -9,6 +9,8 @@ import { usePermissions, useSession } from '../lib/session.js'
 import type { Model } from '../lib/types.js'
 import { useLoad } from '../lib/use-load.js'
 import { ImagePredictForm } from './image-predict.js'
+import { ModelStatsPanel } from './model-stats.js'
+import { ModelUploadForm } from './model-upload.js'
 
 type Card = NonNullable<Model['card']>
 type CardInput = Card['inputs'][number] & {
@@ -26,6 +28,7 @@ type CardInput = Card['inputs'][number] & {
 export function ModelScreen({ params }: { params: { name: string } }) {
   const { api } = useSession()
   const can = usePermissions()
+  const [, navigate] = useLocation()
   const model = useLoad(
     async (signal) =>
       (await api.GET('/v1/models/{name}', { params: { path: { name: params.name } }, signal }))
@@ -91,6 +94,15 @@ export function ModelScreen({ params }: { params: { name: string } }) {
           </tbody>
         </table>
       </ScrollRegion>
+      {can.manageModels ? (
+        <ModelUploadForm
+          title="Upload a new version"
+          model={m.name}
+          onUploaded={(uploaded) =>
+            uploaded.name === m.name ? model.reload() : navigate(`/models/${uploaded.name}`)
+          }
+        />
+      ) : null}
       {m.task === 'text-generation' ? (
         <GenerateForm model={m.name} />
       ) : m.card && readsPictures(m.card) ? (
@@ -98,6 +110,8 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       ) : m.card ? (
         <TryItForm model={m.name} card={m.card} />
       ) : null}
+      {/* Generation streams tokens; its requests are not among the serving figures. */}
+      {m.task === 'text-generation' ? null : <ModelStatsPanel model={m.name} />}
     </section>
   )
 }
