@@ -2,89 +2,60 @@ import { type FormEvent, useState } from 'react'
 import { Button, Form } from 'react-aria-components'
 import { Link } from 'wouter'
 import { FileField, TextInput } from '../components/fields.js'
-import { Pager } from '../components/pager.js'
+import { ListTable, SearchField } from '../components/list-table.js'
 import { ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
 import { UploadProgress } from '../components/upload-progress.js'
 import { formatBytes, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Dataset } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { usePagedList } from '../lib/use-paged-list.js'
 import { useUpload } from '../lib/use-upload.js'
 
 export function DatasetsScreen() {
   const { api } = useSession()
   const can = usePermissions()
-  const [q, setQ] = useState('')
-  const [page, setPage] = useState(1)
-  const datasets = useLoad(
-    async (signal) =>
+  const datasets = usePagedList(
+    { q: '' },
+    async ({ q, page }, signal) =>
       (
         await api.GET('/v1/datasets', {
           params: { query: { q: q || undefined, page, page_size: 20 } },
           signal,
         })
       ).data,
-    [api, q, page],
   )
   return (
     <section aria-labelledby="datasets-title">
       <h1 id="datasets-title">Datasets</h1>
       {can.manageDatasets ? <UploadForm onUploaded={datasets.reload} /> : null}
       <div className="filters">
-        <TextInput
-          label="Search"
-          name="q"
-          type="search"
-          value={q}
-          onChange={(value) => {
-            setQ(value)
-            setPage(1)
-          }}
-        />
+        <SearchField value={datasets.filters.q} onChange={(q) => datasets.setFilter('q', q)} />
       </div>
-      <ProblemAlert error={datasets.error} />
-      <ScrollRegion label="Datasets">
-        <table aria-busy={datasets.loading}>
-          <caption className="visually-hidden">Datasets</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Format</th>
-              <th scope="col">Status</th>
-              <th scope="col" className="num">
-                Rows
-              </th>
-              <th scope="col" className="num">
-                Size
-              </th>
-              <th scope="col">Created</th>
-            </tr>
-          </thead>
-          <tbody>
-            {datasets.data?.items.map((dataset) => (
-              <tr key={dataset.id}>
-                <td>
-                  <Link href={`/datasets/${dataset.id}`}>{dataset.name}</Link>
-                </td>
-                <td>{dataset.format}</td>
-                <td>{dataset.status}</td>
-                <td className="num">{dataset.row_count}</td>
-                <td className="num">{formatBytes(dataset.size_bytes)}</td>
-                <td>{formatTime(dataset.created_at)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </ScrollRegion>
-      {datasets.data ? (
-        <Pager
-          page={datasets.data.page}
-          totalPages={datasets.data.total_pages}
-          total={datasets.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Datasets"
+        list={datasets}
+        columns={[
+          { label: 'Name' },
+          { label: 'Format' },
+          { label: 'Status' },
+          { label: 'Rows', numeric: true },
+          { label: 'Size', numeric: true },
+          { label: 'Created' },
+        ]}
+      >
+        {datasets.data?.items.map((dataset) => (
+          <tr key={dataset.id}>
+            <td>
+              <Link href={`/datasets/${dataset.id}`}>{dataset.name}</Link>
+            </td>
+            <td>{dataset.format}</td>
+            <td>{dataset.status}</td>
+            <td className="num">{dataset.row_count}</td>
+            <td className="num">{formatBytes(dataset.size_bytes)}</td>
+            <td>{formatTime(dataset.created_at)}</td>
+          </tr>
+        ))}
+      </ListTable>
     </section>
   )
 }

@@ -7,6 +7,7 @@ import { ScrollRegion } from '../components/scroll-region.js'
 import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Model } from '../lib/types.js'
+import { useAction } from '../lib/use-action.js'
 import { useLoad } from '../lib/use-load.js'
 import { ImagePredictForm } from './image-predict.js'
 import { ModelStatsPanel } from './model-stats.js'
@@ -35,19 +36,15 @@ export function ModelScreen({ params }: { params: { name: string } }) {
         .data,
     [api, params.name],
   )
-  const [error, setError] = useState<unknown>(null)
+  const activation = useAction()
 
-  const activate = async (version: string) => {
-    setError(null)
-    try {
+  const activate = (version: string) =>
+    activation.run(async () => {
       await api.POST('/v1/models/{name}/versions/{version}/activate', {
         params: { path: { name: params.name, version } },
       })
       model.reload()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
+    })
 
   if (model.error) return <ProblemAlert error={model.error} />
   if (!model.data) return <p aria-busy="true">Loading…</p>
@@ -60,7 +57,7 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       <h1 id="model-title">{m.name}</h1>
       {m.card ? <ModelCard card={m.card} /> : null}
       <h2>Versions</h2>
-      <ProblemAlert error={error} />
+      <ProblemAlert error={activation.error} />
       <ScrollRegion label="Versions">
         <table>
           <thead>
