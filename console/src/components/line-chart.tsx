@@ -16,22 +16,33 @@ function niceMax(value: number): number {
   return ([1, 2, 5, 10].find((step) => step * power >= value) ?? 10) * power
 }
 
-/** The series' line, broken where a value is missing. */
-function pathOf(values: (number | null)[], max: number): string {
+interface Point {
+  x: number
+  y: number
+  /** Neither neighbour has a value: drawn as a dot, since no line reaches it. */
+  alone: boolean
+}
+
+function pointsOf(values: (number | null)[], max: number): (Point | null)[] {
   const step = values.length > 1 ? WIDTH / (values.length - 1) : 0
-  let path = ''
-  let drawing = false
-  values.forEach((value, index) => {
-    if (value === null) {
-      drawing = false
-      return
-    }
-    const x = (index * step).toFixed(1)
-    const y = (HEIGHT - (value / max) * HEIGHT).toFixed(1)
-    path += `${drawing ? 'L' : 'M'}${x} ${y} `
-    drawing = true
-  })
-  return path.trim()
+  return values.map((value, index) =>
+    value === null
+      ? null
+      : {
+          x: index * step,
+          y: HEIGHT - (value / max) * HEIGHT,
+          alone: (values[index - 1] ?? null) === null && (values[index + 1] ?? null) === null,
+        },
+  )
+}
+
+/** The series' line, broken where a value is missing. */
+function pathOf(points: (Point | null)[]): string {
+  return points
+    .flatMap((point, index) =>
+      point ? [`${points[index - 1] ? 'L' : 'M'}${point.x.toFixed(1)} ${point.y.toFixed(1)}`] : [],
+    )
+    .join(' ')
 }
 
 /**
@@ -62,20 +73,26 @@ export function LineChart(props: {
         </span>
         <svg
           viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
-          preserveAspectRatio="none"
           role="img"
           aria-labelledby={`${id}-title`}
           aria-describedby={`${id}-summary`}
         >
           <title>{props.title}</title>
           <line className="chart-axis" x1="0" y1={HEIGHT} x2={WIDTH} y2={HEIGHT} />
-          {props.series.map((series, index) => (
-            <path
-              key={series.name}
-              className={`chart-line chart-line-${index}`}
-              d={pathOf(series.values, top)}
-            />
-          ))}
+          {props.series.map((series, index) => {
+            const points = pointsOf(series.values, top)
+            return (
+              <g key={series.name} className={`chart-series-${index}`}>
+                <path className="chart-line" d={pathOf(points)} />
+                {points.map((point, at) =>
+                  point?.alone ? (
+                    // biome-ignore lint/suspicious/noArrayIndexKey: a point's place is its identity
+                    <circle key={at} className="chart-dot" cx={point.x} cy={point.y} r="2.5" />
+                  ) : null,
+                )}
+              </g>
+            )
+          })}
         </svg>
       </div>
       <div className="chart-scale" aria-hidden="true">

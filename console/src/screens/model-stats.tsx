@@ -95,7 +95,7 @@ export function ModelStatsPanel({ model }: { model: string }) {
           ]}
           summary={
             totals.batch_size
-              ? `${totals.batches} calls, ${totals.batch_size.mean} rows on average, ${totals.batch_size.max} at most.`
+              ? `${totals.batches} calls; mean size ${totals.batch_size.mean} rows, largest ${totals.batch_size.max}.`
               : 'No inference call yet.'
           }
           {...span}
