@@ -6,8 +6,6 @@ import type { ModelRegistry } from '../registry.js'
 import { ModelParamsSchema } from '../schemas.js'
 import type { ModelStats } from './stats.js'
 
-const Count = Type.Integer({ minimum: 0 })
-
 const WindowFiguresSchema = {
   requests: Type.Integer({
     minimum: 0,
@@ -32,11 +30,11 @@ const WindowFiguresSchema = {
         'within 5 % (read from log-spaced buckets); null without a request.',
     },
   ),
-  batches: { ...Count, description: 'Inference calls (micro-batches) run.' },
+  batches: Type.Integer({ minimum: 0, description: 'Inference calls (micro-batches) run.' }),
   batch_size: Type.Union(
     [
       Type.Object(
-        { mean: Type.Number({ minimum: 0 }), max: Count },
+        { mean: Type.Number({ minimum: 0 }), max: Type.Integer({ minimum: 0 }) },
         { additionalProperties: false },
       ),
       Type.Null(),
