@@ -63,6 +63,7 @@ import {
   predictionSocketRoutes,
 } from './modules/models/serving/prediction-socket.js'
 import { predictionRoutes } from './modules/models/serving/routes.js'
+import { modelStatsRoutes } from './modules/models/serving/stats-routes.js'
 import { createLoginStateSealer } from './modules/oidc/login-state.js'
 import { createProviderClient } from './modules/oidc/provider-client.js'
 import { createIdentityRepository } from './modules/oidc/repository.js'
@@ -448,6 +449,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     maxModelBytes: config.MODEL_MAX_BYTES,
   })
   await app.register(monitoringRoutes, { prefix: '/v1/models', monitoring })
+  await app.register(modelStatsRoutes, {
+    prefix: '/v1/models',
+    stats: serving.stats,
+    registry: modules.models,
+  })
   await app.register(predictionSocketRoutes, {
     prefix: '/v1',
     predictions: serving.predictions,

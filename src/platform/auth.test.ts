@@ -255,6 +255,7 @@ describe('roles', () => {
     'GET /v1/models/{name}/ws': everyone,
     'GET /v1/models/{name}/predictions': admins,
     'GET /v1/models/{name}/drift': admins,
+    'GET /v1/models/{name}/stats': everyone,
     'GET /v2/models/{name}/ready': everyone,
     'GET /v2/models/{name}/versions/{version}/ready': everyone,
     'POST /v2/models/{name}/infer': everyone,

@@ -5901,6 +5901,169 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/models/{name}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recent serving figures of a model
+         * @description Request rate, latency percentiles (p50, p95, p99) and batch sizes of the last five minutes, in ten-second windows, as this instance served them: behind a load balancer each instance answers its own share (sum them from `/metrics` for the fleet's). Counted in memory: a restart starts from zero. Text generation is not counted.
+         */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description a model name in kebab-case, e.g. car-price */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /**
+                             * Format: date-time
+                             * @example 2026-01-31T12:00:00.000Z
+                             */
+                            from: string;
+                            model: string;
+                            /**
+                             * Format: date-time
+                             * @example 2026-01-31T12:00:00.000Z
+                             */
+                            to: string;
+                            /** @description The whole span at once. */
+                            totals: {
+                                /** @description Rows per inference call; null without a call. */
+                                batch_size: {
+                                    max: number;
+                                    mean: number;
+                                } | null;
+                                /** @description Inference calls (micro-batches) run. */
+                                batches: number;
+                                /** @description Percentiles of the answers' `latency_ms` (queueing and inference, not the network), within 5 % (read from log-spaced buckets); null without a request. */
+                                latency_ms: {
+                                    p50: number;
+                                    p95: number;
+                                    p99: number;
+                                } | null;
+                                /** @description Requests per second over the time covered (the current window: so far). */
+                                rate_per_second: number;
+                                /** @description Requests answered: single and batch predictions, pictures, over HTTP, WebSocket and batch jobs. */
+                                requests: number;
+                            };
+                            window_seconds: number;
+                            /** @description Every window of the span, oldest first; the last is still filling. */
+                            windows: {
+                                /** @description Rows per inference call; null without a call. */
+                                batch_size: {
+                                    max: number;
+                                    mean: number;
+                                } | null;
+                                /** @description Inference calls (micro-batches) run. */
+                                batches: number;
+                                /** @description Percentiles of the answers' `latency_ms` (queueing and inference, not the network), within 5 % (read from log-spaced buckets); null without a request. */
+                                latency_ms: {
+                                    p50: number;
+                                    p95: number;
+                                    p99: number;
+                                } | null;
+                                /** @description Requests per second over the time covered (the current window: so far). */
+                                rate_per_second: number;
+                                /** @description Requests answered: single and batch predictions, pictures, over HTTP, WebSocket and batch jobs. */
+                                requests: number;
+                                /**
+                                 * Format: date-time
+                                 * @example 2026-01-31T12:00:00.000Z
+                                 */
+                                start: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Malformed request (e.g. invalid JSON). */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Missing or invalid credentials. */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description The caller may not do this. */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Not found. */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description A path segment longer than any resource name. */
+                414: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Validation failed; `errors` lists every problem by path. */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+                /** @description Too many requests; see `Retry-After`. */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Problem"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/models/{name}/versions/{version}": {
         parameters: {
             query?: never;

@@ -1,7 +1,8 @@
-import type { ReactNode } from 'react'
+import { type ReactNode, useId } from 'react'
 import {
   Button,
   FieldError,
+  FileTrigger,
   Input,
   Label,
   ListBox,
@@ -12,6 +13,7 @@ import {
   TextArea,
   TextField,
 } from 'react-aria-components'
+import { formatBytes } from '../lib/format.js'
 
 interface TextInputProps {
   label: string
@@ -92,5 +94,46 @@ export function Choice<T extends string>(props: ChoiceProps<T>) {
         </ListBox>
       </Popover>
     </Select>
+  )
+}
+
+interface FileFieldProps {
+  label: string
+  /** The button's words, e.g. "Choose a card". */
+  choose: string
+  accept: string[]
+  file: File | null
+  onSelect: (file: File | null) => void
+  error?: string | undefined
+}
+
+/**
+ * A labelled file choice: a button (a file input cannot be styled or labelled well) and the
+ * file chosen, with the service's message for this part announced with the button.
+ */
+export function FileField(props: FileFieldProps) {
+  const id = useId()
+  return (
+    <fieldset className="field plain" data-invalid={props.error ? true : undefined}>
+      <legend className="field-label">{props.label}</legend>
+      <div className="actions">
+        <FileTrigger
+          acceptedFileTypes={props.accept}
+          onSelect={(files) => props.onSelect(files?.[0] ?? null)}
+        >
+          <Button aria-describedby={props.error ? `${id}-error` : `${id}-chosen`}>
+            {props.choose}
+          </Button>
+        </FileTrigger>
+        <span id={`${id}-chosen`}>
+          {props.file ? `${props.file.name} (${formatBytes(props.file.size)})` : 'No file chosen'}
+        </span>
+      </div>
+      {props.error ? (
+        <span id={`${id}-error`} className="field-error">
+          {props.error}
+        </span>
+      ) : null}
+    </fieldset>
   )
 }

@@ -13,3 +13,4 @@ export type Model = ResponseBody<'/v1/models/{name}', 'get'>
 export type ModelSummary = ResponseBody<'/v1/models', 'get'>[number]
 export type ApiKey = ResponseBody<'/v1/api-keys', 'get'>['items'][number]
 export type AuditEvent = ResponseBody<'/v1/audit-events', 'get'>['items'][number]
+export type ModelStats = ResponseBody<'/v1/models/{name}/stats', 'get'>

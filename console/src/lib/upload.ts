@@ -1,5 +1,20 @@
-import type { OrderFlowClient } from '@orderflow/client'
+import type { OrderFlowClient, paths } from '@orderflow/client'
 import { errorFromResponseText } from './problem-text.js'
+
+/** The routes that take a POST, by their OpenAPI path. */
+export type PostPath = {
+  [P in keyof paths]: paths[P] extends { post: { responses: unknown } } ? P : never
+}[keyof paths]
+
+type Json<T> = T extends { content: { 'application/json': infer Body } } ? Body : never
+type PostResponses<P extends PostPath> = paths[P] extends { post: { responses: infer R } }
+  ? R
+  : never
+
+/** Every 2xx JSON body the route may answer (a dataset upload: 201 the dataset, 202 a job). */
+export type UploadAnswer<P extends PostPath> = {
+  [S in keyof PostResponses<P>]: S extends 200 | 201 | 202 ? Json<PostResponses<P>[S]> : never
+}[keyof PostResponses<P>]
 
 export interface UploadOutcome<T> {
   status: number
@@ -11,17 +26,17 @@ export interface UploadOutcome<T> {
  * upload progress, so this one request goes through XMLHttpRequest with the client's
  * current credentials; an expired access token (401) is renewed once and the form sent again.
  */
-export async function uploadWithProgress<T>(
+export async function uploadWithProgress<P extends PostPath>(
   client: OrderFlowClient,
-  path: string,
+  path: P,
   form: FormData,
   onProgress: (fraction: number) => void,
-): Promise<UploadOutcome<T>> {
+): Promise<UploadOutcome<UploadAnswer<P>>> {
   const first = await send(client, path, form, onProgress)
-  if (first.status !== 401) return settle<T>(first)
+  if (first.status !== 401) return settle(first)
   await client.refresh()
   onProgress(0)
-  return settle<T>(await send(client, path, form, onProgress))
+  return settle(await send(client, path, form, onProgress))
 }
 
 function send(

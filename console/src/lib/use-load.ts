@@ -36,3 +36,12 @@ export function useLoad<T>(
   const reload = useCallback(() => setGeneration((n) => n + 1), [])
   return { data: state.data, error: state.error, loading: state.loading, reload }
 }
+
+/** Calls `reload` every `ms` milliseconds while `active`: a live view asks again on its own. */
+export function useRefresh(reload: () => void, ms: number, active = true) {
+  useEffect(() => {
+    if (!active) return
+    const timer = setInterval(reload, ms)
+    return () => clearInterval(timer)
+  }, [reload, ms, active])
+}

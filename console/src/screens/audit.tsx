@@ -1,12 +1,9 @@
-import { useState } from 'react'
 import { Choice } from '../components/fields.js'
-import { Pager } from '../components/pager.js'
-import { ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
+import { ListTable } from '../components/list-table.js'
 import { formatTime } from '../lib/format.js'
 import { useSession } from '../lib/session.js'
 import type { AuditEvent } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { usePagedList } from '../lib/use-paged-list.js'
 
 type Action = AuditEvent['action']
 type ResourceType = AuditEvent['resource_type']
@@ -34,11 +31,9 @@ const RESOURCES: readonly ResourceType[] = [
 
 export function AuditScreen() {
   const { api } = useSession()
-  const [action, setAction] = useState<Action | ''>('')
-  const [resource, setResource] = useState<ResourceType | ''>('')
-  const [page, setPage] = useState(1)
-  const events = useLoad(
-    async (signal) =>
+  const events = usePagedList(
+    { action: '' as Action | '', resource: '' as ResourceType | '' },
+    async ({ action, resource, page }, signal) =>
       (
         await api.GET('/v1/audit-events', {
           params: {
@@ -52,7 +47,6 @@ export function AuditScreen() {
           signal,
         })
       ).data,
-    [api, action, resource, page],
   )
   return (
     <section aria-labelledby="audit-title">
@@ -61,65 +55,46 @@ export function AuditScreen() {
         <Choice
           label="Action"
           name="action"
-          value={action}
+          value={events.filters.action}
           options={[{ id: '', label: 'Any action' }, ...ACTIONS.map((a) => ({ id: a, label: a }))]}
-          onChange={(value) => {
-            setAction(value)
-            setPage(1)
-          }}
+          onChange={(action) => events.setFilter('action', action)}
         />
         <Choice
           label="Resource"
           name="resource_type"
-          value={resource}
+          value={events.filters.resource}
           options={[
             { id: '', label: 'Any resource' },
             ...RESOURCES.map((r) => ({ id: r, label: r })),
           ]}
-          onChange={(value) => {
-            setResource(value)
-            setPage(1)
-          }}
+          onChange={(resource) => events.setFilter('resource', resource)}
         />
       </div>
-      <ProblemAlert error={events.error} />
-      <ScrollRegion label="Audit events">
-        <table aria-busy={events.loading}>
-          <caption className="visually-hidden">Audit events</caption>
-          <thead>
-            <tr>
-              <th scope="col">When</th>
-              <th scope="col">Who</th>
-              <th scope="col">Action</th>
-              <th scope="col">Resource</th>
-              <th scope="col">Changes</th>
-            </tr>
-          </thead>
-          <tbody>
-            {events.data?.items.map((event) => (
-              <tr key={event.id}>
-                <td>{formatTime(event.at)}</td>
-                <td>{actorName(event.actor)}</td>
-                <td>{event.action}</td>
-                <td>
-                  {event.resource_type} {event.resource_id.slice(0, 8)}
-                </td>
-                <td>
-                  <code className="changes">{JSON.stringify(event.changes)}</code>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </ScrollRegion>
-      {events.data ? (
-        <Pager
-          page={events.data.page}
-          totalPages={events.data.total_pages}
-          total={events.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Audit events"
+        list={events}
+        columns={[
+          { label: 'When' },
+          { label: 'Who' },
+          { label: 'Action' },
+          { label: 'Resource' },
+          { label: 'Changes' },
+        ]}
+      >
+        {events.data?.items.map((event) => (
+          <tr key={event.id}>
+            <td>{formatTime(event.at)}</td>
+            <td>{actorName(event.actor)}</td>
+            <td>{event.action}</td>
+            <td>
+              {event.resource_type} {event.resource_id.slice(0, 8)}
+            </td>
+            <td>
+              <code className="changes">{JSON.stringify(event.changes)}</code>
+            </td>
+          </tr>
+        ))}
+      </ListTable>
     </section>
   )
 }

@@ -1,13 +1,13 @@
-import { type FormEvent, useState } from 'react'
-import { Button, Form } from 'react-aria-components'
+import { useState } from 'react'
+import { Button } from 'react-aria-components'
+import { EditDialog } from '../components/edit-dialog.js'
 import { Choice, TextInput } from '../components/fields.js'
-import { FormModal } from '../components/modal.js'
-import { Pager } from '../components/pager.js'
-import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
+import { EditToggleActions, ListTable, SearchField, TitleRow } from '../components/list-table.js'
+import { fieldErrorsOf } from '../components/problem-alert.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Customer } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { useAction } from '../lib/use-action.js'
+import { usePagedList } from '../lib/use-paged-list.js'
 
 type Tier = Customer['tier']
 const TIERS = [
@@ -19,121 +19,71 @@ const TIERS = [
 export function CustomersScreen() {
   const { api } = useSession()
   const can = usePermissions()
-  const [q, setQ] = useState('')
-  const [tier, setTier] = useState<Tier | ''>('')
-  const [page, setPage] = useState(1)
   const [editing, setEditing] = useState<Customer | 'new' | null>(null)
-  const [error, setError] = useState<unknown>(null)
-  const customers = useLoad(
-    async (signal) =>
+  const toggle = useAction()
+  const customers = usePagedList(
+    { q: '', tier: '' as Tier | '' },
+    async ({ q, tier, page }, signal) =>
       (
         await api.GET('/v1/customers', {
           params: { query: { q: q || undefined, tier: tier || undefined, page, page_size: 20 } },
           signal,
         })
       ).data,
-    [api, q, tier, page],
   )
 
-  const setActive = async (customer: Customer, isActive: boolean) => {
-    setError(null)
-    try {
+  const setActive = (customer: Customer, isActive: boolean) =>
+    toggle.run(async () => {
       await api.PATCH('/v1/customers/{id}', {
         params: { path: { id: customer.id } },
         body: { is_active: isActive },
       })
       customers.reload()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
+    })
 
   return (
     <section aria-labelledby="customers-title">
-      <div className="title-row">
-        <h1 id="customers-title">Customers</h1>
+      <TitleRow id="customers-title" title="Customers">
         {can.manageCustomers ? (
           <Button className="primary" onPress={() => setEditing('new')}>
             New customer
           </Button>
         ) : null}
-      </div>
+      </TitleRow>
       <div className="filters">
-        <TextInput
-          label="Search"
-          name="q"
-          type="search"
-          value={q}
-          onChange={(value) => {
-            setQ(value)
-            setPage(1)
-          }}
-        />
+        <SearchField value={customers.filters.q} onChange={(q) => customers.setFilter('q', q)} />
         <Choice
           label="Tier"
           name="tier"
-          value={tier}
+          value={customers.filters.tier}
           options={[{ id: '', label: 'Any tier' }, ...TIERS]}
-          onChange={(value) => {
-            setTier(value)
-            setPage(1)
-          }}
+          onChange={(tier) => customers.setFilter('tier', tier)}
         />
       </div>
-      <ProblemAlert error={customers.error ?? error} />
-      <ScrollRegion label="Customers">
-        <table aria-busy={customers.loading}>
-          <caption className="visually-hidden">Customers</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Email</th>
-              <th scope="col">Tier</th>
-              <th scope="col">Active</th>
-              {can.manageCustomers ? (
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              ) : null}
-            </tr>
-          </thead>
-          <tbody>
-            {customers.data?.items.map((customer) => (
-              <tr key={customer.id}>
-                <td>{customer.name}</td>
-                <td>{customer.email}</td>
-                <td>{customer.tier}</td>
-                <td>{customer.is_active ? 'yes' : 'no'}</td>
-                {can.manageCustomers ? (
-                  <td className="row-actions">
-                    <Button
-                      onPress={() => setEditing(customer)}
-                      aria-label={`Edit ${customer.name}`}
-                    >
-                      Edit
-                    </Button>
-                    <Button
-                      className="quiet"
-                      onPress={() => void setActive(customer, !customer.is_active)}
-                      aria-label={`${customer.is_active ? 'Deactivate' : 'Activate'} ${customer.name}`}
-                    >
-                      {customer.is_active ? 'Deactivate' : 'Activate'}
-                    </Button>
-                  </td>
-                ) : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </ScrollRegion>
-      {customers.data ? (
-        <Pager
-          page={customers.data.page}
-          totalPages={customers.data.total_pages}
-          total={customers.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Customers"
+        list={customers}
+        error={toggle.error}
+        actions={can.manageCustomers}
+        columns={[{ label: 'Name' }, { label: 'Email' }, { label: 'Tier' }, { label: 'Active' }]}
+      >
+        {customers.data?.items.map((customer) => (
+          <tr key={customer.id}>
+            <td>{customer.name}</td>
+            <td>{customer.email}</td>
+            <td>{customer.tier}</td>
+            <td>{customer.is_active ? 'yes' : 'no'}</td>
+            {can.manageCustomers ? (
+              <EditToggleActions
+                name={customer.name}
+                active={customer.is_active}
+                onEdit={() => setEditing(customer)}
+                onToggle={() => void setActive(customer, !customer.is_active)}
+              />
+            ) : null}
+          </tr>
+        ))}
+      </ListTable>
       {editing ? (
         <CustomerForm
           customer={editing === 'new' ? null : editing}
@@ -157,13 +107,11 @@ function CustomerForm(props: {
   const [name, setName] = useState(props.customer?.name ?? '')
   const [email, setEmail] = useState(props.customer?.email ?? '')
   const [tier, setTier] = useState<Tier>(props.customer?.tier ?? 'free')
-  const [error, setError] = useState<unknown>(null)
+  const save = useAction()
 
-  const submit = async (event: FormEvent) => {
-    event.preventDefault()
-    setError(null)
-    const body = { name, email, tier }
-    try {
+  const submit = () =>
+    void save.run(async () => {
+      const body = { name, email, tier }
       if (props.customer) {
         await api.PATCH('/v1/customers/{id}', {
           params: { path: { id: props.customer.id } },
@@ -173,45 +121,32 @@ function CustomerForm(props: {
         await api.POST('/v1/customers', { body })
       }
       props.onSaved()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
-  const errors = fieldErrorsOf(error)
+    })
+  const errors = fieldErrorsOf(save.error)
   return (
-    <FormModal
+    <EditDialog
       title={props.customer ? `Edit ${props.customer.name}` : 'New customer'}
-      isOpen
       onClose={props.onClose}
+      onSave={submit}
+      error={save.error}
     >
-      <Form onSubmit={submit} className="stack">
-        <TextInput label="Name" name="name" value={name} onChange={setName} error={errors.name} />
-        <TextInput
-          label="Email"
-          name="email"
-          type="email"
-          value={email}
-          onChange={setEmail}
-          error={errors.email}
-        />
-        <Choice
-          label="Tier"
-          name="tier"
-          value={tier}
-          options={TIERS}
-          onChange={(value) => setTier(value || 'free')}
-          error={errors.tier}
-        />
-        {Object.keys(errors).length === 0 ? <ProblemAlert error={error} /> : null}
-        <div className="actions">
-          <Button type="submit" className="primary">
-            Save
-          </Button>
-          <Button className="quiet" onPress={props.onClose}>
-            Cancel
-          </Button>
-        </div>
-      </Form>
-    </FormModal>
+      <TextInput label="Name" name="name" value={name} onChange={setName} error={errors.name} />
+      <TextInput
+        label="Email"
+        name="email"
+        type="email"
+        value={email}
+        onChange={setEmail}
+        error={errors.email}
+      />
+      <Choice
+        label="Tier"
+        name="tier"
+        value={tier}
+        options={TIERS}
+        onChange={(value) => setTier(value || 'free')}
+        error={errors.tier}
+      />
+    </EditDialog>
   )
 }

@@ -1,161 +1,109 @@
 import { type FormEvent, useState } from 'react'
-import { Button, FileTrigger, Form } from 'react-aria-components'
+import { Button, Form } from 'react-aria-components'
 import { Link } from 'wouter'
-import { TextInput } from '../components/fields.js'
-import { Pager } from '../components/pager.js'
+import { FileField, TextInput } from '../components/fields.js'
+import { ListTable, SearchField } from '../components/list-table.js'
 import { ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
-import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
+import { UploadProgress } from '../components/upload-progress.js'
+import { formatBytes, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Dataset } from '../lib/types.js'
-import { uploadWithProgress } from '../lib/upload.js'
-import { useLoad } from '../lib/use-load.js'
+import { usePagedList } from '../lib/use-paged-list.js'
+import { useUpload } from '../lib/use-upload.js'
 
 export function DatasetsScreen() {
   const { api } = useSession()
   const can = usePermissions()
-  const [q, setQ] = useState('')
-  const [page, setPage] = useState(1)
-  const datasets = useLoad(
-    async (signal) =>
+  const datasets = usePagedList(
+    { q: '' },
+    async ({ q, page }, signal) =>
       (
         await api.GET('/v1/datasets', {
           params: { query: { q: q || undefined, page, page_size: 20 } },
           signal,
         })
       ).data,
-    [api, q, page],
   )
   return (
     <section aria-labelledby="datasets-title">
       <h1 id="datasets-title">Datasets</h1>
       {can.manageDatasets ? <UploadForm onUploaded={datasets.reload} /> : null}
       <div className="filters">
-        <TextInput
-          label="Search"
-          name="q"
-          type="search"
-          value={q}
-          onChange={(value) => {
-            setQ(value)
-            setPage(1)
-          }}
-        />
+        <SearchField value={datasets.filters.q} onChange={(q) => datasets.setFilter('q', q)} />
       </div>
-      <ProblemAlert error={datasets.error} />
-      <ScrollRegion label="Datasets">
-        <table aria-busy={datasets.loading}>
-          <caption className="visually-hidden">Datasets</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Format</th>
-              <th scope="col">Status</th>
-              <th scope="col" className="num">
-                Rows
-              </th>
-              <th scope="col" className="num">
-                Size
-              </th>
-              <th scope="col">Created</th>
-            </tr>
-          </thead>
-          <tbody>
-            {datasets.data?.items.map((dataset) => (
-              <tr key={dataset.id}>
-                <td>
-                  <Link href={`/datasets/${dataset.id}`}>{dataset.name}</Link>
-                </td>
-                <td>{dataset.format}</td>
-                <td>{dataset.status}</td>
-                <td className="num">{dataset.row_count}</td>
-                <td className="num">{formatBytes(dataset.size_bytes)}</td>
-                <td>{formatTime(dataset.created_at)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </ScrollRegion>
-      {datasets.data ? (
-        <Pager
-          page={datasets.data.page}
-          totalPages={datasets.data.total_pages}
-          total={datasets.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Datasets"
+        list={datasets}
+        columns={[
+          { label: 'Name' },
+          { label: 'Format' },
+          { label: 'Status' },
+          { label: 'Rows', numeric: true },
+          { label: 'Size', numeric: true },
+          { label: 'Created' },
+        ]}
+      >
+        {datasets.data?.items.map((dataset) => (
+          <tr key={dataset.id}>
+            <td>
+              <Link href={`/datasets/${dataset.id}`}>{dataset.name}</Link>
+            </td>
+            <td>{dataset.format}</td>
+            <td>{dataset.status}</td>
+            <td className="num">{dataset.row_count}</td>
+            <td className="num">{formatBytes(dataset.size_bytes)}</td>
+            <td>{formatTime(dataset.created_at)}</td>
+          </tr>
+        ))}
+      </ListTable>
     </section>
   )
 }
 
-type Uploaded = Dataset | { dataset: Dataset; job_id: string; job_url: string }
-
 function UploadForm({ onUploaded }: { onUploaded: () => void }) {
-  const { client } = useSession()
   const [file, setFile] = useState<File | null>(null)
   const [name, setName] = useState('')
-  const [progress, setProgress] = useState<number | null>(null)
   const [outcome, setOutcome] = useState<{ dataset: Dataset; jobId: string | null } | null>(null)
-  const [error, setError] = useState<unknown>(null)
+  const upload = useUpload('/v1/datasets')
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
     if (!file) return
-    setError(null)
     setOutcome(null)
-    setProgress(0)
     const form = new FormData()
     if (name) form.append('name', name)
     // The service reads the fields before the file: the file goes last.
     form.append('file', file)
-    try {
-      const { body } = await uploadWithProgress<Uploaded>(client, '/v1/datasets', form, setProgress)
-      setOutcome(
-        'job_id' in body && 'dataset' in body
-          ? { dataset: body.dataset, jobId: body.job_id }
-          : { dataset: body as Dataset, jobId: null },
-      )
-      onUploaded()
-    } catch (failure) {
-      setError(failure)
-      setProgress(null)
-    }
+    const body = await upload.send(form)
+    if (!body) return
+    setOutcome(
+      'dataset' in body
+        ? { dataset: body.dataset, jobId: body.job_id }
+        : { dataset: body, jobId: null },
+    )
+    onUploaded()
   }
 
   return (
     <Form onSubmit={submit} className="card stack" aria-label="Upload a dataset">
       <h2>Upload a dataset</h2>
       <p className="hint">CSV with a header row, a JSON array, NDJSON or Parquet.</p>
-      <div className="actions">
-        <FileTrigger
-          acceptedFileTypes={['.csv', '.json', '.ndjson', '.parquet', 'text/csv']}
-          onSelect={(files) => {
-            const chosen = files?.[0] ?? null
-            setFile(chosen)
-            if (chosen && !name) setName(chosen.name.replace(/\.[^.]+$/, ''))
-          }}
-        >
-          <Button>Choose a file</Button>
-        </FileTrigger>
-        <span data-testid="chosen-file">
-          {file ? `${file.name} (${formatBytes(file.size)})` : 'No file chosen'}
-        </span>
-      </div>
+      <FileField
+        label="File"
+        choose="Choose a file"
+        accept={['.csv', '.json', '.ndjson', '.parquet', 'text/csv']}
+        file={file}
+        onSelect={(chosen) => {
+          setFile(chosen)
+          if (chosen && !name) setName(chosen.name.replace(/\.[^.]+$/, ''))
+        }}
+      />
       <TextInput label="Name" name="name" value={name} onChange={setName} />
-      <Button
-        type="submit"
-        className="primary"
-        isDisabled={!file || (progress !== null && progress < 1 && !outcome && !error)}
-      >
+      <Button type="submit" className="primary" isDisabled={!file || upload.sending}>
         Upload
       </Button>
-      {progress !== null ? (
-        <div className="progress-row">
-          <progress max={1} value={progress} aria-label="Upload progress" />
-          <span>{formatPercent(progress)}</span>
-        </div>
-      ) : null}
-      <ProblemAlert error={error} />
+      <UploadProgress label="Upload progress" progress={upload.progress} />
+      <ProblemAlert error={upload.error} />
       {outcome ? (
         <p role="status">
           Uploaded <Link href={`/datasets/${outcome.dataset.id}`}>{outcome.dataset.name}</Link>

@@ -1,14 +1,17 @@
 import { type FormEvent, useRef, useState } from 'react'
 import { Button, Form } from 'react-aria-components'
-import { Link } from 'wouter'
+import { Link, useLocation } from 'wouter'
 import { Choice, TextInput } from '../components/fields.js'
 import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
 import { ScrollRegion } from '../components/scroll-region.js'
 import { formatBytes, formatPercent, formatTime } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Model } from '../lib/types.js'
+import { useAction } from '../lib/use-action.js'
 import { useLoad } from '../lib/use-load.js'
 import { ImagePredictForm } from './image-predict.js'
+import { ModelStatsPanel } from './model-stats.js'
+import { ModelUploadForm } from './model-upload.js'
 
 type Card = NonNullable<Model['card']>
 type CardInput = Card['inputs'][number] & {
@@ -26,25 +29,22 @@ type CardInput = Card['inputs'][number] & {
 export function ModelScreen({ params }: { params: { name: string } }) {
   const { api } = useSession()
   const can = usePermissions()
+  const [, navigate] = useLocation()
   const model = useLoad(
     async (signal) =>
       (await api.GET('/v1/models/{name}', { params: { path: { name: params.name } }, signal }))
         .data,
     [api, params.name],
   )
-  const [error, setError] = useState<unknown>(null)
+  const activation = useAction()
 
-  const activate = async (version: string) => {
-    setError(null)
-    try {
+  const activate = (version: string) =>
+    activation.run(async () => {
       await api.POST('/v1/models/{name}/versions/{version}/activate', {
         params: { path: { name: params.name, version } },
       })
       model.reload()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
+    })
 
   if (model.error) return <ProblemAlert error={model.error} />
   if (!model.data) return <p aria-busy="true">Loading…</p>
@@ -57,7 +57,7 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       <h1 id="model-title">{m.name}</h1>
       {m.card ? <ModelCard card={m.card} /> : null}
       <h2>Versions</h2>
-      <ProblemAlert error={error} />
+      <ProblemAlert error={activation.error} />
       <ScrollRegion label="Versions">
         <table>
           <thead>
@@ -91,6 +91,15 @@ export function ModelScreen({ params }: { params: { name: string } }) {
           </tbody>
         </table>
       </ScrollRegion>
+      {can.manageModels ? (
+        <ModelUploadForm
+          title="Upload a new version"
+          model={m.name}
+          onUploaded={(uploaded) =>
+            uploaded.name === m.name ? model.reload() : navigate(`/models/${uploaded.name}`)
+          }
+        />
+      ) : null}
       {m.task === 'text-generation' ? (
         <GenerateForm model={m.name} />
       ) : m.card && readsPictures(m.card) ? (
@@ -98,6 +107,8 @@ export function ModelScreen({ params }: { params: { name: string } }) {
       ) : m.card ? (
         <TryItForm model={m.name} card={m.card} />
       ) : null}
+      {/* Generation streams tokens; its requests are not among the serving figures. */}
+      {m.task === 'text-generation' ? null : <ModelStatsPanel model={m.name} />}
     </section>
   )
 }

@@ -1,12 +1,15 @@
-import { Link } from 'wouter'
+import { Link, useLocation } from 'wouter'
 import { ProblemAlert } from '../components/problem-alert.js'
 import { ScrollRegion } from '../components/scroll-region.js'
 import { formatTime } from '../lib/format.js'
-import { useSession } from '../lib/session.js'
+import { usePermissions, useSession } from '../lib/session.js'
 import { useLoad } from '../lib/use-load.js'
+import { ModelUploadForm } from './model-upload.js'
 
 export function ModelsScreen() {
   const { api } = useSession()
+  const can = usePermissions()
+  const [, navigate] = useLocation()
   const models = useLoad(async (signal) => (await api.GET('/v1/models', { signal })).data, [api])
   return (
     <section aria-labelledby="models-title">
@@ -41,6 +44,12 @@ export function ModelsScreen() {
           </tbody>
         </table>
       </ScrollRegion>
+      {can.manageModels ? (
+        <ModelUploadForm
+          title="Register a model"
+          onUploaded={(model) => navigate(`/models/${model.name}`)}
+        />
+      ) : null}
     </section>
   )
 }

@@ -1,14 +1,11 @@
-import { useState } from 'react'
 import { Link } from 'wouter'
-import { Choice, TextInput } from '../components/fields.js'
-import { Pager } from '../components/pager.js'
-import { ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
+import { Choice } from '../components/fields.js'
+import { ListTable, SearchField, TitleRow } from '../components/list-table.js'
 import { formatMoney, formatTime } from '../lib/format.js'
 import { ORDER_STATUSES } from '../lib/orders.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { OrderStatus } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { usePagedList } from '../lib/use-paged-list.js'
 
 const SORTS = [
   { id: '-created_at', label: 'Newest first' },
@@ -22,12 +19,9 @@ type Sort = (typeof SORTS)[number]['id']
 export function OrdersScreen() {
   const { api } = useSession()
   const can = usePermissions()
-  const [status, setStatus] = useState<OrderStatus | ''>('')
-  const [q, setQ] = useState('')
-  const [sort, setSort] = useState<Sort>('-created_at')
-  const [page, setPage] = useState(1)
-  const orders = useLoad(
-    async (signal) =>
+  const orders = usePagedList(
+    { q: '', status: '' as OrderStatus | '', sort: '-created_at' as Sort },
+    async ({ q, status, sort, page }, signal) =>
       (
         await api.GET('/v1/orders', {
           params: {
@@ -36,86 +30,63 @@ export function OrdersScreen() {
           signal,
         })
       ).data,
-    [api, page, sort, status, q],
   )
-  const refilter =
-    <T,>(set: (value: T) => void) =>
-    (value: T) => {
-      set(value)
-      setPage(1)
-    }
 
   return (
     <section aria-labelledby="orders-title">
-      <div className="title-row">
-        <h1 id="orders-title">Orders</h1>
+      <TitleRow id="orders-title" title="Orders">
         {can.placeOrders ? (
           <Link href="/orders/new" className="button primary">
             Place an order
           </Link>
         ) : null}
-      </div>
+      </TitleRow>
       <div className="filters">
-        <TextInput label="Search" name="q" type="search" value={q} onChange={refilter(setQ)} />
+        <SearchField value={orders.filters.q} onChange={(q) => orders.setFilter('q', q)} />
         <Choice
           label="Status"
           name="status"
-          value={status}
+          value={orders.filters.status}
           options={[
             { id: '', label: 'Any status' },
             ...ORDER_STATUSES.map((s) => ({ id: s, label: s })),
           ]}
-          onChange={refilter(setStatus)}
+          onChange={(status) => orders.setFilter('status', status)}
         />
         <Choice
           label="Sort"
           name="sort"
-          value={sort}
+          value={orders.filters.sort}
           options={SORTS}
-          onChange={(value) => refilter(setSort)((value || '-created_at') as Sort)}
+          onChange={(sort) => orders.setFilter('sort', sort || '-created_at')}
         />
       </div>
-      <ProblemAlert error={orders.error} />
-      <ScrollRegion label="Orders">
-        <table aria-busy={orders.loading}>
-          <caption className="visually-hidden">Orders</caption>
-          <thead>
-            <tr>
-              <th scope="col">Order</th>
-              <th scope="col">Customer</th>
-              <th scope="col">Status</th>
-              <th scope="col" className="num">
-                Total
-              </th>
-              <th scope="col">Placed</th>
-            </tr>
-          </thead>
-          <tbody>
-            {orders.data?.items.map((order) => (
-              <tr key={order.id}>
-                <td>
-                  <Link href={`/orders/${order.id}`}>{order.id.slice(0, 8)}</Link>
-                </td>
-                <td>{order.customer_name}</td>
-                <td>
-                  <span className={`status status-${order.status}`}>{order.status}</span>
-                </td>
-                <td className="num">{formatMoney(order.total)}</td>
-                <td>{formatTime(order.created_at)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {orders.data && orders.data.items.length === 0 ? <p>No orders match.</p> : null}
-      </ScrollRegion>
-      {orders.data ? (
-        <Pager
-          page={orders.data.page}
-          totalPages={orders.data.total_pages}
-          total={orders.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Orders"
+        list={orders}
+        empty="No orders match."
+        columns={[
+          { label: 'Order' },
+          { label: 'Customer' },
+          { label: 'Status' },
+          { label: 'Total', numeric: true },
+          { label: 'Placed' },
+        ]}
+      >
+        {orders.data?.items.map((order) => (
+          <tr key={order.id}>
+            <td>
+              <Link href={`/orders/${order.id}`}>{order.id.slice(0, 8)}</Link>
+            </td>
+            <td>{order.customer_name}</td>
+            <td>
+              <span className={`status status-${order.status}`}>{order.status}</span>
+            </td>
+            <td className="num">{formatMoney(order.total)}</td>
+            <td>{formatTime(order.created_at)}</td>
+          </tr>
+        ))}
+      </ListTable>
     </section>
   )
 }

@@ -1,14 +1,14 @@
-import { type FormEvent, useState } from 'react'
-import { Button, Form } from 'react-aria-components'
+import { useState } from 'react'
+import { Button } from 'react-aria-components'
+import { EditDialog } from '../components/edit-dialog.js'
 import { Choice, TextInput } from '../components/fields.js'
-import { FormModal } from '../components/modal.js'
-import { Pager } from '../components/pager.js'
-import { fieldErrorsOf, ProblemAlert } from '../components/problem-alert.js'
-import { ScrollRegion } from '../components/scroll-region.js'
+import { EditToggleActions, ListTable, SearchField, TitleRow } from '../components/list-table.js'
+import { fieldErrorsOf } from '../components/problem-alert.js'
 import { formatMoney } from '../lib/format.js'
 import { usePermissions, useSession } from '../lib/session.js'
 import type { Product } from '../lib/types.js'
-import { useLoad } from '../lib/use-load.js'
+import { useAction } from '../lib/use-action.js'
+import { usePagedList } from '../lib/use-paged-list.js'
 
 const SORTS = [
   { id: 'name', label: 'Name' },
@@ -21,121 +21,78 @@ type Sort = (typeof SORTS)[number]['id']
 export function ProductsScreen() {
   const { api } = useSession()
   const can = usePermissions()
-  const [q, setQ] = useState('')
-  const [sort, setSort] = useState<Sort>('name')
-  const [page, setPage] = useState(1)
   const [editing, setEditing] = useState<Product | 'new' | null>(null)
-  const [error, setError] = useState<unknown>(null)
-  const products = useLoad(
-    async (signal) =>
+  const toggle = useAction()
+  const products = usePagedList(
+    { q: '', sort: 'name' as Sort },
+    async ({ q, sort, page }, signal) =>
       (
         await api.GET('/v1/products', {
           params: { query: { q: q || undefined, sort, page, page_size: 20 } },
           signal,
         })
       ).data,
-    [api, q, sort, page],
   )
 
-  const setActive = async (product: Product, isActive: boolean) => {
-    setError(null)
-    try {
+  const setActive = (product: Product, isActive: boolean) =>
+    toggle.run(async () => {
       await api.PATCH('/v1/products/{id}', {
         params: { path: { id: product.id } },
         body: { is_active: isActive },
       })
       products.reload()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
+    })
 
   return (
     <section aria-labelledby="products-title">
-      <div className="title-row">
-        <h1 id="products-title">Products</h1>
+      <TitleRow id="products-title" title="Products">
         {can.manageProducts ? (
           <Button className="primary" onPress={() => setEditing('new')}>
             New product
           </Button>
         ) : null}
-      </div>
+      </TitleRow>
       <div className="filters">
-        <TextInput
-          label="Search"
-          name="q"
-          type="search"
-          value={q}
-          onChange={(value) => {
-            setQ(value)
-            setPage(1)
-          }}
-        />
+        <SearchField value={products.filters.q} onChange={(q) => products.setFilter('q', q)} />
         <Choice
           label="Sort"
           name="sort"
-          value={sort}
+          value={products.filters.sort}
           options={SORTS}
-          onChange={(value) => setSort((value || 'name') as Sort)}
+          onChange={(value) => products.setFilter('sort', value || 'name')}
         />
       </div>
-      <ProblemAlert error={products.error ?? error} />
-      <ScrollRegion label="Products">
-        <table aria-busy={products.loading}>
-          <caption className="visually-hidden">Products</caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">SKU</th>
-              <th scope="col" className="num">
-                Price
-              </th>
-              <th scope="col" className="num">
-                Stock
-              </th>
-              <th scope="col">Active</th>
-              {can.manageProducts ? (
-                <th scope="col">
-                  <span className="visually-hidden">Actions</span>
-                </th>
-              ) : null}
-            </tr>
-          </thead>
-          <tbody>
-            {products.data?.items.map((product) => (
-              <tr key={product.id}>
-                <td>{product.name}</td>
-                <td>{product.sku}</td>
-                <td className="num">{formatMoney(product.price)}</td>
-                <td className="num">{product.stock}</td>
-                <td>{product.is_active ? 'yes' : 'no'}</td>
-                {can.manageProducts ? (
-                  <td className="row-actions">
-                    <Button onPress={() => setEditing(product)} aria-label={`Edit ${product.name}`}>
-                      Edit
-                    </Button>
-                    <Button
-                      className="quiet"
-                      onPress={() => void setActive(product, !product.is_active)}
-                      aria-label={`${product.is_active ? 'Deactivate' : 'Activate'} ${product.name}`}
-                    >
-                      {product.is_active ? 'Deactivate' : 'Activate'}
-                    </Button>
-                  </td>
-                ) : null}
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </ScrollRegion>
-      {products.data ? (
-        <Pager
-          page={products.data.page}
-          totalPages={products.data.total_pages}
-          total={products.data.total}
-          onPage={setPage}
-        />
-      ) : null}
+      <ListTable
+        label="Products"
+        list={products}
+        error={toggle.error}
+        actions={can.manageProducts}
+        columns={[
+          { label: 'Name' },
+          { label: 'SKU' },
+          { label: 'Price', numeric: true },
+          { label: 'Stock', numeric: true },
+          { label: 'Active' },
+        ]}
+      >
+        {products.data?.items.map((product) => (
+          <tr key={product.id}>
+            <td>{product.name}</td>
+            <td>{product.sku}</td>
+            <td className="num">{formatMoney(product.price)}</td>
+            <td className="num">{product.stock}</td>
+            <td>{product.is_active ? 'yes' : 'no'}</td>
+            {can.manageProducts ? (
+              <EditToggleActions
+                name={product.name}
+                active={product.is_active}
+                onEdit={() => setEditing(product)}
+                onToggle={() => void setActive(product, !product.is_active)}
+              />
+            ) : null}
+          </tr>
+        ))}
+      </ListTable>
       {editing ? (
         <ProductForm
           product={editing === 'new' ? null : editing}
@@ -157,20 +114,18 @@ function ProductForm(props: { product: Product | null; onClose: () => void; onSa
   const [description, setDescription] = useState(props.product?.description ?? '')
   const [price, setPrice] = useState(props.product?.price ?? '')
   const [stock, setStock] = useState(String(props.product?.stock ?? 0))
-  const [error, setError] = useState<unknown>(null)
+  const save = useAction()
 
-  const submit = async (event: FormEvent) => {
-    event.preventDefault()
-    setError(null)
-    // The form sends what was typed; the service's validation names every field it refuses.
-    const body = {
-      sku,
-      name,
-      description: description || undefined,
-      price,
-      stock: stock === '' ? undefined : Number(stock),
-    }
-    try {
+  const submit = () =>
+    void save.run(async () => {
+      // The form sends what was typed; the service's validation names every field it refuses.
+      const body = {
+        sku,
+        name,
+        description: description || undefined,
+        price,
+        stock: stock === '' ? undefined : Number(stock),
+      }
       if (props.product) {
         await api.PATCH('/v1/products/{id}', {
           params: { path: { id: props.product.id } },
@@ -180,56 +135,43 @@ function ProductForm(props: { product: Product | null; onClose: () => void; onSa
         await api.POST('/v1/products', { body })
       }
       props.onSaved()
-    } catch (failure) {
-      setError(failure)
-    }
-  }
-  const errors = fieldErrorsOf(error)
+    })
+  const errors = fieldErrorsOf(save.error)
   return (
-    <FormModal
+    <EditDialog
       title={props.product ? `Edit ${props.product.name}` : 'New product'}
-      isOpen
       onClose={props.onClose}
+      onSave={submit}
+      error={save.error}
     >
-      <Form onSubmit={submit} className="stack">
-        <TextInput label="SKU" name="sku" value={sku} onChange={setSku} error={errors.sku} />
-        <TextInput label="Name" name="name" value={name} onChange={setName} error={errors.name} />
-        <TextInput
-          label="Description"
-          name="description"
-          multiline
-          value={description}
-          onChange={setDescription}
-          error={errors.description}
-        />
-        <TextInput
-          label="Price"
-          name="price"
-          inputMode="decimal"
-          value={price}
-          onChange={setPrice}
-          error={errors.price}
-          description="A decimal amount, such as 19.99"
-        />
-        <TextInput
-          label="Stock"
-          name="stock"
-          type="number"
-          inputMode="numeric"
-          value={stock}
-          onChange={setStock}
-          error={errors.stock}
-        />
-        {Object.keys(errors).length === 0 ? <ProblemAlert error={error} /> : null}
-        <div className="actions">
-          <Button type="submit" className="primary">
-            Save
-          </Button>
-          <Button className="quiet" onPress={props.onClose}>
-            Cancel
-          </Button>
-        </div>
-      </Form>
-    </FormModal>
+      <TextInput label="SKU" name="sku" value={sku} onChange={setSku} error={errors.sku} />
+      <TextInput label="Name" name="name" value={name} onChange={setName} error={errors.name} />
+      <TextInput
+        label="Description"
+        name="description"
+        multiline
+        value={description}
+        onChange={setDescription}
+        error={errors.description}
+      />
+      <TextInput
+        label="Price"
+        name="price"
+        inputMode="decimal"
+        value={price}
+        onChange={setPrice}
+        error={errors.price}
+        description="A decimal amount, such as 19.99"
+      />
+      <TextInput
+        label="Stock"
+        name="stock"
+        type="number"
+        inputMode="numeric"
+        value={stock}
+        onChange={setStock}
+        error={errors.stock}
+      />
+    </EditDialog>
   )
 }

@@ -121,6 +121,7 @@ export function createImagePredictionService({
       const best = top[0] as LabelProbability
       metrics.predictions(served, 'ok')
       const latency = elapsedMs(startedAt)
+      metrics.answered(served, latency)
       const { bytes: _bytes, ...info } = prepared.info
       predictionLog?.record({
         model: served.name,

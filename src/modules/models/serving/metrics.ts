@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { BatchInfo } from '../runtime/batcher.js'
+import type { ModelStats } from './stats.js'
 import type { ServedVersion } from './types.js'
 
 export type PredictionOutcome = 'ok' | 'invalid' | 'error'
@@ -8,16 +9,23 @@ export interface ServingMetrics {
   /** Feeds the inference and batch-size histograms; the model server calls it per batch. */
   batch(served: ServedVersion, info: BatchInfo): void
   predictions(served: ServedVersion, outcome: PredictionOutcome, count?: number): void
+  /** One request answered (a single prediction, a batch, a picture), for the recent windows. */
+  answered(served: ServedVersion, latencyMs: number): void
   cache(model: string, result: 'hit' | 'miss'): void
   /** A request refused before it ran, e.g. because the model's queue was full. */
   rejected(served: ServedVersion, reason: 'queue_full'): void
 }
 
 /**
- * The model-serving series. Labels are model names and versions the registry knows, never
- * names taken from a request, so a client cannot grow the series count.
+ * The model-serving series, and the recent windows of `stats`. Labels are model names and
+ * versions the registry knows, never names taken from a request, so a client cannot grow
+ * the series count.
  */
-export function createServingMetrics(registry: Registry, loaded: () => number): ServingMetrics {
+export function createServingMetrics(
+  registry: Registry,
+  loaded: () => number,
+  stats: Pick<ModelStats, 'answered' | 'batch'>,
+): ServingMetrics {
   const inferenceSeconds = new Histogram({
     name: 'model_inference_seconds',
     help: 'Duration of one inference call (one micro-batch), by model and version.',
@@ -62,10 +70,14 @@ export function createServingMetrics(registry: Registry, loaded: () => number): 
     batch(served, info) {
       inferenceSeconds.observe({ model: served.name, version: served.version }, info.runMs / 1000)
       batchSize.observe({ model: served.name }, info.size)
+      stats.batch(served.name, info.size)
     },
     predictions(served, outcome, count = 1) {
       if (count > 0)
         predictions.inc({ model: served.name, version: served.version, outcome }, count)
+    },
+    answered(served, latencyMs) {
+      stats.answered(served.name, latencyMs)
     },
     cache(model, result) {
       cacheRequests.inc({ model, result })

@@ -16,6 +16,11 @@ import { createModelEvents } from './model-events.js'
 import { createModelServer } from './model-server.js'
 import { createPredictionCache } from './prediction-cache.js'
 import { createPredictionService } from './prediction-service.js'
+import { createModelStats } from './stats.js'
+
+/** The recent view the stats route answers: thirty windows of ten seconds, five minutes. */
+const STATS_WINDOW_MS = 10_000
+const STATS_WINDOWS = 30
 
 export interface ModelServingDeps {
   config: Config
@@ -47,7 +52,8 @@ export function createModelServing({
   predictionLog,
 }: ModelServingDeps) {
   // The gauge reads the server's count when scraped, after both exist.
-  const servingMetrics = createServingMetrics(metrics, () => server.loadedCount())
+  const stats = createModelStats({ windowMs: STATS_WINDOW_MS, windows: STATS_WINDOWS })
+  const servingMetrics = createServingMetrics(metrics, () => server.loadedCount(), stats)
   const allowedHosts = parseAllowedHosts(config.REMOTE_BACKEND_ALLOWED_HOSTS)
   const upstream = createUpstreamClient({
     allowedHosts,
@@ -135,6 +141,7 @@ export function createModelServing({
     predictions,
     images,
     generation,
+    stats,
     upstream,
     allowedHosts,
     async close() {

@@ -200,6 +200,7 @@ export function createPredictionService({
       const { prediction, served, cached } = await predictOne(name, inputs, options)
       const body = bodyOf(prediction)
       const latency = elapsedMs(startedAt)
+      metrics.answered(served, latency)
       record(served, inputs, body, latency, options)
       return {
         model: served.name,
@@ -272,6 +273,7 @@ export function createPredictionService({
       })
       const answers: (PredictionBody | null)[] = instances.map(() => null)
       const latency = elapsedMs(startedAt)
+      metrics.answered(served, latency)
       valid.forEach((index, row) => {
         const answer = bodyOf(predictions[row] as Prediction)
         answers[index] = answer
@@ -303,7 +305,9 @@ export function createPredictionService({
       const inputs = Object.fromEntries(names.map((input, index) => [input, features[index]]))
       try {
         const { prediction, served, cached } = await predictOne(SHORTCUT_MODEL, inputs, options)
-        record(served, inputs, bodyOf(prediction), elapsedMs(startedAt), options)
+        const latency = elapsedMs(startedAt)
+        metrics.answered(served, latency)
+        record(served, inputs, bodyOf(prediction), latency, options)
         const probabilities = prediction.probabilities ?? {}
         return {
           class:
