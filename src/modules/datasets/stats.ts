@@ -119,7 +119,10 @@ export class DistinctSketch {
   }
 }
 
-/** Distinct values are counted exactly when the sketch puts them at most here. */
+/**
+ * Columns with up to this many distinct values get an exact count (the row store adds a
+ * margin for the sketch's error).
+ */
 export const EXACT_DISTINCT_MAX = 10_000
 
 /** One SELECT over the rows table for the figures of every column, all as text. */
@@ -146,7 +149,7 @@ export function summaryQuery(table: string, columns: readonly DatasetColumn[]): 
         parts.push(`min(${c})::text`, `max(${c})::text`, 'NULL')
         break
       case 'timestamp':
-        parts.push(`${utcText(`min(${c})`)}`, `${utcText(`max(${c})`)}`, 'NULL')
+        parts.push(utcText(`min(${c})`), utcText(`max(${c})`), 'NULL')
         break
     }
   }
