@@ -43,27 +43,34 @@ class HyperLogLog {
 const float = new Float64Array(1)
 const words = new Uint32Array(float.buffer)
 
+/** MurmurHash3's scrambling of one 32-bit block before it enters the hash. */
+function scramble(block: number): number {
+  const k = Math.imul(block, 0xcc9e2d51)
+  return Math.imul((k << 15) | (k >>> 17), 0x1b873593)
+}
+
+/** MurmurHash3's mixing of one scrambled block into the running hash. */
+function mixBlock(h: number, block: number): number {
+  const mixed = h ^ scramble(block)
+  return (Math.imul((mixed << 13) | (mixed >>> 19), 5) + 0xe6546b64) | 0
+}
+
+/** MurmurHash3's finalisation, which spreads the last bits over the whole hash. */
+function finalise(h: number, length: number): number {
+  let f = h ^ length
+  f ^= f >>> 16
+  f = Math.imul(f, 0x85ebca6b)
+  f ^= f >>> 13
+  f = Math.imul(f, 0xc2b2ae35)
+  f ^= f >>> 16
+  return f >>> 0
+}
+
 /** MurmurHash3 of a number's 8 bytes: numbers are counted without being written as text. */
 function murmur3Number(value: number, seed = 0x9747b28c): number {
   // 0 and -0 are one value, as they are one text ("0").
   float[0] = value === 0 ? 0 : value
-  let h = seed
-  for (let i = 0; i < 2; i++) {
-    let k = words[i] as number
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, 0x1b873593)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
-  }
-  h ^= 8
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
+  return finalise(mixBlock(mixBlock(seed, words[0] as number), words[1] as number), 8)
 }
 
 function murmur3(text: string, seed = 0x9747b28c): number {
@@ -71,28 +78,10 @@ function murmur3(text: string, seed = 0x9747b28c): number {
   const length = text.length
   let i = 0
   for (; i + 1 < length; i += 2) {
-    let k = (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16)
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, 0x1b873593)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+    h = mixBlock(h, (text.charCodeAt(i) & 0xffff) | ((text.charCodeAt(i + 1) & 0xffff) << 16))
   }
-  if (i < length) {
-    let k = text.charCodeAt(i) & 0xffff
-    k = Math.imul(k, 0xcc9e2d51)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, 0x1b873593)
-    h ^= k
-  }
-  h ^= length
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
+  if (i < length) h ^= scramble(text.charCodeAt(i) & 0xffff)
+  return finalise(h, length)
 }
 
 /**
