@@ -146,7 +146,11 @@ describe('datasets, jobs and models in the console', () => {
     const seen = (await page
       .getByTestId('generated')
       .evaluate((output) => (output as unknown as { seen: number[] }).seen)) as number[]
-    expect(new Set(seen).size).toBeGreaterThan(5)
+    // Partial answers were shown on the way. How many depends on how many tokens arrive
+    // between two renders, which a busy machine raises: two are enough to tell a stream
+    // from an answer shown whole at the end.
+    const partial = new Set(seen.filter((length) => length > 0 && length < (text?.length ?? 0)))
+    expect(partial.size).toBeGreaterThanOrEqual(2)
     expect(h.errorsOf(page)).toEqual([])
   })
 
