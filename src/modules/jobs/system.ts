@@ -239,10 +239,10 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
     async close() {
       housekeeping?.stop()
       await relay?.stop()
-      await (await worker)?.close()
+      await (await opened(worker))?.close()
       await runner?.stop()
       executor?.close()
-      await (await producer)?.close()
+      await (await opened(producer))?.close()
       await bus.close()
       mailer?.close()
     },
@@ -269,6 +269,14 @@ function openQueueWorker(settings: QueueWorkerSettings, deps: QueueWorkerDeps) {
   )
   opening.catch(() => {})
   return opening
+}
+
+/**
+ * A queue part whose opening failed has nothing to close, and its failure was reported where
+ * it was first awaited; shutdown must still close everything else.
+ */
+function opened<T>(opening: Promise<T> | null): Promise<T | null> {
+  return opening ? opening.catch(() => null) : Promise.resolve(null)
 }
 
 function withinMs(work: Promise<void>, ms: number): Promise<void> {
