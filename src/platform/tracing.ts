@@ -82,20 +82,26 @@ export async function startTracing(
 }
 
 interface UndiciRequestCreate {
-  request: { addHeader(name: string, value: string): unknown }
+  /** Names and values in turn: `['accept', 'application/json', ...]`. */
+  request: { headers: string[]; addHeader(name: string, value: string): unknown }
 }
 
 /**
  * Adds `traceparent` to every request made with undici or Node's fetch (which is undici), so
  * a remote model backend continues the caller's trace. undici announces each request on this
- * diagnostics channel before sending it, in the caller's async context.
+ * diagnostics channel before sending it, in the caller's async context. A header the caller
+ * set itself is left alone: a second `traceparent` would make the receiver discard both.
  */
 function propagateToOutboundHttp(): () => void {
   const onCreate = (message: unknown) => {
+    const { request } = message as UndiciRequestCreate
+    const present = new Set(
+      request.headers.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase()),
+    )
     const carrier: Record<string, string> = {}
     propagation.inject(context.active(), carrier)
     for (const [name, value] of Object.entries(carrier)) {
-      ;(message as UndiciRequestCreate).request.addHeader(name, value)
+      if (!present.has(name)) request.addHeader(name, value)
     }
   }
   diagnostics.subscribe('undici:request:create', onCreate)
@@ -361,6 +367,17 @@ export async function traceJobRun<T extends { outcome: string }>(
   } finally {
     span.end()
   }
+}
+
+/**
+ * The `traceparent` an outbound call carries: the active span's while tracing records, so the
+ * remote side's spans become children of this service's, else the caller's own, passed on.
+ */
+export function outboundTraceparent(callers: string | undefined): string | undefined {
+  if (!trace.getActiveSpan()?.isRecording()) return callers
+  const carrier: Record<string, string> = {}
+  propagation.inject(context.active(), carrier)
+  return carrier.traceparent ?? callers
 }
 
 /** The active span's ids for a log line, or nothing outside a recorded trace. */

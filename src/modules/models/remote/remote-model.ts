@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
+import { outboundTraceparent } from '../../../platform/tracing.js'
 import { ValidationFailed } from '../../../shared/errors.js'
 import type { ModelCard } from '../card.js'
 import { ModelTaskMismatch, UpstreamFailed } from '../errors.js'
@@ -13,10 +14,13 @@ import type { UpstreamClient } from './upstream.js'
  */
 export const traceContext = new AsyncLocalStorage<{ traceparent?: string }>()
 
-/** The request's `traceparent`, when it sent exactly one. */
+/**
+ * The `traceparent` a call made for this request passes on: the request's span when tracing
+ * is on, else the one the request sent (when it sent exactly one).
+ */
 export function traceparentOf(request: { headers: Record<string, unknown> }): string | undefined {
   const value = request.headers.traceparent
-  return typeof value === 'string' ? value : undefined
+  return outboundTraceparent(typeof value === 'string' ? value : undefined)
 }
 
 /** What the card says the graph takes and answers: a remote model has no graph here to read. */
