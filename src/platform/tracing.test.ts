@@ -194,7 +194,7 @@ describe('tracing', () => {
     )
   })
 
-  it('when a traced prediction is served by a remote backend, then the call carries one traceparent of the request trace', async () => {
+  it('when a remote backend serves a traced prediction, then the call is an inference span and carries its traceparent alone', async () => {
     const upstream = await startFakeUpstream((_request, response, body) => {
       const rows = (body as { inputs: { shape: number[] }[] }).inputs[0]?.shape[0] ?? 0
       json(response, 200, {
@@ -235,14 +235,18 @@ describe('tracing', () => {
       })
       expect(response.statusCode, response.body).toBe(200)
       // One traceparent (two would make the backend discard both): the caller's trace,
-      // continued from this service's span for the request.
+      // continued from the inference span, the request span's child.
       await tracing.flush()
-      const server = receiver.spans.find(
-        (span) => span.traceId === CALLER_TRACE && span.name === 'POST /v1/models/:name/predict',
-      )
+      const inTrace = receiver.spans.filter((span) => span.traceId === CALLER_TRACE)
+      const server = inTrace.find((span) => span.name === 'POST /v1/models/:name/predict')
+      const inference = inTrace.find((span) => span.name.startsWith(`inference ${name}@`))
       expect(server?.parentSpanId).toBe(CALLER_SPAN)
+      expect(inference?.parentSpanId).toBe(server?.spanId)
+      expect(inference?.attributes).toEqual(
+        expect.arrayContaining([{ key: 'orderflow.backend', value: { stringValue: 'kserve-v2' } }]),
+      )
       expect(upstream.seen.map((seen) => seen.headers.traceparent)).toEqual([
-        `00-${CALLER_TRACE}-${server?.spanId}-01`,
+        `00-${CALLER_TRACE}-${inference?.spanId}-01`,
       ])
     } finally {
       await upstream.close()

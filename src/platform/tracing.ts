@@ -216,24 +216,25 @@ export function traceRedis(redis: Redis): void {
   }) as Redis['sendCommand']
 }
 
-/** An inference backend whose every `run` (one micro-batch) is a span. */
+/** A loaded model whose every `run` (one micro-batch) is a span naming it and its backend. */
+export function traceModel(model: LoadedModel, name: string, backend: string): LoadedModel {
+  return {
+    signature: model.signature,
+    run: (feeds) =>
+      inSpan(`inference ${name}`, { 'orderflow.model': name, 'orderflow.backend': backend }, () =>
+        model.run(feeds),
+      ),
+    release: () => model.release(),
+  }
+}
+
+/** An inference backend whose every loaded model is traced (see `traceModel`). */
 export function traceInference(backend: InferenceBackend): InferenceBackend {
   return {
     name: backend.name,
     async load(bytes, options) {
       const model = await backend.load(bytes, options)
-      const name = options?.logId ?? 'model'
-      const traced: LoadedModel = {
-        signature: model.signature,
-        run: (feeds) =>
-          inSpan(
-            `inference ${name}`,
-            { 'orderflow.model': name, 'orderflow.backend': backend.name },
-            () => model.run(feeds),
-          ),
-        release: () => model.release(),
-      }
-      return traced
+      return traceModel(model, options?.logId ?? 'model', backend.name)
     },
   }
 }

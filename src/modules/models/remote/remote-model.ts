@@ -1,5 +1,4 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { outboundTraceparent } from '../../../platform/tracing.js'
 import { ValidationFailed } from '../../../shared/errors.js'
 import type { ModelCard } from '../card.js'
 import { ModelTaskMismatch, UpstreamFailed } from '../errors.js'
@@ -15,12 +14,12 @@ import type { UpstreamClient } from './upstream.js'
 export const traceContext = new AsyncLocalStorage<{ traceparent?: string }>()
 
 /**
- * The `traceparent` a call made for this request passes on: the request's span when tracing
- * is on, else the one the request sent (when it sent exactly one).
+ * The request's `traceparent`, when it sent exactly one: passed on as it is while tracing is
+ * off (with tracing on, the upstream call carries its own span's instead).
  */
 export function traceparentOf(request: { headers: Record<string, unknown> }): string | undefined {
   const value = request.headers.traceparent
-  return outboundTraceparent(typeof value === 'string' ? value : undefined)
+  return typeof value === 'string' ? value : undefined
 }
 
 /** What the card says the graph takes and answers: a remote model has no graph here to read. */
