@@ -14,7 +14,7 @@ import {
 } from '../../test/helpers.js'
 import { modelUpload, shippedCard } from '../../test/models.js'
 import { startOtlpReceiver } from '../../test/otlp-receiver.js'
-import { json, startFakeUpstream } from '../../test/upstreams.js'
+import { answerAsIris, startFakeUpstream } from '../../test/upstreams.js'
 import { customers } from '../db/schema/index.js'
 import type { InferenceBackend } from '../modules/models/runtime/backend.js'
 import {
@@ -195,20 +195,7 @@ describe('tracing', () => {
   })
 
   it('when a remote backend serves a traced prediction, then the call is an inference span and carries its traceparent alone', async () => {
-    const upstream = await startFakeUpstream((_request, response, body) => {
-      const rows = (body as { inputs: { shape: number[] }[] }).inputs[0]?.shape[0] ?? 0
-      json(response, 200, {
-        outputs: [
-          {
-            name: 'probabilities',
-            datatype: 'FP32',
-            shape: [rows, 3],
-            data: Array.from({ length: rows }, () => [0.1, 0.2, 0.7]).flat(),
-          },
-          { name: 'label', datatype: 'INT64', shape: [rows], data: Array(rows).fill(2) },
-        ],
-      })
-    })
+    const upstream = await startFakeUpstream(answerAsIris)
     try {
       const admin = await createTestUser(t, 'admin')
       const name = `remote-${unique().toLowerCase()}`
