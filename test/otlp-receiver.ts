@@ -11,6 +11,12 @@ export interface ExportedSpan {
   kind: number
   status?: { code?: number }
   attributes: { key: string; value: Record<string, unknown> }[]
+  /** The exporting process's `service.name` (a resource attribute), kept by the receiver. */
+  service?: string
+}
+
+interface ExportedResource {
+  attributes?: { key: string; value: { stringValue?: string } }[]
 }
 
 /** A real OTLP/HTTP receiver (JSON encoding) on loopback, keeping every span it is sent. */
@@ -24,10 +30,13 @@ export async function startOtlpReceiver() {
     request.on('end', () => {
       if (request.url === '/v1/traces') {
         const payload = JSON.parse(body) as {
-          resourceSpans: { scopeSpans: { spans: ExportedSpan[] }[] }[]
+          resourceSpans: { resource?: ExportedResource; scopeSpans: { spans: ExportedSpan[] }[] }[]
         }
-        for (const resource of payload.resourceSpans) {
-          for (const scope of resource.scopeSpans) spans.push(...scope.spans)
+        for (const { resource, scopeSpans } of payload.resourceSpans) {
+          const service = resource?.attributes?.find((a) => a.key === 'service.name')?.value
+          for (const scope of scopeSpans) {
+            for (const span of scope.spans) spans.push({ ...span, service: service?.stringValue })
+          }
         }
       }
       response.writeHead(200, { 'content-type': 'application/json' }).end('{}')

@@ -85,3 +85,25 @@ export const json = (response: ServerResponse, status: number, body: unknown) =>
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** What a KServe v2 server serving iris answers for `rows` rows: every row virginica. */
+export function irisAnswer(rows: number) {
+  return {
+    model_name: 'iris-upstream',
+    outputs: [
+      {
+        name: 'probabilities',
+        datatype: 'FP32',
+        shape: [rows, 3],
+        data: Array.from({ length: rows }, () => [0.1, 0.2, 0.7]).flat(),
+      },
+      { name: 'label', datatype: 'INT64', shape: [rows], data: Array(rows).fill(2) },
+    ],
+  }
+}
+
+/** Answers each infer call with `irisAnswer` for as many rows as it sent. */
+export const answerAsIris: Handler = (_request, response, body) => {
+  const rows = (body as { inputs: { shape: number[] }[] }).inputs[0]?.shape[0] ?? 0
+  json(response, 200, irisAnswer(rows))
+}

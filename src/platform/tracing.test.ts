@@ -12,7 +12,9 @@ import {
   type TestApp,
   unique,
 } from '../../test/helpers.js'
+import { modelUpload, shippedCard } from '../../test/models.js'
 import { startOtlpReceiver } from '../../test/otlp-receiver.js'
+import { answerAsIris, startFakeUpstream } from '../../test/upstreams.js'
 import { customers } from '../db/schema/index.js'
 import type { InferenceBackend } from '../modules/models/runtime/backend.js'
 import {
@@ -51,7 +53,14 @@ beforeAll(async () => {
   if (!started) throw new Error('tracing did not start')
   tracing = started
   const database = await createTestDatabase({ traceQuery })
-  t = await buildTestApp({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url }, { database })
+  t = await buildTestApp(
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      REMOTE_BACKEND_ALLOWED_HOSTS: '127.0.0.1',
+      PREDICTION_CACHE_TTL_MS: '0',
+    },
+    { database },
+  )
 })
 
 afterAll(async () => {
@@ -183,5 +192,51 @@ describe('tracing', () => {
     expect(inference?.attributes).toEqual(
       expect.arrayContaining([{ key: 'orderflow.model', value: { stringValue: 'iris@1.0.0' } }]),
     )
+  })
+
+  it('when a remote backend serves a traced prediction, then the call is an inference span and carries its traceparent alone', async () => {
+    const upstream = await startFakeUpstream(answerAsIris)
+    try {
+      const admin = await createTestUser(t, 'admin')
+      const name = `remote-${unique().toLowerCase()}`
+      const card = {
+        ...shippedCard('iris'),
+        name,
+        backend: { kind: 'kserve-v2' as const, url: upstream.url, model: 'iris-upstream' },
+      }
+      const registered = await injectAs(
+        t,
+        admin,
+      )({ method: 'POST', url: '/v1/models', ...(await modelUpload({ card })) })
+      expect(registered.statusCode, registered.body).toBe(201)
+      const response = await injectAs(
+        t,
+        admin,
+      )({
+        method: 'POST',
+        url: `/v1/models/${name}/predict`,
+        headers: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` },
+        payload: {
+          inputs: { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 },
+        },
+      })
+      expect(response.statusCode, response.body).toBe(200)
+      // One traceparent (two would make the backend discard both): the caller's trace,
+      // continued from the inference span, the request span's child.
+      await tracing.flush()
+      const inTrace = receiver.spans.filter((span) => span.traceId === CALLER_TRACE)
+      const server = inTrace.find((span) => span.name === 'POST /v1/models/:name/predict')
+      const inference = inTrace.find((span) => span.name.startsWith(`inference ${name}@`))
+      expect(server?.parentSpanId).toBe(CALLER_SPAN)
+      expect(inference?.parentSpanId).toBe(server?.spanId)
+      expect(inference?.attributes).toEqual(
+        expect.arrayContaining([{ key: 'orderflow.backend', value: { stringValue: 'kserve-v2' } }]),
+      )
+      expect(upstream.seen.map((seen) => seen.headers.traceparent)).toEqual([
+        `00-${CALLER_TRACE}-${inference?.spanId}-01`,
+      ])
+    } finally {
+      await upstream.close()
+    }
   })
 })

@@ -82,20 +82,26 @@ export async function startTracing(
 }
 
 interface UndiciRequestCreate {
-  request: { addHeader(name: string, value: string): unknown }
+  /** Names and values in turn: `['accept', 'application/json', ...]`. */
+  request: { headers: string[]; addHeader(name: string, value: string): unknown }
 }
 
 /**
  * Adds `traceparent` to every request made with undici or Node's fetch (which is undici), so
  * a remote model backend continues the caller's trace. undici announces each request on this
- * diagnostics channel before sending it, in the caller's async context.
+ * diagnostics channel before sending it, in the caller's async context. A header the caller
+ * set itself is left alone: a second `traceparent` would make the receiver discard both.
  */
 function propagateToOutboundHttp(): () => void {
   const onCreate = (message: unknown) => {
+    const { request } = message as UndiciRequestCreate
+    const present = new Set(
+      request.headers.filter((_, index) => index % 2 === 0).map((name) => name.toLowerCase()),
+    )
     const carrier: Record<string, string> = {}
     propagation.inject(context.active(), carrier)
     for (const [name, value] of Object.entries(carrier)) {
-      ;(message as UndiciRequestCreate).request.addHeader(name, value)
+      if (!present.has(name)) request.addHeader(name, value)
     }
   }
   diagnostics.subscribe('undici:request:create', onCreate)
@@ -210,24 +216,25 @@ export function traceRedis(redis: Redis): void {
   }) as Redis['sendCommand']
 }
 
-/** An inference backend whose every `run` (one micro-batch) is a span. */
+/** A loaded model whose every `run` (one micro-batch) is a span naming it and its backend. */
+export function traceModel(model: LoadedModel, name: string, backend: string): LoadedModel {
+  return {
+    signature: model.signature,
+    run: (feeds) =>
+      inSpan(`inference ${name}`, { 'orderflow.model': name, 'orderflow.backend': backend }, () =>
+        model.run(feeds),
+      ),
+    release: () => model.release(),
+  }
+}
+
+/** An inference backend whose every loaded model is traced (see `traceModel`). */
 export function traceInference(backend: InferenceBackend): InferenceBackend {
   return {
     name: backend.name,
     async load(bytes, options) {
       const model = await backend.load(bytes, options)
-      const name = options?.logId ?? 'model'
-      const traced: LoadedModel = {
-        signature: model.signature,
-        run: (feeds) =>
-          inSpan(
-            `inference ${name}`,
-            { 'orderflow.model': name, 'orderflow.backend': backend.name },
-            () => model.run(feeds),
-          ),
-        release: () => model.release(),
-      }
-      return traced
+      return traceModel(model, options?.logId ?? 'model', backend.name)
     },
   }
 }
@@ -361,6 +368,17 @@ export async function traceJobRun<T extends { outcome: string }>(
   } finally {
     span.end()
   }
+}
+
+/**
+ * The `traceparent` an outbound call carries: the active span's while tracing records, so the
+ * remote side's spans become children of this service's, else the caller's own, passed on.
+ */
+export function outboundTraceparent(callers: string | undefined): string | undefined {
+  if (!trace.getActiveSpan()?.isRecording()) return callers
+  const carrier: Record<string, string> = {}
+  propagation.inject(context.active(), carrier)
+  return carrier.traceparent ?? callers
 }
 
 /** The active span's ids for a log line, or nothing outside a recorded trace. */

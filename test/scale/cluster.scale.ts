@@ -7,6 +7,7 @@ import pg from 'pg'
 import { SMTPServer } from 'smtp-server'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
+import { startOtlpReceiver } from '../otlp-receiver.js'
 import { freePort } from '../processes.js'
 import { metricNamesUsed } from './monitoring.js'
 import {
@@ -43,6 +44,7 @@ let work: ReturnType<typeof scratch>
 let adminToken: string
 let worker: Api
 let smtp: Awaited<ReturnType<typeof startSmtp>>
+let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>
 
 /**
  * A real SMTP server on loopback. While `hold` is on, a message's DATA is never answered,
@@ -76,6 +78,9 @@ async function startSmtp() {
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   }
 }
+
+/** The worker's environment: the instances' own, under a service name of its own. */
+const workerEnv = () => ({ ...env, OTEL_SERVICE_NAME: 'orderflow-worker' })
 
 async function json(response: Response) {
   const text = await response.text()
@@ -122,7 +127,11 @@ async function requestsServed(api: Api): Promise<number> {
 }
 
 /** An order for a new customer, through `base`; its confirmation email is a job of the user's. */
-async function placeOrder(user: { authorization: string }, base: string) {
+async function placeOrder(
+  user: { authorization: string },
+  base: string,
+  orderHeaders: Record<string, string> = {},
+) {
   const headers = { ...user, 'content-type': 'application/json' }
   const customerEmail = `c-${randomUUID().slice(0, 8)}@example.com`
   const customer = await json(
@@ -146,7 +155,7 @@ async function placeOrder(user: { authorization: string }, base: string) {
   )
   const order = await fetch(`${base}/v1/orders`, {
     method: 'POST',
-    headers,
+    headers: { ...headers, ...orderHeaders },
     body: JSON.stringify({
       customer_id: customer.id,
       items: [{ product_id: product.id, quantity: 1 }],
@@ -176,6 +185,7 @@ beforeAll(async () => {
   work = scratch('orderflow-scale-')
   database = await createScaleDatabase()
   smtp = await startSmtp()
+  receiver = await startOtlpReceiver()
   env = {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
@@ -185,6 +195,9 @@ beforeAll(async () => {
     MIGRATE_ON_START: 'false',
     TRUST_PROXY: '1',
     DATABASE_POOL_MAX: '4',
+    // Four processes start at once; on a loaded 2-core machine PostgreSQL has taken longer
+    // than the 5 s default to accept their first connections, and the instance gave up.
+    DATABASE_CONNECT_TIMEOUT_MS: '30000',
     PREDICT_RATE_LIMIT_MAX: String(PREDICT_LIMIT),
     RATE_LIMIT_MAX: '100000',
     // Every test user logs in from 127.0.0.1 through the same address limit.
@@ -201,6 +214,8 @@ beforeAll(async () => {
     QUEUE_PREFIX: `scale${process.pid}`,
     WORKER_LOCK_MS: '2000',
     JOB_RETRY_BASE_MS: '100',
+    // Every process exports its spans to one receiver, as they would to a collector.
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
   }
   // As compose and the Kubernetes Job do: the migrate command first, then the instances.
   expect(runDistCli(['migrate'], env)).toMatch(/Migrated|up to date/)
@@ -210,7 +225,7 @@ beforeAll(async () => {
   apis = started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))
   const failed = started.find((outcome) => outcome.status === 'rejected')
   if (failed) throw failed.reason
-  worker = await startWorker(env)
+  worker = await startWorker(workerEnv())
   nginx = await startNginx(
     apis.map((api) => api.port),
     work.dir,
@@ -231,6 +246,7 @@ afterAll(async () => {
   ])
   await database?.drop()
   await smtp?.close()
+  receiver?.close()
   work?.cleanUp()
 }, 60_000)
 
@@ -391,7 +407,7 @@ describe('two API instances behind nginx', () => {
     expect(loaded).toContain('OrderFlowNotReady')
   })
 
-  it('when dashboards and alerts name a metric, then a running API exports it (or its issue is pending)', async () => {
+  it('when dashboards and alerts name a metric, then a running API or worker exports it', async () => {
     const exported = await Promise.all(
       [apis[0] as Api, worker].map(async (process) =>
         (await fetch(`${process.url}/metrics`)).text(),
@@ -446,6 +462,29 @@ describe('two API instances behind nginx', () => {
     expect(socket.messages.at(-1)).toMatchObject({ event: 'status', data: { status: 'succeeded' } })
   })
 
+  it('when an order is placed through nginx under a traceparent, then the worker process continues its trace', async () => {
+    const user = await newUser()
+    const traceId = randomUUID().replaceAll('-', '')
+    const callerSpan = randomUUID().replaceAll('-', '').slice(0, 16)
+    const { jobId } = await placeOrder(user, nginx.url, {
+      traceparent: `00-${traceId}-${callerSpan}-01`,
+    })
+    // Spans leave each process in batches, once a second.
+    const named = (name: string) =>
+      receiver.spans.find((span) => span.traceId === traceId && span.name === name)
+    for (let i = 0; i < 300 && !named('job run email'); i++) await sleep(100)
+    const server = named('POST /v1/orders')
+    const enqueue = named('job enqueue email')
+    const run = named('job run email')
+    expect(server).toMatchObject({ service: 'orderflow', parentSpanId: callerSpan })
+    expect(enqueue).toMatchObject({ service: 'orderflow', parentSpanId: server?.spanId })
+    expect(run).toMatchObject({ service: 'orderflow-worker', parentSpanId: enqueue?.spanId })
+    expect(run?.attributes).toContainEqual({
+      key: 'orderflow.job.id',
+      value: { stringValue: jobId },
+    })
+  })
+
   it('when the worker is killed mid-job, then the restarted worker completes the job, once', async () => {
     const user = await newUser()
     smtp.state.hold = true
@@ -456,7 +495,7 @@ describe('two API instances behind nginx', () => {
     // SIGKILL: no graceful stop, the job is left running with its lock.
     await worker.process.stop('SIGKILL')
     smtp.state.hold = false
-    worker = await startWorker(env)
+    worker = await startWorker(workerEnv())
 
     let job: { status: string; attempts: number } = { status: '', attempts: 0 }
     for (let i = 0; i < 300 && job.status !== 'succeeded'; i++) {

@@ -47,8 +47,29 @@ const MODELS: Record<string, new (data: never) => { validate(): void }> = {
   ServiceMonitor,
 }
 
+/**
+ * kubectl 1.21 or newer: older ones embed kustomize 2, which cannot read the overlays' `labels`
+ * and `patches`. Debian bookworm's `kubernetes-client` is 1.20, so it is no source of one.
+ */
+function requireKubectl(): string {
+  const wanted = 'kubectl 1.21 or newer (https://kubernetes.io/docs/tasks/tools/)'
+  let kubectl: string
+  try {
+    kubectl = requireBinary('kubectl', 'kubernetes-client')
+  } catch {
+    throw new Error(`kubectl is not installed; the manifest tests need ${wanted}`)
+  }
+  const { clientVersion } = JSON.parse(
+    execFileSync(kubectl, ['version', '--client', '--output=json'], { encoding: 'utf8' }),
+  ) as { clientVersion: { major: string; minor: string; gitVersion: string } }
+  if (Number(clientVersion.major) === 1 && Number.parseInt(clientVersion.minor, 10) < 21) {
+    throw new Error(`${kubectl} is ${clientVersion.gitVersion}; the manifest tests need ${wanted}`)
+  }
+  return kubectl
+}
+
 function kustomize(overlay: string): Manifest[] {
-  const kubectl = requireBinary('kubectl', 'kubernetes-client')
+  const kubectl = requireKubectl()
   const built = execFileSync(kubectl, ['kustomize', join(ROOT, 'deploy/k8s/overlays', overlay)], {
     encoding: 'utf8',
   })
@@ -92,6 +113,9 @@ describe('monitoring configuration', () => {
         'sum by (le, route) (rate(http_request_duration_seconds_bucket{route!~".*/ws$"}[5m])) / sum(up)',
       ),
     ).toEqual(['http_request_duration_seconds_bucket', 'up'])
+    expect(metricsIn('label_values(http_requests_total{job="api"}, instance)')).toEqual([
+      'http_requests_total',
+    ])
     expect(monitoringExpressions().length).toBeGreaterThan(20)
   })
 

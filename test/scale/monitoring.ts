@@ -32,23 +32,39 @@ export function metricsIn(expression: string): string[] {
     .replace(/\{[^}]*\}/g, ' ')
     .replace(/\[[^\]]*\]/g, ' ')
     .replace(/\b(by|without|on|ignoring)\s*\([^)]*\)/g, ' ')
+    // Grafana's `label_values(metric, label)`: the second argument is a label.
+    .replace(/\blabel_values\(([^,)]*),[^)]*\)/g, ' $1 ')
     .replace(/"[^"]*"/g, ' ')
   return (bare.match(/[a-zA-Z_:][a-zA-Z0-9_:]*/g) ?? []).filter(
     (word) => !PROMQL_WORDS.has(word) && !/^\d/.test(word),
   )
 }
 
-/** Every PromQL expression of the alert rules and of the dashboard panels. */
+interface DashboardPanel {
+  targets?: { expr: string }[]
+  /** A collapsed row keeps its panels inside it. */
+  panels?: DashboardPanel[]
+}
+
+/**
+ * Every PromQL expression of the alert rules, of the dashboard panels (collapsed rows
+ * included) and of the dashboard's variables (`label_values(metric, label)`).
+ */
 export function monitoringExpressions(): string[] {
   const rules = parse(readFileSync(join(ROOT, 'deploy/prometheus/alerts.yml'), 'utf8')) as {
     groups: { rules: { expr: string }[] }[]
   }
   const dashboard = JSON.parse(
     readFileSync(join(ROOT, 'deploy/grafana/dashboards/orderflow.json'), 'utf8'),
-  ) as { panels: { targets?: { expr: string }[] }[] }
+  ) as { panels: DashboardPanel[]; templating?: { list: { query?: { query?: string } }[] } }
+  const panelExpressions = (panel: DashboardPanel): string[] => [
+    ...(panel.targets ?? []).map((target) => target.expr),
+    ...(panel.panels ?? []).flatMap(panelExpressions),
+  ]
   return [
     ...rules.groups.flatMap((group) => group.rules.map((rule) => rule.expr)),
-    ...dashboard.panels.flatMap((panel) => (panel.targets ?? []).map((target) => target.expr)),
+    ...dashboard.panels.flatMap(panelExpressions),
+    ...(dashboard.templating?.list ?? []).flatMap((variable) => variable.query?.query ?? []),
   ]
 }
 

@@ -8,7 +8,14 @@ import {
   unique,
 } from '../../../../test/helpers.js'
 import { modelUpload, shippedCard } from '../../../../test/models.js'
-import { type FakeUpstream, json, sleep, startFakeUpstream } from '../../../../test/upstreams.js'
+import {
+  answerAsIris,
+  type FakeUpstream,
+  irisAnswer,
+  json,
+  sleep,
+  startFakeUpstream,
+} from '../../../../test/upstreams.js'
 import type { ModelCard } from '../card.js'
 
 // The deadline covers a call and its retries; at 400 ms a loaded machine ran past it and
@@ -29,27 +36,7 @@ const ENV = {
 }
 const SETOSA = { sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2 }
 
-/** What a KServe server answers for `rows` iris rows: every row virginica. */
-function irisAnswer(rows: number) {
-  return {
-    model_name: 'iris-upstream',
-    outputs: [
-      {
-        name: 'probabilities',
-        datatype: 'FP32',
-        shape: [rows, 3],
-        data: Array.from({ length: rows }, () => [0.1, 0.2, 0.7]).flat(),
-      },
-      { name: 'label', datatype: 'INT64', shape: [rows], data: Array(rows).fill(2) },
-    ],
-  }
-}
-
-const healthy = (upstream: FakeUpstream) =>
-  upstream.answer((_request, response, body) => {
-    const rows = (body as { inputs: { shape: number[] }[] }).inputs[0]?.shape[0] ?? 0
-    json(response, 200, irisAnswer(rows))
-  })
+const healthy = (upstream: FakeUpstream) => upstream.answer(answerAsIris)
 
 describe('remote KServe v2 backend', () => {
   let t: TestApp

@@ -13,7 +13,10 @@ import type { UpstreamClient } from './upstream.js'
  */
 export const traceContext = new AsyncLocalStorage<{ traceparent?: string }>()
 
-/** The request's `traceparent`, when it sent exactly one. */
+/**
+ * The request's `traceparent`, when it sent exactly one: passed on as it is while tracing is
+ * off (with tracing on, the upstream call carries its own span's instead).
+ */
 export function traceparentOf(request: { headers: Record<string, unknown> }): string | undefined {
   const value = request.headers.traceparent
   return typeof value === 'string' ? value : undefined

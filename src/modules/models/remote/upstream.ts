@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import CircuitBreaker from 'opossum'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { Agent, request } from 'undici'
+import { outboundTraceparent } from '../../../platform/tracing.js'
 import { UpstreamFailed, UpstreamTimeout, UpstreamUnavailable } from '../errors.js'
 import type { AllowedHosts } from './allowed-hosts.js'
 
@@ -192,9 +193,8 @@ export function createUpstreamClient(settings: UpstreamSettings) {
 
   function headersOf(call: UpstreamCall, accept: string): Record<string, string> {
     const headers: Record<string, string> = { 'content-type': 'application/json', accept }
-    if (call.traceparent && TRACEPARENT.test(call.traceparent)) {
-      headers.traceparent = call.traceparent
-    }
+    const traceparent = outboundTraceparent(call.traceparent)
+    if (traceparent && TRACEPARENT.test(traceparent)) headers.traceparent = traceparent
     return headers
   }
 

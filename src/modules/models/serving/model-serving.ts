@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { Config } from '../../../config.js'
+import { traceModel, tracingEnabled } from '../../../platform/tracing.js'
 import { createGenerationService } from '../generation/service.js'
 import { createImagePredictionService } from '../images/service.js'
 import type { PredictionLog } from '../monitoring/prediction-log.js'
@@ -70,7 +71,10 @@ export function createModelServing({
     log,
   })
   const server = createModelServer({
-    loadRemote: ({ name, version, card }) => createRemoteModel({ name, version, card, upstream }),
+    loadRemote: ({ name, version, card }) => {
+      const model = createRemoteModel({ name, version, card, upstream })
+      return tracingEnabled(config) ? traceModel(model, `${name}@${version}`, 'kserve-v2') : model
+    },
     backend,
     source: {
       activeVersions: () => models.activeVersions(),
