@@ -104,6 +104,11 @@ export async function benchCeilings(context: CeilingsContext): Promise<CeilingPa
           MODELS_REGISTER_SHIPPED: 'true',
           // The ceilings cache nothing; the service's cache would answer the rotating inputs.
           PREDICTION_CACHE_TTL_MS: '0',
+          // The same for the order read: whether its 10,000 rotating ids come round again
+          // within the TTL depends on the throughput itself, so with the cache on the figure
+          // jumps between "every read a hit" and "every read a miss" as the machine's load
+          // moves it across that line, and says nothing about the read path.
+          READ_CACHE_TTL_MS: '0',
           // The ceiling queues every row in flight; the default bound (256) would answer
           // the 32-row batches of 64 connections with 503 instead of work.
           PREDICT_QUEUE_MAX: String(load.connections * CEILING_BATCH_ROWS),
