@@ -63,7 +63,8 @@ export default defineConfig(({ mode }) => ({
     minWorkers: 1,
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    reporters: ['default'],
+    // The slowest files after a whole run, so a slow CI step shows which files to look at.
+    reporters: ['default', './test/slowest-files-reporter.ts'],
     // Measured by `npm test` (`--coverage`), not by single-file runs, which would fall short
     // of the threshold by design.
     coverage: {
