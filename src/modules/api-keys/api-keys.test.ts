@@ -288,7 +288,9 @@ describe('X-API-Key authentication', () => {
 
   it('refuses an expired key with 401 and no longer lists it', async () => {
     const user = await createTestUser(t, 'user')
-    const expiresAt = Date.now() + 1500
+    // Long enough for a loaded machine to create and use the key before it expires: at 1.5 s
+    // the first use came late once (a load average of 27) and was refused.
+    const expiresAt = Date.now() + 4000
     const created = await createKey(user, { expires_at: new Date(expiresAt).toISOString() })
     // Used before it expires, so its owner is cached: expiry must still apply on time.
     expect((await withKey(created.key)).statusCode).toBe(200)
