@@ -164,6 +164,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     logController: new RequestLogController(),
     childLoggerFactory: lazyRequestLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // Registering the docs (Swagger UI's files, ReDoc's 900 KB bundle) ran past Fastify's
+    // 10 s default on a machine with a load average near 30; a plugin that truly hangs still
+    // fails the start, after a minute.
+    pluginTimeout: 60_000,
     requestTimeout: config.REQUEST_TIMEOUT_MS,
     connectionTimeout: config.CONNECTION_TIMEOUT_MS,
     keepAliveTimeout: config.KEEP_ALIVE_TIMEOUT_MS,
