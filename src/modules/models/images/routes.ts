@@ -7,7 +7,7 @@ import { defineError, ValidationFailed } from '../../../shared/errors.js'
 import { asMalformedMultipart } from '../../../shared/multipart.js'
 import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
-import { traceContext, traceparentOf } from '../remote/remote-model.js'
+import { enterTraceContext } from '../remote/remote-model.js'
 import { ModelParamsSchema } from '../schemas.js'
 import { retryAfterWhenQueueFull } from '../serving/retry-after.js'
 import { optionsOf } from '../serving/routes.js'
@@ -151,7 +151,7 @@ export const imageRoutes: FastifyPluginAsyncTypebox<ImageRoutesOptions> = async 
   })
   app.addHook('onError', retryAfterWhenQueueFull)
   app.addHook('onRequest', (request, _reply, done) => {
-    traceContext.enterWith({ traceparent: traceparentOf(request) })
+    enterTraceContext(request)
     done()
   })
 

@@ -106,6 +106,20 @@ describe('remote KServe v2 backend', () => {
     })
   })
 
+  it('when a prediction without a traceparent follows one with it, then its upstream call carries none', async () => {
+    healthy(upstream)
+    const name = await registered()
+    upstream.seen.length = 0
+    const traced = await predict(name, {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    })
+    expect(traced.statusCode, traced.body).toBe(200)
+    const untraced = await predict(name)
+    expect(untraced.statusCode, untraced.body).toBe(200)
+    expect(upstream.seen).toHaveLength(2)
+    expect(upstream.seen[1]?.headers.traceparent).toBeUndefined()
+  })
+
   it('when the card names a host outside REMOTE_BACKEND_ALLOWED_HOSTS, then registration answers 422 and stores nothing', async () => {
     const card = remoteCard('http://169.254.169.254:80')
     const response = await register(card)

@@ -22,6 +22,19 @@ export function traceparentOf(request: { headers: Record<string, unknown> }): st
   return typeof value === 'string' ? value : undefined
 }
 
+/**
+ * Makes the request's trace context the one its remote calls carry. Entering a context
+ * switches on Node's async hooks, after which every promise of the process pays for
+ * propagating it (about 4 % of the CPU of `POST /v1/predict`); a request without a
+ * `traceparent` has nothing to carry, so it enters one only to clear what an earlier
+ * request left in this execution context.
+ */
+export function enterTraceContext(request: { headers: Record<string, unknown> }): void {
+  const traceparent = traceparentOf(request)
+  if (traceparent === undefined && traceContext.getStore() === undefined) return
+  traceContext.enterWith({ traceparent })
+}
+
 /** What the card says the graph takes and answers: a remote model has no graph here to read. */
 export function cardSignature(card: ModelCard): ModelSignature {
   return {

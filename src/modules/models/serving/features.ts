@@ -59,6 +59,18 @@ function problemWith(input: ModelInput, value: unknown): string | undefined {
   return undefined
 }
 
+/** A card is never changed once served, so its input names are gathered once, not per instance. */
+const inputNames = new WeakMap<ModelCard, ReadonlySet<string>>()
+
+function inputNamesOf(card: ModelCard): ReadonlySet<string> {
+  let names = inputNames.get(card)
+  if (!names) {
+    names = new Set(card.inputs.map((input) => input.name))
+    inputNames.set(card, names)
+  }
+  return names
+}
+
 /**
  * Every problem with one instance's inputs, named below `path` (e.g. 'body.inputs' or
  * 'body.instances[3]') as body validation names places: 'body.inputs.sepal_length', and
@@ -67,7 +79,7 @@ function problemWith(input: ModelInput, value: unknown): string | undefined {
 export function checkInputs(card: ModelCard, inputs: unknown, path: string): FieldError[] {
   if (!isRecord(inputs)) return [{ path, message: 'must be an object' }]
   const errors: FieldError[] = []
-  const known = new Set(card.inputs.map((input) => input.name))
+  const known = inputNamesOf(card)
   for (const key of Object.keys(inputs)) {
     if (!known.has(key)) {
       errors.push({ path: childPath(path, key), message: `is not an input of model ${card.name}` })

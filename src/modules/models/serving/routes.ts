@@ -6,7 +6,7 @@ import { ROLES } from '../../../shared/caller.js'
 import { ValidationFailed } from '../../../shared/errors.js'
 import { problemResponses } from '../../../shared/schemas.js'
 import { PinnedVersionSchema } from '../card.js'
-import { traceContext, traceparentOf } from '../remote/remote-model.js'
+import { enterTraceContext } from '../remote/remote-model.js'
 import { ModelParamsSchema } from '../schemas.js'
 import { streamBatchPredictions } from './batch-stream.js'
 import type { PredictionService, PredictOptions } from './prediction-service.js'
@@ -121,7 +121,7 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
   app.addHook('onError', retryAfterWhenQueueFull)
   // A remote backend's call carries the trace context of the request that led to it.
   app.addHook('onRequest', (request, _reply, done) => {
-    traceContext.enterWith({ traceparent: traceparentOf(request) })
+    enterTraceContext(request)
     done()
   })
 
