@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -197,73 +198,60 @@ describe('remote KServe v2 backend', () => {
     expect(upstream.seen).toHaveLength(3)
   })
 
-  it('when the upstream does not answer in time, then the caller gets 504 before the upstream answers, without a retry', async () => {
-    const name = await registered()
-    upstream.seen.length = 0
-    // The upstream answers only when the test lets it: the 504 has to come before that.
-    let release = () => {}
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    let answered = false
-    upstream.answer(async (_request, response) => {
-      await released
-      answered = true
-      json(response, 200, irisAnswer(1))
-    })
-    try {
-      const response = await predict(name)
-      expect(response.statusCode).toBe(504)
-      expect(response.json()).toMatchObject({ code: 'UPSTREAM_TIMEOUT' })
-      expect(answered).toBe(false)
-      expect(upstream.seen).toHaveLength(1)
-    } finally {
-      release()
-    }
-  })
-
-  it('when the upstream sends its headers and then stalls in the middle of its body, then the caller gets 504 before the body ends', async () => {
-    const name = await registered()
-    upstream.seen.length = 0
-    let release = () => {}
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    let finished = false
-    upstream.answer(async (_request, response) => {
-      const body = JSON.stringify(irisAnswer(1))
-      response.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': String(Buffer.byteLength(body)),
-      })
-      response.write(body.slice(0, 20))
-      await released
-      if (!response.destroyed) response.end(body.slice(20))
-      finished = true
-    })
-    try {
-      const response = await predict(name)
-      expect(response.statusCode, response.body).toBe(504)
-      expect(response.json()).toMatchObject({ code: 'UPSTREAM_TIMEOUT' })
-      expect(finished).toBe(false)
-      expect(upstream.seen).toHaveLength(1)
-    } finally {
-      release()
-    }
-  })
-
   it.each([
     [
-      'not JSON',
-      (response: import('node:http').ServerResponse) => response.end('<html>oops</html>'),
+      'does not answer in time',
+      async (response: ServerResponse, released: Promise<void>) => {
+        await released
+        json(response, 200, irisAnswer(1))
+      },
     ],
     [
-      'JSON without outputs',
-      (response: import('node:http').ServerResponse) => json(response, 200, { hello: 1 }),
+      'sends its headers, then stalls in the middle of its body',
+      async (response: ServerResponse, released: Promise<void>) => {
+        const body = JSON.stringify(irisAnswer(1))
+        response.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+        })
+        response.write(body.slice(0, 20))
+        await released
+        if (!response.destroyed) response.end(body.slice(20))
+      },
     ],
+  ])(
+    'when the upstream %s, then the caller gets 504 before the upstream finishes, without a retry',
+    async (_label, answer) => {
+      const name = await registered()
+      upstream.seen.length = 0
+      // The upstream finishes only when the test lets it: the 504 has to come before that.
+      let release = () => {}
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let finished = false
+      upstream.answer(async (_request, response) => {
+        await answer(response, released)
+        finished = true
+      })
+      try {
+        const response = await predict(name)
+        expect(response.statusCode, response.body).toBe(504)
+        expect(response.json()).toMatchObject({ code: 'UPSTREAM_TIMEOUT' })
+        expect(finished).toBe(false)
+        expect(upstream.seen).toHaveLength(1)
+      } finally {
+        release()
+      }
+    },
+  )
+
+  it.each([
+    ['not JSON', (response: ServerResponse) => response.end('<html>oops</html>')],
+    ['JSON without outputs', (response: ServerResponse) => json(response, 200, { hello: 1 })],
     [
       'a tensor of the wrong datatype',
-      (response: import('node:http').ServerResponse) => {
+      (response: ServerResponse) => {
         const answer = irisAnswer(1)
         ;(answer.outputs[0] as { datatype: string }).datatype = 'BYTES'
         json(response, 200, answer)
@@ -271,11 +259,11 @@ describe('remote KServe v2 backend', () => {
     ],
     [
       'a tensor of the wrong row count',
-      (response: import('node:http').ServerResponse) => json(response, 200, irisAnswer(3)),
+      (response: ServerResponse) => json(response, 200, irisAnswer(3)),
     ],
     [
       'an answer larger than the limit',
-      (response: import('node:http').ServerResponse) => {
+      (response: ServerResponse) => {
         response.writeHead(200, { 'content-type': 'application/json' })
         response.end(JSON.stringify({ outputs: [], padding: 'x'.repeat(200_000) }))
       },
