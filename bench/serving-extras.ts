@@ -1,8 +1,9 @@
 /**
  * WebSocket predictions beside HTTP ones, the prediction log's cost, and image predictions
  * beside their ceiling, in one run on embedded servers:
- * `npx tsx bench/serving-extras.ts --duration 3`. Scenarios take turns in one-second slices,
- * so each ratio compares the same moments of a noisy machine.
+ * `npx tsx bench/serving-extras.ts --duration 4`. Scenarios take turns in one-second slices,
+ * so each ratio compares the same moments of a noisy machine; an even duration lets the log-on
+ * and log-off servers go first equally often.
  */
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
