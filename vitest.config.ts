@@ -20,6 +20,7 @@ const MODE_INDEPENDENT = [
   'src/modules/models/card-consistency.test.ts',
   'src/modules/models/card.test.ts',
   'src/modules/models/generation/sampler.test.ts',
+  'src/modules/models/images/decode.test.ts',
   'src/modules/models/kserve/codec.test.ts',
   'src/modules/models/runtime/batcher.test.ts',
   'src/modules/models/runtime/onnx-backend.test.ts',

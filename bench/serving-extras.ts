@@ -1,8 +1,9 @@
 /**
  * WebSocket predictions beside HTTP ones, the prediction log's cost, and image predictions
  * beside their ceiling, in one run on embedded servers:
- * `npx tsx bench/serving-extras.ts --duration 3`. Scenarios take turns in one-second slices,
- * so each ratio compares the same moments of a noisy machine.
+ * `npx tsx bench/serving-extras.ts --duration 4`. Scenarios take turns in one-second slices,
+ * so each ratio compares the same moments of a noisy machine; an even duration lets the log-on
+ * and log-off servers go first equally often.
  */
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -215,6 +216,10 @@ async function main() {
     servers.push(logOn)
     const logOff = await start({ PREDICTION_LOG_SAMPLE_RATE: '0' })
     servers.push(logOff)
+    // WebSocket and HTTP at 16 connections get a server of their own too: on the log-on
+    // server they gave it twice the traffic of the log-off one, and the pair stopped being alike.
+    const transports = await start({ PREDICTION_LOG_SAMPLE_RATE: '1' })
+    servers.push(transports)
     // Pictures go to a server of their own, so that decoding them cannot weigh on either
     // side of the prediction log comparison.
     const pictures = await start({ PREDICTION_LOG_SAMPLE_RATE: '1' })
@@ -222,20 +227,21 @@ async function main() {
     const tokenPictures = await logIn(pictures.baseUrl, ADMIN)
     const tokenOn = await logIn(logOn.baseUrl, ADMIN)
     const tokenOff = await logIn(logOff.baseUrl, ADMIN)
+    const tokenTransports = await logIn(transports.baseUrl, ADMIN)
     const picture = await benchPicture()
     const upload = await multipartBody(picture)
     const ceiling = imageCeiling(picture, SOCKETS)
     const totals = { http16: 0, ws16: 0, logOn64: 0, logOff64: 0, image16: 0, imageCeiling16: 0 }
     // One warm-up slice each, not counted.
-    await http(logOn.baseUrl, tokenOn, 16, SLICE_S)
-    await sockets(logOn.baseUrl, tokenOn, SLICE_S)
+    await http(transports.baseUrl, tokenTransports, 16, SLICE_S)
+    await sockets(transports.baseUrl, tokenTransports, SLICE_S)
     await http(logOn.baseUrl, tokenOn, 64, SLICE_S)
     await http(logOff.baseUrl, tokenOff, 64, SLICE_S)
     await images(pictures.baseUrl, tokenPictures, SOCKETS, SLICE_S, upload)
     await ceiling(SLICE_S)
     for (let round = 0; round < rounds; round++) {
-      totals.http16 += await http(logOn.baseUrl, tokenOn, SOCKETS, SLICE_S)
-      totals.ws16 += await sockets(logOn.baseUrl, tokenOn, SLICE_S)
+      totals.http16 += await http(transports.baseUrl, tokenTransports, SOCKETS, SLICE_S)
+      totals.ws16 += await sockets(transports.baseUrl, tokenTransports, SLICE_S)
       // Which of the two goes first alternates, so neither always follows the same slice.
       if (round % 2 === 0) {
         totals.logOn64 += await http(logOn.baseUrl, tokenOn, 64, SLICE_S)

@@ -9,7 +9,7 @@ import { buildTestApp, createTestUser, type TestApp, type TestUser, unique } fro
 import { irisClassifierSpec, registerVersion, shippedCard } from './models.js'
 
 /** The test backend's graph behind the iris card: deterministic, and no ONNX worker. */
-const IRIS_GRAPH = 'serving-iris-like'
+export const IRIS_GRAPH = 'serving-iris-like'
 
 export interface ServedIris {
   t: TestApp
@@ -27,7 +27,16 @@ export interface ServedIris {
  */
 export async function serveIrisLike(
   env: Record<string, string> = {},
-  { latencyMs, spec = irisClassifierSpec() }: { latencyMs?: number; spec?: TestModelSpec } = {},
+  {
+    latencyMs,
+    spec = irisClassifierSpec(),
+    name = `iris-${unique().toLowerCase()}`,
+  }: {
+    latencyMs?: number
+    spec?: TestModelSpec
+    /** Set it when the environment must name the model (PREDICTION_LOG_SAMPLING, ...). */
+    name?: string
+  } = {},
 ): Promise<ServedIris> {
   const backend = createTestBackend({ models: { [IRIS_GRAPH]: spec }, latencyMs })
   // A database of its own: an active model left in the shared services-mode database would be
@@ -35,7 +44,6 @@ export async function serveIrisLike(
   const t = await buildTestApp(env, { inference: backend, privateDatabase: true })
   const admin = await createTestUser(t, 'admin')
   const user = await createTestUser(t, 'user')
-  const name = `iris-${unique().toLowerCase()}`
   const card = { ...shippedCard('iris'), name }
   await registerVersion(t, admin, card, testModelBytes(IRIS_GRAPH))
   return { t, backend, admin, user, name, card }

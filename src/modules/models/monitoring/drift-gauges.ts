@@ -42,19 +42,27 @@ export function createDriftGauges({
 
   async function refresh(): Promise<void> {
     const from = new Date(now() - windowMs).toISOString()
-    psi.reset()
-    drifted.reset()
+    const figures: { labels: { model: string; feature: string }; psi: number; drifted: boolean }[] =
+      []
     for (const name of models()) {
       try {
         const report = await drift(name, { from })
         for (const feature of report.features) {
           if (feature.psi === null) continue
-          psi.set({ model: name, feature: feature.name }, feature.psi)
-          drifted.set({ model: name, feature: feature.name }, feature.drifted ? 1 : 0)
+          const labels = { model: name, feature: feature.name }
+          figures.push({ labels, psi: feature.psi, drifted: feature.drifted })
         }
       } catch (error) {
         log.warn({ err: error, model: name }, 'drift gauges not refreshed')
       }
+    }
+    // Swapped in one synchronous step once every report is in: a scrape during a refresh,
+    // which reads thousands of rows per model, sees the last figures rather than none.
+    psi.reset()
+    drifted.reset()
+    for (const figure of figures) {
+      psi.set(figure.labels, figure.psi)
+      drifted.set(figure.labels, figure.drifted ? 1 : 0)
     }
   }
 

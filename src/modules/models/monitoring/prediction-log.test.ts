@@ -2,8 +2,10 @@ import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestDatabase, injectAs, unique } from '../../../../test/helpers.js'
-import { irisInputs, type ServedIris, serveIrisLike } from '../../../../test/serving.js'
+import { registerVersion } from '../../../../test/models.js'
+import { IRIS_GRAPH, irisInputs, type ServedIris, serveIrisLike } from '../../../../test/serving.js'
 import type { DatabaseHandle } from '../../../db/client.js'
+import { testModelBytes } from '../runtime/test-backend.js'
 import { createPredictionLog } from './prediction-log.js'
 import { createPredictionLogRepository } from './repository.js'
 
@@ -175,5 +177,48 @@ describe('GET /v1/models/{name}/predictions', () => {
       s.admin,
     )({ method: 'GET', url: '/v1/models/nope/predictions' })
     expect(missing.statusCode).toBe(404)
+  })
+})
+
+describe('PREDICTION_LOG_SAMPLING', () => {
+  it('when one model is sampled at 1 over a default rate of 0, then its predictions are logged and another model’s are not', {
+    timeout: 120_000,
+  }, async () => {
+    const sampled = `iris-${unique().toLowerCase()}`
+    const s = await serveIrisLike(
+      {
+        PREDICTION_LOG_SAMPLE_RATE: '0',
+        PREDICTION_LOG_SAMPLING: `${sampled}=1`,
+        PREDICTION_LOG_FLUSH_INTERVAL_MS: '20',
+        PREDICTION_CACHE_TTL_MS: '0',
+      },
+      { name: sampled },
+    )
+    try {
+      const other = `iris-${unique().toLowerCase()}`
+      await registerVersion(s.t, s.admin, { ...s.card, name: other }, testModelBytes(IRIS_GRAPH))
+      const predict = (name: string) =>
+        injectAs(
+          s.t,
+          s.user,
+        )({ method: 'POST', url: `/v1/models/${name}/predict`, payload: { inputs: irisInputs(1) } })
+      const total = async (name: string) =>
+        (
+          await injectAs(s.t, s.admin)({ method: 'GET', url: `/v1/models/${name}/predictions` })
+        ).json().total as number
+      expect((await predict(other)).statusCode).toBe(200)
+      expect((await predict(sampled)).statusCode).toBe(200)
+      // Rows are written in the order they were recorded: once the later one is in, the
+      // earlier one would be too, had it been sampled.
+      expect(
+        await eventually(
+          () => total(sampled),
+          (count) => count >= 1,
+        ),
+      ).toBe(1)
+      expect(await total(other)).toBe(0)
+    } finally {
+      await s.t.close()
+    }
   })
 })

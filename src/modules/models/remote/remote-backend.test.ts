@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   buildTestApp,
@@ -21,7 +22,10 @@ import type { ModelCard } from '../card.js'
 // The deadline covers a call and its retries; at 400 ms a loaded machine ran past it and
 // answered 504 where a retry should have served. Only the timeout test waits for it.
 const TIMEOUT_MS = 2000
-const RESET_MS = 300
+// Long enough for the checks made while the breaker is open to finish on a loaded machine
+// (at 300 ms it turned half-open before /metrics was read); the test then waits for the
+// half-open state, not for the clock.
+const RESET_MS = 3000
 const ENV = {
   REMOTE_BACKEND_ALLOWED_HOSTS: '127.0.0.1',
   REMOTE_BACKEND_TIMEOUT_MS: String(TIMEOUT_MS),
@@ -195,43 +199,60 @@ describe('remote KServe v2 backend', () => {
     expect(upstream.seen).toHaveLength(3)
   })
 
-  it('when the upstream does not answer in time, then the caller gets 504 before the upstream answers, without a retry', async () => {
-    const name = await registered()
-    upstream.seen.length = 0
-    // The upstream answers only when the test lets it: the 504 has to come before that.
-    let release = () => {}
-    const released = new Promise<void>((resolve) => {
-      release = resolve
-    })
-    let answered = false
-    upstream.answer(async (_request, response) => {
-      await released
-      answered = true
-      json(response, 200, irisAnswer(1))
-    })
-    try {
-      const response = await predict(name)
-      expect(response.statusCode).toBe(504)
-      expect(response.json()).toMatchObject({ code: 'UPSTREAM_TIMEOUT' })
-      expect(answered).toBe(false)
-      expect(upstream.seen).toHaveLength(1)
-    } finally {
-      release()
-    }
-  })
-
   it.each([
     [
-      'not JSON',
-      (response: import('node:http').ServerResponse) => response.end('<html>oops</html>'),
+      'does not answer in time',
+      async (response: ServerResponse, released: Promise<void>) => {
+        await released
+        json(response, 200, irisAnswer(1))
+      },
     ],
     [
-      'JSON without outputs',
-      (response: import('node:http').ServerResponse) => json(response, 200, { hello: 1 }),
+      'sends its headers, then stalls in the middle of its body',
+      async (response: ServerResponse, released: Promise<void>) => {
+        const body = JSON.stringify(irisAnswer(1))
+        response.writeHead(200, {
+          'content-type': 'application/json',
+          'content-length': String(Buffer.byteLength(body)),
+        })
+        response.write(body.slice(0, 20))
+        await released
+        if (!response.destroyed) response.end(body.slice(20))
+      },
     ],
+  ])(
+    'when the upstream %s, then the caller gets 504 before the upstream finishes, without a retry',
+    async (_label, answer) => {
+      const name = await registered()
+      upstream.seen.length = 0
+      // The upstream finishes only when the test lets it: the 504 has to come before that.
+      let release = () => {}
+      const released = new Promise<void>((resolve) => {
+        release = resolve
+      })
+      let finished = false
+      upstream.answer(async (_request, response) => {
+        await answer(response, released)
+        finished = true
+      })
+      try {
+        const response = await predict(name)
+        expect(response.statusCode, response.body).toBe(504)
+        expect(response.json()).toMatchObject({ code: 'UPSTREAM_TIMEOUT' })
+        expect(finished).toBe(false)
+        expect(upstream.seen).toHaveLength(1)
+      } finally {
+        release()
+      }
+    },
+  )
+
+  it.each([
+    ['not JSON', (response: ServerResponse) => response.end('<html>oops</html>')],
+    ['JSON without outputs', (response: ServerResponse) => json(response, 200, { hello: 1 })],
     [
       'a tensor of the wrong datatype',
-      (response: import('node:http').ServerResponse) => {
+      (response: ServerResponse) => {
         const answer = irisAnswer(1)
         ;(answer.outputs[0] as { datatype: string }).datatype = 'BYTES'
         json(response, 200, answer)
@@ -239,11 +260,11 @@ describe('remote KServe v2 backend', () => {
     ],
     [
       'a tensor of the wrong row count',
-      (response: import('node:http').ServerResponse) => json(response, 200, irisAnswer(3)),
+      (response: ServerResponse) => json(response, 200, irisAnswer(3)),
     ],
     [
       'an answer larger than the limit',
-      (response: import('node:http').ServerResponse) => {
+      (response: ServerResponse) => {
         response.writeHead(200, { 'content-type': 'application/json' })
         response.end(JSON.stringify({ outputs: [], padding: 'x'.repeat(200_000) }))
       },
@@ -269,7 +290,7 @@ describe('remote KServe v2 backend', () => {
     const refused = await predict(name)
     expect(refused.statusCode).toBe(503)
     expect(refused.json()).toMatchObject({ code: 'UPSTREAM_UNAVAILABLE' })
-    expect(refused.headers['retry-after']).toBe('1')
+    expect(refused.headers['retry-after']).toBe(String(Math.ceil(RESET_MS / 1000)))
     expect(upstream.seen).toHaveLength(0)
 
     const ready = await t.app.inject({ url: '/ready' })
@@ -280,7 +301,11 @@ describe('remote KServe v2 backend', () => {
     expect(metrics.body).toMatch(/upstream_request_duration_seconds_count\{[^}]*outcome="status"/)
 
     healthy(upstream)
-    await sleep(RESET_MS + 100)
+    const halfOpen = `upstream_breaker_state{model="${name}",version="1.0.0"} 2`
+    for (let i = 0; i < 200; i++) {
+      if ((await t.app.inject({ url: '/metrics' })).body.includes(halfOpen)) break
+      await sleep(50)
+    }
     const probe = await predict(name)
     expect(probe.statusCode, probe.body).toBe(200)
     expect(upstream.seen).toHaveLength(1)

@@ -309,10 +309,11 @@ export function createUpstreamClient(settings: UpstreamSettings) {
   return {
     /** POSTs JSON and answers the parsed JSON answer, or throws a 502/503/504 problem. */
     async postJson(call: UpstreamCall): Promise<unknown> {
+      // Loading undici is this process's time, not the upstream's: the deadline starts after.
+      const { agent, request } = await connections()
       const deadline = AbortSignal.timeout(settings.timeoutMs)
       const deadlineAt = performance.now() + settings.timeoutMs
       const payload = JSON.stringify(call.body)
-      const { agent, request } = await connections()
       return withRetries(call, deadline, deadlineAt, async (signal) => {
         const response = await request(call.url, {
           method: 'POST',
@@ -344,6 +345,7 @@ export function createUpstreamClient(settings: UpstreamSettings) {
      * retries happen only before that, never after a first byte reached the caller.
      */
     async openStream(call: UpstreamCall): Promise<UpstreamStream> {
+      const { agent, request } = await connections()
       const deadline = new AbortController()
       const timer = setTimeout(() => deadline.abort(), settings.timeoutMs)
       const deadlineAt = performance.now() + settings.timeoutMs
@@ -351,7 +353,6 @@ export function createUpstreamClient(settings: UpstreamSettings) {
       const cancel = new AbortController()
       const signals = call.signal ? [call.signal, cancel.signal] : [cancel.signal]
       try {
-        const { agent, request } = await connections()
         const response = await withRetries(
           { ...call, signal: AbortSignal.any(signals) },
           deadline.signal,

@@ -1,3 +1,5 @@
+import { request as httpRequest } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { injectAs } from '../../../../test/helpers.js'
 import { irisClassifierSpec } from '../../../../test/models.js'
@@ -107,4 +109,61 @@ describe('streamed batch predictions (NDJSON)', () => {
       problem: expect.objectContaining({ status: 500, code: 'INFERENCE_FAILED' }),
     })
   })
+
+  it('when a later chunk is still running, then the lines of the earlier one have already reached the client', async () => {
+    await s.t.app.listen({ host: '127.0.0.1', port: 0 })
+    const { port } = s.t.app.server.address() as AddressInfo
+    const runsBefore = s.backend.runs.length
+    // The first chunk's inference waits for the first gate; every inference that starts
+    // after the second gate is set waits for that one.
+    const releaseFirst = s.backend.hold()
+    let releaseRest = () => {}
+    const received: string[] = []
+    const linesSoFar = () => received.join('').split('\n').filter(Boolean).length
+    const finished = new Promise<void>((resolve, reject) => {
+      const request = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          method: 'POST',
+          path: `/v1/models/${s.name}/predict/batch`,
+          headers: { ...s.user.headers, 'content-type': 'application/json', accept: NDJSON },
+        },
+        (response) => {
+          response.setEncoding('utf8')
+          response.on('data', (chunk: string) => received.push(chunk))
+          response.on('end', resolve)
+          response.on('error', reject)
+        },
+      )
+      request.on('error', reject)
+      request.end(
+        JSON.stringify({ instances: Array.from({ length: 10 }, (_, i) => irisInputs(i)) }),
+      )
+    })
+    try {
+      await until(() => s.backend.runs.length > runsBefore)
+      releaseRest = s.backend.hold()
+      releaseFirst()
+      await until(() => linesSoFar() >= 4)
+      await until(() => s.backend.runs.length > runsBefore + 1)
+      // The second chunk is held: the client has the first four lines and nothing of it.
+      expect(linesSoFar()).toBe(4)
+      expect(lines(received.join('')).map((line) => line.index)).toEqual([0, 1, 2, 3])
+    } finally {
+      releaseFirst()
+      releaseRest()
+    }
+    await finished
+    expect(lines(received.join('')).map((line) => line.index)).toEqual([...Array(10).keys()])
+  })
 })
+
+/** Resolves once `done` holds, polling; fails the test after ten seconds. */
+async function until(done: () => boolean) {
+  const deadline = Date.now() + 10_000
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('the condition never held')
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}

@@ -206,6 +206,30 @@ describe('WebSocket predictions', () => {
     client.socket.close()
   })
 
+  it('when the handshake carries an API key, as a header or as a browser subprotocol, then the socket predicts; a wrong key is refused with 401', async () => {
+    const created = await s.t.app.inject({
+      method: 'POST',
+      url: '/v1/api-keys',
+      headers: s.user.headers,
+      payload: { name: 'socket client' },
+    })
+    expect(created.statusCode, created.body).toBe(201)
+    const key: string = created.json().key
+    const byHeader = await connect(url, { headers: { 'x-api-key': key } })
+    const byProtocol = await connect(url, {}, [SUBPROTOCOL, `api-key.${key}`])
+    expect(byProtocol.socket.protocol).toBe(SUBPROTOCOL)
+    for (const [i, client] of [byHeader, byProtocol].entries()) {
+      client.socket.send(JSON.stringify({ id: i, inputs: irisInputs(i) }))
+      const [reply] = await client.next(1)
+      expect(reply).toMatchObject({ id: i, model: s.name })
+      client.socket.close()
+    }
+    const wrong = `${key.slice(0, -1)}${key.endsWith('a') ? 'b' : 'a'}`
+    const refused = await refusedHandshake(url, { 'x-api-key': wrong })
+    expect(refused.status).toBe(401)
+    expect(refused.body).toMatchObject({ code: 'UNAUTHENTICATED' })
+  })
+
   it('when the model does not exist, then the handshake is refused with 404 MODEL_NOT_FOUND', async () => {
     const refused = await refusedHandshake(url.replace(s.name, 'no-such-model'), s.user.headers)
     expect(refused.status).toBe(404)
