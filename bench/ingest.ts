@@ -114,14 +114,14 @@ async function upload(address: string, token: string, path: string): Promise<Upl
 /** The largest RSS seen while `work` runs, minus the RSS before it. */
 async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb: number }> {
   global.gc?.()
-  const before = process.memoryUsage().rss
+  const before = process.memoryUsage.rss()
   let peak = before
   const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage().rss)
+    peak = Math.max(peak, process.memoryUsage.rss())
   }, 50)
   try {
     const value = await work()
-    peak = Math.max(peak, process.memoryUsage().rss)
+    peak = Math.max(peak, process.memoryUsage.rss())
     return { value, growthMb: (peak - before) / 1024 / 1024 }
   } finally {
     clearInterval(timer)

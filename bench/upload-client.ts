@@ -8,6 +8,11 @@ import { randomUUID } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { basename } from 'node:path'
 import { Readable } from 'node:stream'
+import { Agent, fetch } from 'undici'
+
+// The answer comes once the import is done, which on a loaded machine took more than the
+// 300 s that fetch waits for response headers by default.
+const patient = new Agent({ headersTimeout: 0, bodyTimeout: 0 })
 
 function multipartBody(path: string, boundary: string): Readable {
   return Readable.from(
@@ -34,7 +39,8 @@ async function main() {
     },
     body: Readable.toWeb(multipartBody(path, boundary)) as ReadableStream,
     duplex: 'half',
-  } as RequestInit)
+    dispatcher: patient,
+  })
   process.stdout.write(`${JSON.stringify({ status: answer.status, body: await answer.json() })}\n`)
 }
 

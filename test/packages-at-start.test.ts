@@ -7,8 +7,10 @@ import { runProcess } from './processes.js'
  * when OTEL_EXPORTER_OTLP_ENDPOINT is set), the OpenAI client and sharp (for the features that
  * need them, on first use), the job queue of server mode (BullMQ and its Redis client, loaded
  * only when REDIS_URL is set), nodemailer (with the first email sent), undici (with the first
- * call to a remote model), and development tools. Each costs resident memory and start time
- * in every process that loads it.
+ * call to a remote model), the dataset file packages (the Parquet reader and writer and the
+ * JSON array parser with the first file of their format, the COPY stream with the first
+ * server-mode import), and development tools. Each costs resident memory and start time in
+ * every process that loads it.
  */
 const NOT_AT_START = [
   '@opentelemetry/sdk-trace-base',
@@ -22,6 +24,10 @@ const NOT_AT_START = [
   'ioredis',
   'nodemailer',
   'undici',
+  'hyparquet',
+  'hyparquet-writer',
+  'stream-json',
+  'pg-copy-streams',
   '@faker-js/faker',
   'pino-pretty',
 ]

@@ -1,8 +1,7 @@
 import { createReadStream } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { Readable } from 'node:stream'
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet'
-import streamArray from 'stream-json/streamers/stream-array.js'
+import type { AsyncBuffer, FileMetaData } from 'hyparquet'
 import { CsvRecordSplitter } from './csv-records.js'
 
 export const FORMATS = ['csv', 'json', 'ndjson', 'parquet'] as const
@@ -197,6 +196,8 @@ async function* readJsonArray(
   settings: ReadSettings,
   read: ReadProgress,
 ): AsyncGenerator<SourceRecord> {
+  // Loaded with the first JSON array, like the Parquet reader: most processes never read one.
+  const { default: streamArray } = await import('stream-json/streamers/stream-array.js')
   const elements = decodedText(settings, read).pipe(streamArray.withParserAsStream())
   let position = 0
   try {
@@ -222,8 +223,11 @@ async function* readJsonArray(
 }
 
 async function* readParquet(path: string, read: ReadProgress): AsyncGenerator<SourceRecord> {
-  let file: Awaited<ReturnType<typeof asyncBufferFromFile>>
-  let metadata: Awaited<ReturnType<typeof parquetMetadataAsync>>
+  const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import(
+    'hyparquet'
+  )
+  let file: AsyncBuffer
+  let metadata: FileMetaData
   try {
     file = await asyncBufferFromFile(path)
     metadata = await parquetMetadataAsync(file)

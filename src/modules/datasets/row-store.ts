@@ -1,7 +1,6 @@
 import { once } from 'node:events'
 import { sql } from 'drizzle-orm'
 import type pg from 'pg'
-import { from as copyFrom } from 'pg-copy-streams'
 import type { DatabaseHandle, Executor } from '../../db/client.js'
 import {
   type ColumnStats,
@@ -219,6 +218,8 @@ async function openCopySink(
   datasetId: string,
   columns: readonly DatasetColumn[],
 ): Promise<RowSink> {
+  // Loaded with the first server-mode import: embedded mode never uses it.
+  const { from: copyFrom } = await import('pg-copy-streams')
   const connection = await pool.connect()
   const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
   const stream = connection.query(

@@ -1,4 +1,4 @@
-import { ByteWriter, ParquetWriter, schemaFromColumnData } from 'hyparquet-writer'
+import type { ParquetWriter } from 'hyparquet-writer'
 import type { BasicType } from 'hyparquet-writer/src/types.js'
 import type { ColumnType, DatasetColumn } from './columns.js'
 
@@ -79,6 +79,17 @@ function parquetValue(type: ColumnType, value: unknown): unknown {
 
 /** One row group per batch, flushed as soon as it is encoded. */
 async function* parquetChunks(columns: readonly DatasetColumn[], batches: Rows) {
+  // Loaded with the first Parquet download: a process that never writes one does without it.
+  const { ByteWriter, ParquetWriter, schemaFromColumnData } = await import('hyparquet-writer')
+  const parquetSchema = () =>
+    schemaFromColumnData({
+      columnData: columns.map((c) => ({
+        name: c.name,
+        type: PARQUET_TYPES[c.type],
+        nullable: true,
+        data: [],
+      })),
+    })
   const writer = new ByteWriter()
   const take = () => {
     const bytes = writer.getBytes().slice()
@@ -94,23 +105,12 @@ async function* parquetChunks(columns: readonly DatasetColumn[], batches: Rows) 
       data: rows.map((row) => parquetValue(c.type, row[c.name])),
     }))
     if (!parquet) {
-      parquet = new ParquetWriter({ writer, schema: parquetSchema(columns) })
+      parquet = new ParquetWriter({ writer, schema: parquetSchema() })
     }
     await parquet.write({ columnData, rowGroupSize: rows.length })
     yield take()
   }
-  if (!parquet) parquet = new ParquetWriter({ writer, schema: parquetSchema(columns) })
+  if (!parquet) parquet = new ParquetWriter({ writer, schema: parquetSchema() })
   await parquet.finish()
   yield take()
-}
-
-function parquetSchema(columns: readonly DatasetColumn[]) {
-  return schemaFromColumnData({
-    columnData: columns.map((c) => ({
-      name: c.name,
-      type: PARQUET_TYPES[c.type],
-      nullable: true,
-      data: [],
-    })),
-  })
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -78,6 +79,45 @@ describe('the prediction log writer', () => {
     expect((await repository.page(model, {}, { limit: 10, offset: 0 })).total).toBe(0)
     await log.close()
     expect((await repository.page(model, {}, { limit: 10, offset: 0 })).total).toBe(3)
+  })
+
+  it('when rows hold quotes, backslashes, braces, non-ASCII text and nulls, then one write stores every value as given', async () => {
+    const repository = createPredictionLogRepository(database.db)
+    const model = `log-${unique().toLowerCase()}`
+    const at = new Date('2026-11-30T12:34:56.789Z')
+    const userId = randomUUID()
+    const awkward = {
+      text: 'a "quoted", {braced} \\ back\\slash, ø, 日本, \u0001',
+      list: [1.5, null],
+    }
+    const given = [
+      {
+        model,
+        version: '1.0.0',
+        inputs: awkward,
+        output: { prediction: 'NULL' },
+        latencyMs: 0.125,
+        requestId: 'r-1',
+        userId,
+        apiKeyId: null,
+        createdAt: at,
+      },
+      {
+        model,
+        version: '1.0.0',
+        inputs: { x: 2 },
+        output: { prediction: null },
+        latencyMs: 3,
+        requestId: null,
+        userId: null,
+        apiKeyId: null,
+        createdAt: new Date(at.getTime() + 1),
+      },
+    ]
+    await repository.insertMany(given)
+    const { rows } = await repository.page(model, {}, { limit: 10, offset: 0 })
+    // Newest first: the reverse of the order written.
+    expect(rows.reverse()).toMatchObject(given)
   })
 
   it('when a write fails, then its rows are counted as failed and nothing is thrown', async () => {
