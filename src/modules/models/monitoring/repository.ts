@@ -14,46 +14,36 @@ export interface TimeRange {
 }
 
 /**
- * A buffer of predictions as one statement: each column travels as ONE text array, and the
- * database unnests and casts them. Drizzle's multi-row VALUES made a parameter (and a SQL
- * chunk) per cell, which cost the main thread seconds per 100,000 rows of a batch
- * prediction and sent PostgreSQL a new statement of up to 10,000 parameters per 1,000 rows.
- * Text arrays, not typed ones, because the two drivers encode a text array alike.
+ * A buffer of predictions as one statement with one parameter: the rows as a JSON array,
+ * which the database unpacks with `jsonb_to_recordset`. Drizzle's multi-row VALUES made a
+ * parameter (and a SQL chunk) per cell; one text array per column then cost about 20 µs of
+ * the main thread a row (two `JSON.stringify` calls, a timestamp, and node-postgres escaping
+ * every element of every array), which a 2,000-predictions-a-second load paid as 10 % of its
+ * throughput. One `JSON.stringify` of the whole buffer costs 4–6 µs a row, and both drivers
+ * send a string as it is.
  */
 function insertStatement(rows: readonly NewPredictionLogRow[]): SQL {
-  const count = rows.length
-  const models = new Array<string>(count)
-  const versions = new Array<string>(count)
-  const inputs = new Array<string>(count)
-  const outputs = new Array<string>(count)
-  const latencies = new Array<string>(count)
-  const requestIds = new Array<string | null>(count)
-  const userIds = new Array<string | null>(count)
-  const apiKeyIds = new Array<string | null>(count)
-  const createdAts = new Array<string>(count)
-  for (let i = 0; i < count; i++) {
-    const row = rows[i] as NewPredictionLogRow
-    models[i] = row.model
-    versions[i] = row.version
-    inputs[i] = JSON.stringify(row.inputs)
-    outputs[i] = JSON.stringify(row.output)
-    latencies[i] = String(row.latencyMs)
-    requestIds[i] = row.requestId ?? null
-    userIds[i] = row.userId ?? null
-    apiKeyIds[i] = row.apiKeyId ?? null
-    createdAts[i] = row.createdAt.toISOString()
-  }
-  const array = (values: readonly (string | null)[]) => sql`${sql.param(values)}::text[]`
+  const given = JSON.stringify(
+    rows.map((row) => ({
+      model: row.model,
+      version: row.version,
+      inputs: row.inputs,
+      output: row.output,
+      latency_ms: row.latencyMs,
+      request_id: row.requestId ?? null,
+      user_id: row.userId ?? null,
+      api_key_id: row.apiKeyId ?? null,
+      created_at: row.createdAt,
+    })),
+  )
   return sql`
     INSERT INTO prediction_log
       (model, version, inputs, output, latency_ms, request_id, user_id, api_key_id, created_at)
-    SELECT model, version, inputs::jsonb, output::jsonb, latency_ms::float8, request_id,
-      user_id::uuid, api_key_id::uuid, created_at::timestamptz
-    FROM unnest(${array(models)}, ${array(versions)}, ${array(inputs)}, ${array(outputs)},
-      ${array(latencies)}, ${array(requestIds)}, ${array(userIds)}, ${array(apiKeyIds)},
-      ${array(createdAts)})
-      AS given(model, version, inputs, output, latency_ms, request_id, user_id, api_key_id,
-        created_at)`
+    SELECT model, version, inputs, output, latency_ms, request_id, user_id, api_key_id,
+      created_at
+    FROM jsonb_to_recordset(${given}::jsonb)
+      AS given(model text, version text, inputs jsonb, output jsonb, latency_ms float8,
+        request_id text, user_id uuid, api_key_id uuid, created_at timestamptz)`
 }
 
 function rangeOf(model: string, { from, to }: TimeRange): SQL | undefined {
