@@ -62,5 +62,6 @@ describe('single sign-on from the console', () => {
       .toContain('not started in this tab')
     expect(new URL(page.url()).search).toBe('')
     expect(await page.getByTestId('caller').count()).toBe(0)
+    expect(h.errorsOf(page)).toEqual([])
   })
 })
