@@ -427,13 +427,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     registrationEnabled: config.REGISTRATION_ENABLED,
     loginLimit: { max: config.LOGIN_RATE_LIMIT_MAX, windowMs: config.LOGIN_RATE_LIMIT_WINDOW_MS },
   })
-  if (modules.oidc) {
-    await app.register(oidcRoutes, {
-      prefix: '/v1/auth/oidc',
-      oidc: modules.oidc,
-      secureCookies: config.PUBLIC_URL?.startsWith('https:') ?? false,
-    })
-  }
+  await app.register(oidcRoutes, {
+    prefix: '/v1/auth/oidc',
+    oidc: modules.oidc,
+    secureCookies: config.PUBLIC_URL?.startsWith('https:') ?? false,
+  })
   await app.register(userRoutes, { prefix: '/v1/users', users: modules.users })
   await app.register(apiKeyRoutes, { prefix: '/v1/api-keys', apiKeys: modules.apiKeys })
   await app.register(productRoutes, { prefix: '/v1/products', products: modules.products })
@@ -673,16 +671,17 @@ function createOidc(
     httpTimeoutMs: config.OIDC_HTTP_TIMEOUT_MS,
     clockToleranceSeconds: config.JWT_CLOCK_TOLERANCE_S,
   }
-  // Swagger UI's own redirect page, so "Authorize" works from /docs.
-  const docsRedirect = config.DOCS_ENABLED
-    ? [`${config.PUBLIC_URL}/docs/static/oauth2-redirect.html`]
-    : []
+  // The service's own front ends: the console's page, and Swagger UI's redirect page so
+  // that "Authorize" works from /docs.
+  const ownRedirects = [`${config.PUBLIC_URL}/console/`]
+  if (config.DOCS_ENABLED)
+    ownRedirects.push(`${config.PUBLIC_URL}/docs/static/oauth2-redirect.html`)
   return createOidcService({
     ...deps,
     clients: config.oidcProviders.map((provider) => createProviderClient(provider, clientOptions)),
     sealer: createLoginStateSealer(config.JWT_SECRET),
     publicUrl: config.PUBLIC_URL,
-    clientRedirectUris: [...config.oidcClientRedirectUris, ...docsRedirect],
+    clientRedirectUris: [...config.oidcClientRedirectUris, ...ownRedirects],
   })
 }
 

@@ -19,12 +19,16 @@ export interface TestProviderOptions {
   postLogoutRedirectUris?: string[]
   /** The client-credentials clients and the app roles their tokens carry. */
   serviceClients?: Record<string, string[]>
+  /** Publish an end-session endpoint (RP-initiated logout); Google publishes none. */
+  endSession?: boolean
 }
 
 export const BROWSER_CLIENT = {
   id: 'orderflow-console',
   secret: 'a client secret of the test provider',
 }
+/** A public client: no secret, PKCE alone (token_endpoint_auth_method none). */
+export const PUBLIC_CLIENT_ID = 'orderflow-public'
 export const SERVICE_CLIENT_SECRET = 'a service secret of the test provider'
 /** The resource (audience) the test provider issues client-credentials tokens for by default. */
 export const API_AUDIENCE = 'api://orderflow'
@@ -71,6 +75,13 @@ export async function startTestProvider(options: TestProviderOptions) {
           grant_types: ['authorization_code'],
           response_types: ['code'],
         },
+        {
+          client_id: PUBLIC_CLIENT_ID,
+          token_endpoint_auth_method: 'none',
+          redirect_uris: [options.redirectUri],
+          grant_types: ['authorization_code'],
+          response_types: ['code'],
+        },
         ...Object.keys(serviceClients).map((clientId) => ({
           client_id: clientId,
           client_secret: SERVICE_CLIENT_SECRET,
@@ -97,7 +108,7 @@ export async function startTestProvider(options: TestProviderOptions) {
       features: {
         devInteractions: { enabled: true },
         clientCredentials: { enabled: true },
-        rpInitiatedLogout: { enabled: true },
+        rpInitiatedLogout: { enabled: options.endSession ?? true },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => API_AUDIENCE,

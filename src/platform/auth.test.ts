@@ -107,9 +107,10 @@ async function badTokens(): Promise<Record<string, string>> {
 }
 
 describe('authentication on every protected route', () => {
-  it('protects every /v1 and /v2 operation except registration, the token endpoint and the v2 probes', () => {
+  it('protects every /v1 and /v2 operation except the sign-on providers, registration, the token endpoint and the v2 probes', () => {
     const open = operations.filter((op) => !op.secured).map(label)
     expect(open.sort()).toEqual([
+      'GET /v1/auth/oidc',
       'GET /v2',
       'GET /v2/health/live',
       'GET /v2/health/ready',

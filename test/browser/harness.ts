@@ -1,5 +1,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core'
@@ -26,12 +27,24 @@ export interface ConsoleHarness {
   errorsOf(page: Page): string[]
 }
 
+/** A loopback port free now, for a service whose settings must name its own address. */
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
 /**
  * One service and one browser for the calling test file. Every page opened records its
  * console errors, failed requests and uncaught exceptions; a failing test leaves a
- * screenshot of every page it opened under test-artifacts/browser/.
+ * screenshot of every page it opened under test-artifacts/browser/. `env` may be a function
+ * of the service's base URL (single sign-on needs PUBLIC_URL): it is then chosen first.
  */
-export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
+export function startConsole(
+  env: Record<string, string> | ((baseUrl: string) => Promise<Record<string, string>>) = {},
+): ConsoleHarness {
   const harness = {} as ConsoleHarness
   const errors = new WeakMap<Page, string[]>()
   const contexts: BrowserContext[] = []
@@ -42,13 +55,14 @@ export function startConsole(env: Record<string, string> = {}): ConsoleHarness {
   beforeAll(async () => {
     // A database of its own (the shipped models' activation is database-wide state) and,
     // in services mode, a worker running the jobs as `npm run worker` would.
+    const port = typeof env === 'function' ? await freePort() : 0
     harness.t = await buildJobsTestApp({
       LOG_LEVEL: 'warn',
       MODELS_REGISTER_SHIPPED: 'true',
       DATA_DIR: dataDir,
-      ...env,
+      ...(typeof env === 'function' ? await env(`http://127.0.0.1:${port}`) : env),
     })
-    await harness.t.app.listen({ host: '127.0.0.1', port: 0 })
+    await harness.t.app.listen({ host: '127.0.0.1', port })
     const address = harness.t.app.server.address()
     if (!address || typeof address === 'string') throw new Error('no port')
     harness.baseUrl = `http://127.0.0.1:${address.port}`

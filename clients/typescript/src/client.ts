@@ -69,6 +69,16 @@ export interface OrderFlowClient {
    * only; a wrong password raises an `ApiError` with code `INVALID_GRANT`.
    */
   signIn(username: string, password: string): Promise<void>
+  /**
+   * Finishes a single sign-on: redeems the one-time `code` the service sent the browser back
+   * with (`grant_type=authorization_code`), with the `redirectUri` the sign-in started with
+   * and the PKCE verifier of the challenge it sent. A spent or expired code raises an
+   * `ApiError` with code `INVALID_GRANT`.
+   */
+  signInWithCode(
+    code: string,
+    options: { redirectUri: string; codeVerifier?: string },
+  ): Promise<void>
   /** Revokes the refresh token (and every token rotated from it), then forgets the session. */
   signOut(): Promise<void>
   /**
@@ -317,6 +327,15 @@ export function createOrderFlowClient(options: OrderFlowClientOptions = {}): Ord
     },
     async signIn(username, password) {
       const tokens = await requestTokens({ grant_type: 'password', username, password })
+      startSession(tokens)
+    },
+    async signInWithCode(code, { redirectUri, codeVerifier }) {
+      const tokens = await requestTokens({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: redirectUri,
+        ...(codeVerifier === undefined ? {} : { code_verifier: codeVerifier }),
+      })
       startSession(tokens)
     },
     async signOut() {

@@ -1,5 +1,6 @@
 import { type ApiClient, createOrderFlowClient, type OrderFlowClient } from '@orderflow/client'
 import { createContext, type ReactNode, useCallback, useContext, useMemo, useState } from 'react'
+import { consoleRedirectUri } from './single-sign-on.js'
 import type { Me, Role } from './types.js'
 
 interface Session {
@@ -12,6 +13,8 @@ interface Session {
 interface SessionState {
   session: Session | null
   signIn: (email: string, password: string) => Promise<void>
+  /** Finishes a single sign-on with the one-time code the service sent back. */
+  signInWithCode: (code: string, codeVerifier: string) => Promise<void>
 }
 
 const SessionContext = createContext<SessionState | null>(null)
@@ -24,7 +27,8 @@ const SessionContext = createContext<SessionState | null>(null)
 export function SessionProvider({ children }: { children: ReactNode }) {
   const [session, setSession] = useState<Session | null>(null)
 
-  const signIn = useCallback(async (email: string, password: string) => {
+  /** Starts a session on a new client once `authenticate` has signed it in. */
+  const start = useCallback(async (authenticate: (client: OrderFlowClient) => Promise<void>) => {
     const client = createOrderFlowClient({
       baseUrl: window.location.origin,
       // A refresh that fails (revoked, reused, expired) ends the session on this page too.
@@ -32,7 +36,7 @@ export function SessionProvider({ children }: { children: ReactNode }) {
         if (!signedIn) setSession(null)
       },
     })
-    await client.signIn(email, password)
+    await authenticate(client)
     const { data: me } = await client.api.GET('/v1/users/me')
     const signOut = async () => {
       try {
@@ -44,7 +48,22 @@ export function SessionProvider({ children }: { children: ReactNode }) {
     setSession({ me, api: client.api, client, signOut })
   }, [])
 
-  const value = useMemo(() => ({ session, signIn }), [session, signIn])
+  const signIn = useCallback(
+    (email: string, password: string) => start((client) => client.signIn(email, password)),
+    [start],
+  )
+  const signInWithCode = useCallback(
+    (code: string, codeVerifier: string) =>
+      start((client) =>
+        client.signInWithCode(code, { redirectUri: consoleRedirectUri(), codeVerifier }),
+      ),
+    [start],
+  )
+
+  const value = useMemo(
+    () => ({ session, signIn, signInWithCode }),
+    [session, signIn, signInWithCode],
+  )
   return <SessionContext.Provider value={value}>{children}</SessionContext.Provider>
 }
 

@@ -4,6 +4,7 @@ import { buildTestApp, createTestUser, login, type TestApp, unique } from '../..
 import {
   BROWSER_CLIENT,
   createBrowser,
+  PUBLIC_CLIENT_ID,
   startTestProvider,
   type TestProvider,
 } from '../../../test/oidc-provider.js'
@@ -46,8 +47,11 @@ function ssoEnv(overrides: Record<string, unknown> = {}, env: Record<string, str
   }
 }
 
-/** A person at the provider, with a unique login, subject and email. */
-function person(fields: { roles?: string[]; email?: string; email_verified?: boolean } = {}) {
+/** A person at the provider (the shared one unless `at`), with a unique login, subject and email. */
+function person(
+  fields: { roles?: string[]; email?: string; email_verified?: boolean } = {},
+  at: TestProvider = provider,
+) {
   const id = unique().toLowerCase()
   // The test provider's login page takes the account id, which becomes the subject.
   const login = `person-${id}`
@@ -58,7 +62,7 @@ function person(fields: { roles?: string[]; email?: string; email_verified?: boo
     name: `Person ${id}`,
     roles: fields.roles ?? ['OrderFlow.User'],
   }
-  provider.addAccount(login, account)
+  at.addAccount(login, account)
   return { login, ...account }
 }
 
@@ -260,10 +264,18 @@ describe('sign-in with a provider (authorization code + PKCE)', () => {
 })
 
 describe('a callback that cannot be trusted', () => {
-  /** Runs a sign-in up to the provider's redirect back, without following it. */
-  async function callbackUrlFor(login: string) {
+  /**
+   * Runs a sign-in up to the provider's redirect back, without following it; `authorization`
+   * may change the service's authorization request on its way to the provider.
+   */
+  async function callbackUrlFor(login: string, authorization?: (url: URL) => void) {
     const browser = createBrowser(t, PUBLIC_URL)
     let response = await browser.request(`${PUBLIC_URL}/v1/auth/oidc/test/login`)
+    if (authorization && response.location) {
+      const url = new URL(response.location)
+      authorization(url)
+      response = { ...response, location: url.href }
+    }
     for (let step = 0; step < 20 && !response.location?.startsWith(CALLBACK); step++) {
       if (response.location) {
         response = await browser.request(new URL(response.location, response.url).href)
@@ -341,6 +353,24 @@ describe('a callback that cannot be trusted', () => {
     expect(
       events.some((event) => event.changes.reason?.after === 'token_endpoint_invalid_grant'),
     ).toBe(true)
+  })
+
+  it('when the provider issues the ID token for another nonce, then 401 OIDC_ID_TOKEN_INVALID, no user, and an audit event', async () => {
+    const someone = person()
+    // What an injected code from another sign-in carries: an ID token for that sign-in's nonce.
+    const { browser, callback } = await callbackUrlFor(someone.login, (authorization) =>
+      authorization.searchParams.set('nonce', 'the-nonce-of-another-sign-in'),
+    )
+
+    const response = await browser.request(callback.href)
+
+    expect(response.status).toBe(401)
+    expect(JSON.parse(response.body).code).toBe('OIDC_ID_TOKEN_INVALID')
+    expect(await t.database.db.select().from(users).where(eq(users.email, someone.email))).toEqual(
+      [],
+    )
+    const events = await failuresFor(t, 'oidc:test')
+    expect(events.some((event) => event.changes.reason?.after === 'nonce_mismatch')).toBe(true)
   })
 
   it('when the person cancels at the provider (access_denied), then 403 OIDC_PROVIDER_DENIED, audited', async () => {
@@ -500,6 +530,34 @@ describe('logout and password login', () => {
     expect(atProvider.status).toBe(200)
   })
 
+  it('when a single sign-on session logs out, then its refresh token is revoked like any other', async () => {
+    const someone = person()
+    const callback = await createBrowser(t, PUBLIC_URL).signIn(
+      `${PUBLIC_URL}/v1/auth/oidc/test/login`,
+      someone.login,
+    )
+    const tokens = (await exchange(t, { code: codeOf(callback.location) })).json()
+
+    const revoked = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/revoke',
+      headers: { authorization: `Bearer ${tokens.access_token}` },
+      payload: { token: tokens.refresh_token },
+    })
+    const refresh = await t.app.inject({
+      method: 'POST',
+      url: '/v1/auth/token',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: new URLSearchParams({
+        grant_type: 'refresh_token',
+        refresh_token: tokens.refresh_token,
+      }).toString(),
+    })
+
+    expect(revoked.statusCode).toBe(200)
+    expect(refresh.json().error).toBe('invalid_grant')
+  })
+
   it('when the post-logout URL is not allowed, then 400 OIDC_REDIRECT_URI_NOT_ALLOWED', async () => {
     const response = await t.app.inject({
       url: `/v1/auth/oidc/test/logout?post_logout_redirect_uri=${encodeURIComponent('http://evil.test/')}`,
@@ -540,6 +598,62 @@ describe('logout and password login', () => {
     } finally {
       await ssoOnly.close()
     }
+  })
+})
+
+describe('another provider: a public client, key rotation, no end-session endpoint', () => {
+  let other: TestProvider
+  let app: TestApp
+  beforeAll(async () => {
+    other = await startTestProvider({ redirectUri: CALLBACK, endSession: false })
+    // No client secret: the provider's client is public and PKCE alone protects the code.
+    const { OIDC_TEST_CLIENT_SECRET: _, ...env } = ssoEnv(
+      { issuer: other.issuer, client_id: PUBLIC_CLIENT_ID },
+      // Every unknown kid may fetch the keys: the cooldown has its own test (id-tokens).
+      { OIDC_JWKS_COOLDOWN_MS: '0' },
+    )
+    app = await buildTestApp(env, { database: t.database })
+  })
+  afterAll(async () => {
+    await app?.close()
+    await other?.close()
+  })
+
+  it('when the client has no secret, then the sign-in completes with PKCE alone', async () => {
+    const someone = person({ roles: ['OrderFlow.Admin'] }, other)
+
+    const callback = await createBrowser(app, PUBLIC_URL).signIn(
+      `${PUBLIC_URL}/v1/auth/oidc/test/login`,
+      someone.login,
+    )
+
+    expect(callback.status).toBe(302)
+    const tokens = await exchange(app, { code: codeOf(callback.location) })
+    expect(tokens.statusCode).toBe(200)
+    const [row] = await t.database.db.select().from(users).where(eq(users.email, someone.email))
+    expect(row?.role).toBe('admin')
+  })
+
+  it('when the provider rotates its signing key between two sign-ins, then the unknown kid fetches the key set once and the sign-in succeeds', async () => {
+    const someone = person({}, other)
+    const signIn = () =>
+      createBrowser(app, PUBLIC_URL).signIn(`${PUBLIC_URL}/v1/auth/oidc/test/login`, someone.login)
+    expect((await signIn()).status).toBe(302)
+    const fetchedBefore = other.jwksRequests
+
+    await other.rotateKeys('rotated-key')
+    const afterRotation = await signIn()
+
+    expect(afterRotation.status).toBe(302)
+    expect(codeOf(afterRotation.location)).toMatch(/^[A-Za-z0-9_-]{43}$/)
+    expect(other.jwksRequests).toBe(fetchedBefore + 1)
+  })
+
+  it('when the provider publishes no end-session endpoint, then logout answers 404 OIDC_LOGOUT_UNSUPPORTED', async () => {
+    const response = await app.app.inject({ url: '/v1/auth/oidc/test/logout' })
+
+    expect(response.statusCode).toBe(404)
+    expect(response.json().code).toBe('OIDC_LOGOUT_UNSUPPORTED')
   })
 })
 

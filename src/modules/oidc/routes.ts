@@ -13,7 +13,8 @@ import {
 import type { OidcService } from './service.js'
 
 export interface OidcRoutesOptions {
-  oidc: OidcService
+  /** Absent when no provider is configured: the list is then empty and sign-in absent. */
+  oidc: OidcService | undefined
   /** Cookies are Secure when the service is reached over HTTPS. */
   secureCookies: boolean
 }
@@ -23,22 +24,26 @@ const LOGIN_COOKIE = 'oidc_login'
 const callbackPath = (provider: string) => `/v1/auth/oidc/${provider}/callback`
 
 export const oidcRoutes: FastifyPluginAsyncTypebox<OidcRoutesOptions> = async (app, options) => {
-  await app.register(cookie)
   const { oidc } = options
 
+  // Always there, so a front end can ask whether to offer single sign-on at all.
   app.get(
-    '/',
+    '',
     {
       config: { auth: { public: true } },
       schema: {
         summary: 'List the single sign-on providers',
-        description: 'The providers a user can sign in with, for the front end’s buttons.',
+        description:
+          'The providers a user can sign in with, for the front end’s buttons; empty when ' +
+          'single sign-on is not configured.',
         tags,
         response: { 200: ProviderListSchema },
       },
     },
-    async () => ({ items: oidc.providers() }),
+    async () => ({ items: oidc?.providers() ?? [] }),
   )
+  if (!oidc) return
+  await app.register(cookie)
 
   app.get(
     '/:provider/login',
