@@ -81,6 +81,19 @@ function codeOf(location: string | undefined): string {
   return code
 }
 
+/** A refused browser sign-in: its problem, no user for the email, and the reason audited. */
+async function expectRefusedSignIn(
+  response: { status: number; body: string },
+  refusal: { status: number; code: string; reason: string },
+  email: string,
+) {
+  expect(response.status).toBe(refusal.status)
+  expect(JSON.parse(response.body).code).toBe(refusal.code)
+  expect(await t.database.db.select().from(users).where(eq(users.email, email))).toEqual([])
+  const events = await failuresFor(t, 'oidc:test')
+  expect(events.some((event) => event.changes.reason?.after === refusal.reason)).toBe(true)
+}
+
 async function failuresFor(app: TestApp, resourceId: string) {
   return app.database.db
     .select()
@@ -298,13 +311,11 @@ describe('a callback that cannot be trusted', () => {
 
     const response = await browser.request(callback.href)
 
-    expect(response.status).toBe(400)
-    expect(JSON.parse(response.body).code).toBe('OIDC_LOGIN_STATE_INVALID')
-    expect(await t.database.db.select().from(users).where(eq(users.email, someone.email))).toEqual(
-      [],
+    await expectRefusedSignIn(
+      response,
+      { status: 400, code: 'OIDC_LOGIN_STATE_INVALID', reason: 'state_mismatch' },
+      someone.email,
     )
-    const events = await failuresFor(t, 'oidc:test')
-    expect(events.some((event) => event.changes.reason?.after === 'state_mismatch')).toBe(true)
   })
 
   it('when the login cookie is missing (another browser), then 400 OIDC_LOGIN_STATE_INVALID', async () => {
@@ -364,13 +375,11 @@ describe('a callback that cannot be trusted', () => {
 
     const response = await browser.request(callback.href)
 
-    expect(response.status).toBe(401)
-    expect(JSON.parse(response.body).code).toBe('OIDC_ID_TOKEN_INVALID')
-    expect(await t.database.db.select().from(users).where(eq(users.email, someone.email))).toEqual(
-      [],
+    await expectRefusedSignIn(
+      response,
+      { status: 401, code: 'OIDC_ID_TOKEN_INVALID', reason: 'nonce_mismatch' },
+      someone.email,
     )
-    const events = await failuresFor(t, 'oidc:test')
-    expect(events.some((event) => event.changes.reason?.after === 'nonce_mismatch')).toBe(true)
   })
 
   it('when the person cancels at the provider (access_denied), then 403 OIDC_PROVIDER_DENIED, audited', async () => {
