@@ -66,13 +66,18 @@ function person(
   return { login, ...account }
 }
 
-async function exchange(app: TestApp, fields: Record<string, string>) {
+/** A form post to the token endpoint, as OAuth clients send one. */
+async function tokenRequest(app: TestApp, fields: Record<string, string>) {
   return app.app.inject({
     method: 'POST',
     url: '/v1/auth/token',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'authorization_code', ...fields }).toString(),
+    payload: new URLSearchParams(fields).toString(),
   })
+}
+
+async function exchange(app: TestApp, fields: Record<string, string>) {
+  return tokenRequest(app, { grant_type: 'authorization_code', ...fields })
 }
 
 function codeOf(location: string | undefined): string {
@@ -509,15 +514,10 @@ describe('role mapping and accounts', () => {
       someone.login,
     )
 
-    const anyPassword = await t.app.inject({
-      method: 'POST',
-      url: '/v1/auth/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: new URLSearchParams({
-        grant_type: 'password',
-        username: someone.email,
-        password: 'any password at all',
-      }).toString(),
+    const anyPassword = await tokenRequest(t, {
+      grant_type: 'password',
+      username: someone.email,
+      password: 'any password at all',
     })
 
     expect(anyPassword.json()).toMatchObject({ error: 'invalid_grant' })
@@ -553,14 +553,9 @@ describe('logout and password login', () => {
       headers: { authorization: `Bearer ${tokens.access_token}` },
       payload: { token: tokens.refresh_token },
     })
-    const refresh = await t.app.inject({
-      method: 'POST',
-      url: '/v1/auth/token',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      payload: new URLSearchParams({
-        grant_type: 'refresh_token',
-        refresh_token: tokens.refresh_token,
-      }).toString(),
+    const refresh = await tokenRequest(t, {
+      grant_type: 'refresh_token',
+      refresh_token: tokens.refresh_token,
     })
 
     expect(revoked.statusCode).toBe(200)
@@ -582,15 +577,10 @@ describe('logout and password login', () => {
     })
     try {
       const local = await createTestUser(t, 'user')
-      const password = await ssoOnly.app.inject({
-        method: 'POST',
-        url: '/v1/auth/token',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        payload: new URLSearchParams({
-          grant_type: 'password',
-          username: local.email,
-          password: local.password,
-        }).toString(),
+      const password = await tokenRequest(ssoOnly, {
+        grant_type: 'password',
+        username: local.email,
+        password: local.password,
       })
       const someone = person()
       const callback = await createBrowser(ssoOnly, PUBLIC_URL).signIn(
