@@ -55,7 +55,7 @@ export const apiKeys = pgTable('api_keys', {
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
 
-/** Mirrors migrations/012.do.user-identities.sql. */
+/** Mirrors migrations/012.do.user-identities.sql (login_codes.redirect_uri_required since 017). */
 export const userIdentities = pgTable('user_identities', {
   id: uuid('id').primaryKey().default(sql`gen_random_uuid()`),
   userId: uuid('user_id')
@@ -77,6 +77,8 @@ export const loginCodes = pgTable('login_codes', {
     .references(() => users.id, { onDelete: 'cascade' }),
   familyId: uuid('family_id').notNull(),
   redirectUri: text('redirect_uri').notNull(),
+  /** The sign-in named `redirect_uri`, so redeeming the code must name it too (RFC 6749 §4.1.3). */
+  redirectUriRequired: boolean('redirect_uri_required').notNull().default(false),
   codeChallenge: text('code_challenge'),
   expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
 })

@@ -21,7 +21,8 @@ export const TokenRequestSchema = Type.Object(
     ),
     redirect_uri: Type.Optional(
       Type.String({
-        description: 'The redirect_uri the sign-in started with (authorization code grant).',
+        description:
+          'The redirect_uri the sign-in started with (authorization code grant); required when the sign-in named one.',
       }),
     ),
     code_verifier: Type.Optional(

@@ -154,7 +154,9 @@ export function createAuthService(deps: AuthServiceDeps) {
     const row = await deps.loginCodes.consume(hashSecret(request.code), now())
     const matches =
       row !== undefined &&
-      (request.redirect_uri === undefined || request.redirect_uri === row.redirectUri) &&
+      (request.redirect_uri === undefined
+        ? !row.redirectUriRequired
+        : request.redirect_uri === row.redirectUri) &&
       (row.codeChallenge === null ||
         (request.code_verifier !== undefined &&
           codeChallengeOf(request.code_verifier) === row.codeChallenge))

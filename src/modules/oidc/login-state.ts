@@ -11,6 +11,11 @@ export interface LoginState {
   codeVerifier: string
   /** Where the front end wants the one-time code (an allowed redirect URI). */
   clientRedirectUri: string
+  /**
+   * Whether the front end named `clientRedirectUri` itself (rather than taking the default):
+   * then it must name it again to redeem the code (RFC 6749 §4.1.3).
+   */
+  clientRedirectUriNamed?: boolean
   /** The front end's own `state`, handed back with the code. */
   clientState?: string
   /** The front end's own PKCE challenge (S256), checked when it redeems the code. */

@@ -194,7 +194,7 @@ export function createOidcService(deps: OidcServiceDeps) {
   async function signIn(
     client: ProviderClient,
     claims: JWTPayload,
-    redirect: { uri: string; codeChallenge?: string },
+    redirect: { uri: string; named: boolean; codeChallenge?: string },
     actor: Actor,
   ): Promise<{ code: string; userId: string }> {
     const { provider } = client
@@ -212,6 +212,7 @@ export function createOidcService(deps: OidcServiceDeps) {
             userId: user.id,
             familyId,
             redirectUri: redirect.uri,
+            redirectUriRequired: redirect.named,
             codeChallenge: redirect.codeChallenge ?? null,
             expiresAt: new Date(now().getTime() + LOGIN_CODE_TTL_S * 1000),
           },
@@ -355,6 +356,7 @@ export function createOidcService(deps: OidcServiceDeps) {
         nonce,
         codeVerifier,
         clientRedirectUri,
+        clientRedirectUriNamed: query.redirect_uri !== undefined,
         clientState: query.state,
         clientCodeChallenge: query.code_challenge,
         expiresAt: Math.floor(now().getTime() / 1000) + LOGIN_STATE_TTL_S,
@@ -406,7 +408,11 @@ export function createOidcService(deps: OidcServiceDeps) {
           const { code } = await signIn(
             client,
             claims,
-            { uri: state.clientRedirectUri, codeChallenge: state.clientCodeChallenge },
+            {
+              uri: state.clientRedirectUri,
+              named: state.clientRedirectUriNamed === true,
+              codeChallenge: state.clientCodeChallenge,
+            },
             actor,
           )
           const target = new URL(state.clientRedirectUri)
