@@ -164,6 +164,13 @@ describe('loadConfig', () => {
     ).toBe(true)
   })
 
+  it('closes registration when password sign-in is off, and refuses opening it there', () => {
+    expect(loadConfig({ PASSWORD_LOGIN_ENABLED: 'false' }, null).REGISTRATION_ENABLED).toBe(false)
+    expect(problemsOf({ PASSWORD_LOGIN_ENABLED: 'false', REGISTRATION_ENABLED: 'true' })).toEqual([
+      'REGISTRATION_ENABLED=true needs PASSWORD_LOGIN_ENABLED=true (sign-up makes a password account)',
+    ])
+  })
+
   it('wants ADMIN_EMAIL and ADMIN_PASSWORD together', () => {
     expect(problemsOf({ ADMIN_EMAIL: 'root@example.com' })).toEqual([
       'ADMIN_EMAIL and ADMIN_PASSWORD must be set together',

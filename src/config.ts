@@ -181,7 +181,10 @@ const EnvSchema = Type.Object({
     description: 'milliseconds to wait for a provider (discovery, keys, code exchange)',
   }),
   REGISTRATION_ENABLED: Type.Optional(
-    Type.Boolean({ description: 'true or false (default: true, false in production)' }),
+    Type.Boolean({
+      description:
+        'true or false (default: true, false in production or with PASSWORD_LOGIN_ENABLED=false)',
+    }),
   ),
   ADMIN_EMAIL: Type.Optional(Type.String({ format: 'email', description: 'an email address' })),
   ADMIN_PASSWORD: Type.Optional(
@@ -660,13 +663,23 @@ export function loadConfig(
     jwtPreviousSecrets: parsed.JWT_PREVIOUS_SECRETS.split(',')
       .map((secret) => secret.trim())
       .filter(Boolean),
-    // Open sign-up suits a laptop; a production service opts in deliberately.
-    REGISTRATION_ENABLED: parsed.REGISTRATION_ENABLED ?? parsed.NODE_ENV !== 'production',
+    // Open sign-up suits a laptop; a production service opts in deliberately. Sign-up makes a
+    // password account, so it is off where passwords cannot sign in.
+    REGISTRATION_ENABLED:
+      parsed.REGISTRATION_ENABLED ??
+      (parsed.NODE_ENV !== 'production' && parsed.PASSWORD_LOGIN_ENABLED),
     oidcProviders: readOidcProviders(parsed, env, fromFile, problems),
     oidcClientRedirectUris: parseRedirectUris(parsed.OIDC_CLIENT_REDIRECT_URIS, problems),
   }
   if (config.oidcProviders.length > 0 && !config.PUBLIC_URL) {
     problems.push('PUBLIC_URL must be set with OIDC_PROVIDERS (providers redirect back to it)')
+  }
+  if (config.REGISTRATION_ENABLED && !config.PASSWORD_LOGIN_ENABLED) {
+    // Such accounts could never sign in, and an address registered ahead of its owner's
+    // first single sign-on would stand in the way of it (409) or, with linking, be shared.
+    problems.push(
+      'REGISTRATION_ENABLED=true needs PASSWORD_LOGIN_ENABLED=true (sign-up makes a password account)',
+    )
   }
   if ((config.ADMIN_EMAIL === undefined) !== (config.ADMIN_PASSWORD === undefined)) {
     problems.push('ADMIN_EMAIL and ADMIN_PASSWORD must be set together')

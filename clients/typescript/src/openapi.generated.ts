@@ -690,7 +690,7 @@ export interface paths {
         put?: never;
         /**
          * Register a user account
-         * @description Creates a user with the `user` role. Can be switched off (`REGISTRATION_ENABLED`).
+         * @description Creates a user with the `user` role. Can be switched off (`REGISTRATION_ENABLED`); off by default in production and wherever password sign-in is off.
          */
         post: {
             parameters: {
@@ -971,7 +971,7 @@ export interface paths {
                         grant_type?: string;
                         /** @description The password (password grant). */
                         password?: string;
-                        /** @description The redirect_uri the sign-in started with (authorization code grant). */
+                        /** @description The redirect_uri the sign-in started with (authorization code grant); required when the sign-in named one. */
                         redirect_uri?: string;
                         /** @description The refresh token (refresh grant). */
                         refresh_token?: string;
@@ -998,7 +998,7 @@ export interface paths {
                         grant_type?: string;
                         /** @description The password (password grant). */
                         password?: string;
-                        /** @description The redirect_uri the sign-in started with (authorization code grant). */
+                        /** @description The redirect_uri the sign-in started with (authorization code grant); required when the sign-in named one. */
                         redirect_uri?: string;
                         /** @description The refresh token (refresh grant). */
                         refresh_token?: string;

@@ -41,7 +41,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<AuthRoutesOptions> = async (a
       schema: {
         summary: 'Register a user account',
         description:
-          'Creates a user with the `user` role. Can be switched off (`REGISTRATION_ENABLED`).',
+          'Creates a user with the `user` role. Can be switched off (`REGISTRATION_ENABLED`); off ' +
+          'by default in production and wherever password sign-in is off.',
         tags,
         body: UserRegisterSchema,
         response: { 201: UserSchema, ...problemResponses(400, 403, 409, 415, 422, 429) },

@@ -252,6 +252,20 @@ describe('sign-in with a provider (authorization code + PKCE)', () => {
     expect(response.json().error).toBe('invalid_grant')
   })
 
+  it('when the sign-in named its redirect_uri, then redeeming the code must name it too (RFC 6749 §4.1.3)', async () => {
+    const someone = person()
+    const url = `${PUBLIC_URL}/v1/auth/oidc/test/login?redirect_uri=${encodeURIComponent(CONSOLE)}`
+    const first = await createBrowser(t, PUBLIC_URL).signIn(url, someone.login)
+    const second = await createBrowser(t, PUBLIC_URL).signIn(url, someone.login)
+
+    const without = await exchange(t, { code: codeOf(first.location) })
+    const named = await exchange(t, { code: codeOf(second.location), redirect_uri: CONSOLE })
+
+    expect(without.statusCode).toBe(400)
+    expect(without.json().error).toBe('invalid_grant')
+    expect(named.statusCode).toBe(200)
+  })
+
   it('when the redirect_uri is not an allowed front-end URL, then the login answers 400 OIDC_REDIRECT_URI_NOT_ALLOWED', async () => {
     const response = await t.app.inject({
       url: `/v1/auth/oidc/test/login?redirect_uri=${encodeURIComponent('http://evil.test/')}`,
@@ -571,7 +585,7 @@ describe('logout and password login', () => {
     expect(response.json().code).toBe('OIDC_REDIRECT_URI_NOT_ALLOWED')
   })
 
-  it('when PASSWORD_LOGIN_ENABLED is false, then the password grant is refused with unsupported_grant_type and sign-in still works', async () => {
+  it('when PASSWORD_LOGIN_ENABLED is false, then the password grant is refused with unsupported_grant_type, sign-up is closed and sign-in still works', async () => {
     const ssoOnly = await buildTestApp(ssoEnv({}, { PASSWORD_LOGIN_ENABLED: 'false' }), {
       database: t.database,
     })
@@ -594,6 +608,17 @@ describe('logout and password login', () => {
         error_description: 'Password sign-in is switched off here; sign in with single sign-on.',
       })
       expect((await exchange(ssoOnly, { code: codeOf(callback.location) })).statusCode).toBe(200)
+      // Sign-up makes password accounts, which could not sign in here.
+      const signUp = await ssoOnly.app.inject({
+        method: 'POST',
+        url: '/v1/auth/register',
+        payload: {
+          email: `new-${unique()}@example.com`,
+          password: 'a-long-password-1',
+          full_name: 'New',
+        },
+      })
+      expect(signUp.statusCode).toBe(403)
     } finally {
       await ssoOnly.close()
     }
