@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { Writable } from 'node:stream'
 import Fastify from 'fastify'
 import { type LoggerOptions, pino } from 'pino'
@@ -164,4 +165,36 @@ describe('redaction', () => {
     })
     expect(error.token).toBe('leaked')
   })
+})
+
+describe('the log destination', () => {
+  // stdout is written asynchronously (pino's default destination): lines logged while a
+  // write is in flight wait in memory and leave with the next one, and pino writes what
+  // waits synchronously when the process exits.
+  it.each([
+    ['process.exit(1)', 'process.exit(1)'],
+    ['an uncaught exception', "throw new Error('crash')"],
+  ])(
+    'when the process ends by %s right after logging, then every line reaches stdout in order',
+    (_name, end) => {
+      const count = 20_000
+      const script = `
+      const { default: Fastify } = await import('fastify')
+      const { loggerOptions } = await import(${JSON.stringify(new URL('./logging.ts', import.meta.url).href)})
+      const app = Fastify({ logger: loggerOptions({ LOG_LEVEL: 'info' }) })
+      for (let i = 0; i < ${count}; i++) app.log.info({ line: i }, 'logged before the end')
+      ${end}`
+      const child = spawnSync(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '--eval', script],
+        { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+      )
+      expect(child.status).toBe(1)
+      const lines = child.stdout
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line).line)
+      expect(lines).toEqual(Array.from({ length: count }, (_, i) => i))
+    },
+  )
 })

@@ -157,7 +157,10 @@ class LazyRequestLogger implements FastifyBaseLogger {
       if (!this.#parent.isLevelEnabled(level)) return
       if (isPlainObject(first)) {
         const write = this.#parent[level] as (...args: unknown[]) => void
-        write.call(this.#parent, { ...this.#bindings, ...first }, ...rest)
+        // Not `{ ...bindings, ...first }`: pino took about 17 µs to write the object two
+        // spreads make, against about 8 µs for the same keys in the same order from
+        // Object.assign (docs/ARCHITECTURE.md, "Per-request platform cost").
+        write.call(this.#parent, Object.assign({}, this.#bindings, first), ...rest)
         return
       }
     }

@@ -1,6 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto'
 import { SignJWT } from 'jose'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Unauthenticated } from '../../shared/errors.js'
 import { createAccessTokens, keyIdOf } from './access-tokens.js'
 
@@ -60,6 +60,36 @@ describe('access-token verification', () => {
     expect(await refusal(sign({ claims: { exp: now() - TOLERANCE_S - 5 } }))).toBe(
       'The access token has expired.',
     )
+  })
+
+  describe('a token verified before', () => {
+    afterEach(() => vi.useRealTimers())
+
+    it('when its exp passes beyond the clock tolerance, then it is refused as expired', async () => {
+      const token = await sign({ claims: { exp: now() + 60 } })
+      expect(await refusal(token)).toBe('accepted')
+      vi.useFakeTimers({ now: (now() + 60 + TOLERANCE_S - 1) * 1000, toFake: ['Date'] })
+      expect(await refusal(token)).toBe('accepted')
+      vi.setSystemTime((now() + 2) * 1000)
+      expect(await refusal(token)).toBe('The access token has expired.')
+    })
+
+    it('when another token differs from it in the signature alone, then that one is refused', async () => {
+      const token = await sign()
+      expect(await refusal(token)).toBe('accepted')
+      const [header, payload] = token.split('.')
+      const forged = `${header}.${payload}.${createHmac('sha256', 'c'.repeat(40)).update(`${header}.${payload}`).digest('base64url')}`
+      expect(await refusal(forged)).toBe('The access token is not valid.')
+    })
+
+    it('when it is verified again, then the claims are the same and cannot be changed', async () => {
+      const token = await tokens.issue({ id: 'user-8', role: 'user', authVersion: 2 })
+      const first = await tokens.verify(token)
+      const again = await tokens.verify(token)
+      expect(again).toEqual({ sub: 'user-8', role: 'user', ver: 2 })
+      expect(() => Object.assign(again, { role: 'admin' })).toThrow(TypeError)
+      expect(first.role).toBe('user')
+    })
   })
 
   it('when nbf or iat lies in the future beyond the clock tolerance, then it is refused', async () => {
