@@ -228,8 +228,7 @@ async function importOnce(
     await sink.close()
     sink = undefined
     await progress(0.9, 'indexing')
-    await store.finishTable(datasetId)
-    const stats = await store.summarise(datasetId, columns, sketches)
+    const stats = await store.finishTable(datasetId, columns, sketches)
     columns.forEach((column, i) => {
       column.stats = stats[i]
     })

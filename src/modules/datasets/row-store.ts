@@ -69,29 +69,36 @@ export function createRowStore(database: DatabaseHandle) {
       : Promise.resolve(openBlobCopySink(client as unknown as BlobCopier, datasetId, columns))
   }
 
-  /** The primary key comes after the load: one index build instead of one insert per row. */
-  async function finishTable(datasetId: string) {
-    const table = rowsTable(datasetId)
-    await client.query(`ALTER TABLE ${table} ADD PRIMARY KEY (_row)`)
-    await client.query(`ANALYZE ${table}`)
-  }
-
   /**
-   * Each column's statistics, computed in the database once the rows are in: one scan for
-   * counts, bounds and means, and one for the exact distinct counts of the columns whose
-   * sketch saw few values; the others keep the sketch's estimate.
+   * Indexes, analyses and summarises a loaded table, as one step: the primary key comes after
+   * the load (one index build instead of one insert per row), and each column's statistics
+   * are computed in the database: one scan for counts, bounds and means, and one for the
+   * exact distinct counts of the columns whose sketch saw few values; the others keep the
+   * sketch's estimate. On a pool the three run side by side, on connections of their own:
+   * the index is built by `CREATE UNIQUE INDEX`, whose lock lets the two scans read on (an
+   * `ADD PRIMARY KEY` would have made them wait), and then made the primary key, which only
+   * waits for the scans to end. One after the other they were most of the wait after a load.
    */
-  async function summarise(
+  async function finishTable(
     datasetId: string,
     columns: readonly DatasetColumn[],
     sketches: readonly DistinctSketch[],
   ): Promise<ColumnStats[]> {
     const table = rowsTable(datasetId)
+    const key = quoteIdent(`rows_${datasetId.replaceAll('-', '')}_pkey`)
     const estimates = sketches.map((sketch) => sketch.estimate())
     const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
+    const indexed = (async () => {
+      await client.query(`CREATE UNIQUE INDEX ${key} ON ${table} (_row)`)
+      await client.query(
+        `ALTER TABLE ${table} ADD CONSTRAINT ${key} PRIMARY KEY USING INDEX ${key}`,
+      )
+      await client.query(`ANALYZE ${table}`)
+    })()
     const [figures, exact] = await Promise.all([
       figuresOf(client, summaryQuery(table, columns)),
       few.length > 0 ? figuresOf(client, distinctQuery(table, few)) : [],
+      indexed,
     ])
     return columns.map((column, i) => {
       const k = few.indexOf(column)
@@ -109,7 +116,7 @@ export function createRowStore(database: DatabaseHandle) {
     else await client.query(statement)
   }
 
-  return { createTable, openSink, finishTable, summarise, dropTable }
+  return { createTable, openSink, finishTable, dropTable }
 }
 
 export type RowStore = ReturnType<typeof createRowStore>
