@@ -43,7 +43,7 @@ interface IngestFigure {
   rssGrowthMb: number | null
 }
 
-async function generateCsv(path: string, megabytes: number): Promise<number> {
+export async function generateCsv(path: string, megabytes: number): Promise<number> {
   const out = createWriteStream(path)
   const target = megabytes * 1024 * 1024
   const cities = ['Oslo', 'Bergen', 'Trondheim', 'Stavanger', 'Tromsø', 'Bodø']
