@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import { openDatabase } from '../src/db/client.js'
 import { importFile } from '../src/modules/datasets/importer.js'
 import { createRowStore } from '../src/modules/datasets/row-store.js'
-import { generateCsv } from './ingest.js'
+import { generateCsv, withRss } from './ingest.js'
 
 const COPY_TABLE_COLUMNS =
   'id bigint, name text, city text, amount double precision, quantity bigint, active boolean, ' +
@@ -63,33 +63,27 @@ try {
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (let run = 1; run <= Number(values.runs); run++) {
     const copy = url ? psqlCopySeconds(url, path).toFixed(2) : ''
-    // The garbage of the previous run (and of writing the file) is not this run's growth.
-    global.gc?.()
-    const before = process.memoryUsage.rss()
-    let peak = before
-    const timer = setInterval(() => {
-      peak = Math.max(peak, process.memoryUsage.rss())
-    }, 50)
     const id = randomUUID()
     const started = performance.now()
     const cpu = process.cpuUsage()
-    const outcome = await importFile(store, id, {
-      path,
-      format: 'csv',
-      delimiter: ',',
-      encoding: 'utf-8',
-      maxLineBytes: 1024 * 1024,
-      onError: 'fail',
-      maxColumns: 500,
-    })
+    const { value: outcome, growthMb } = await withRss(() =>
+      importFile(store, id, {
+        path,
+        format: 'csv',
+        delimiter: ',',
+        encoding: 'utf-8',
+        maxLineBytes: 1024 * 1024,
+        onError: 'fail',
+        maxColumns: 500,
+      }),
+    )
     const used = process.cpuUsage(cpu)
     const seconds = (performance.now() - started) / 1000
-    clearInterval(timer)
     await store.dropTable(id)
     if (outcome.rowCount !== rows) throw new Error(`imported ${outcome.rowCount} of ${rows} rows`)
     console.log(
       `| ${run} | ${rows} | ${seconds.toFixed(2)} | ${((used.user + used.system) / 1e6).toFixed(2)} | ` +
-        `${((peak - before) / 1024 / 1024).toFixed(0)} | ${copy} | ${loadavg()[0]?.toFixed(1)} |`,
+        `${growthMb.toFixed(0)} | ${copy} | ${loadavg()[0]?.toFixed(1)} |`,
     )
   }
 } finally {

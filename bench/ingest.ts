@@ -112,7 +112,7 @@ async function upload(address: string, token: string, path: string): Promise<Upl
 }
 
 /** The largest RSS seen while `work` runs, minus the RSS before it. */
-async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb: number }> {
+export async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb: number }> {
   global.gc?.()
   const before = process.memoryUsage.rss()
   let peak = before
