@@ -43,7 +43,7 @@ interface IngestFigure {
   rssGrowthMb: number | null
 }
 
-async function generateCsv(path: string, megabytes: number): Promise<number> {
+export async function generateCsv(path: string, megabytes: number): Promise<number> {
   const out = createWriteStream(path)
   const target = megabytes * 1024 * 1024
   const cities = ['Oslo', 'Bergen', 'Trondheim', 'Stavanger', 'Tromsø', 'Bodø']
@@ -112,7 +112,7 @@ async function upload(address: string, token: string, path: string): Promise<Upl
 }
 
 /** The largest RSS seen while `work` runs, minus the RSS before it. */
-async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb: number }> {
+export async function withRss<T>(work: () => Promise<T>): Promise<{ value: T; growthMb: number }> {
   global.gc?.()
   const before = process.memoryUsage.rss()
   let peak = before

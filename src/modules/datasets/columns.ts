@@ -173,6 +173,8 @@ function toTimestamp(text: string): string | null {
   return date.toISOString()
 }
 
+/** `true` or `false` in any case: PostgreSQL's boolean reads them as `convert` does. */
+const BOOLEAN = /^(true|false)$/i
 /** Without an exponent: never out of a double's range while shorter than 300 characters. */
 const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)$/
 
@@ -180,7 +182,8 @@ const PLAIN_NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)$/
  * `convert` for the load, which writes every value as text for COPY. Text that PostgreSQL
  * reads as `convert` would is passed on unchanged: an integer of up to 18 digits (always a
  * bigint), a number without an exponent (PostgreSQL rounds a long fraction to the same
- * double), a real day as `YYYY-MM-DD`, a UTC timestamp as `YYYY-MM-DDTHH:MM[:SS[.fff]]Z`.
+ * double), `true` or `false` in any case, a real day as `YYYY-MM-DD`, a UTC timestamp as
+ * `YYYY-MM-DDTHH:MM[:SS[.fff]]Z`.
  * Parsing those into numbers or match arrays and writing them out again was most of the
  * cost of such cells on the way into COPY, and much of the import's garbage.
  */
@@ -192,6 +195,9 @@ export function convertForLoad(value: unknown, type: ColumnType, fromText: boole
         break
       case 'number':
         if (value.length < 300 && PLAIN_NUMBER.test(value)) return value
+        break
+      case 'boolean':
+        if (value.length <= 5 && BOOLEAN.test(value)) return value
         break
       case 'date':
         if (value.length === 10 && isIsoDay(value)) return value

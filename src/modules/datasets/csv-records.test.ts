@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { CsvRecordSplitter } from './csv-records.js'
 
 /** Splits `text` fed in pieces of `size` characters (the whole at once when absent). */
-function split(text: string, size = text.length || 1, delimiter = ',', max = 1000) {
+function splitWithText(text: string, size = text.length || 1, delimiter = ',', max = 1000) {
   const splitter = new CsvRecordSplitter(delimiter, max)
   const records = []
   for (let at = 0; at < text.length; at += size) {
@@ -10,6 +10,15 @@ function split(text: string, size = text.length || 1, delimiter = ',', max = 100
   }
   records.push(...splitter.push('', true))
   return records
+}
+
+/** The records without the text they were split from (its own test checks that). */
+function split(text: string, size?: number, delimiter?: string, max?: number) {
+  return splitWithText(text, size, delimiter, max).map((record) => {
+    if (!('text' in record)) return record
+    const { text: _text, quoted: _quoted, ...rest } = record
+    return rest
+  })
 }
 
 const TRICKY =
@@ -25,6 +34,21 @@ describe('splitting CSV into records', () => {
       { line: 7, fields: ['4', ''] },
       { line: 8, fields: ['5', 'last'] },
     ])
+  })
+
+  it('when a record is split, then it keeps its text as written, without the line end, and whether it quotes', () => {
+    const records = splitWithText(TRICKY, undefined, ';')
+    expect(records.map((r) => ('text' in r ? [r.text, r.quoted] : r))).toEqual([
+      ['id;note', false],
+      ['1;"a; b"', true],
+      ['2;"line one\r\nline two"', true],
+      ['3;"say ""hi"""', true],
+      ['4;', false],
+      ['5;last', false],
+    ])
+    for (const size of [1, 2, 3, 5, 7, 13]) {
+      expect(splitWithText(TRICKY, size, ';')).toEqual(records)
+    }
   })
 
   it('when the text arrives in pieces of any size, then the records are the same', () => {

@@ -14,7 +14,8 @@ const REASONS = {
 
 /**
  * Splits CSV text (RFC 4180: `"` quotes, `""` inside quotes, LF, CRLF or CR line ends) into
- * records, chunk by chunk, with the line each record starts on. Written here rather than
+ * records, chunk by chunk, with the line each record starts on and its text as written
+ * (without the line end), which the load may pass on as it is. Written here rather than
  * taken from csv-parse because the import reads every cell of files of hundreds of MB: this
  * loop allocates one string per field and one object per record, where csv-parse (with the
  * line numbers the bad-line report needs) spent three times as long per row and most of the
@@ -69,6 +70,7 @@ export class CsvRecordSplitter {
       let p = i
       let reason: string | null = null
       let incomplete = false
+      let quoted = false
       for (;;) {
         if (p >= n) {
           // Text ended after a delimiter: an empty last field, or more text to come.
@@ -77,6 +79,7 @@ export class CsvRecordSplitter {
           break
         }
         if (s.charCodeAt(p) === QUOTE) {
+          quoted = true
           let value = ''
           let from = p + 1
           let closed = -1
@@ -157,7 +160,9 @@ export class CsvRecordSplitter {
       const line = this.#line
       this.#line += 1 + inner
       // A line with nothing on it is no record (CSV files often end with one).
-      if (!(p === start && fields.length === 1 && fields[0] === '')) out.push({ line, fields })
+      if (!(p === start && fields.length === 1 && fields[0] === '')) {
+        out.push({ line, fields, text: s.slice(start, p), quoted })
+      }
       i = p >= n ? n : this.#pastLineEnd(s, p, final)
     }
     return out

@@ -201,4 +201,56 @@ describe('importing in one pass', () => {
     })
     await store.dropTable(id)
   })
+
+  it('when whole lines go into COPY as the file wrote them, then quotes, empty cells and booleans are stored as converting them would', async () => {
+    // After the learning rows, where lines stream into COPY; each is [s, b, n] as written.
+    const tricky = [
+      ['"a, b"', 'TRUE', '1'],
+      ['"say ""hi"""', 'false', '2'],
+      ['"line one\r\nline two"', 'True', '3'],
+      ['""', 'false', '4'],
+      ['', 'true', '5'],
+      ['=1+2', 'false', ''],
+      ['plain', 'tRuE', '7'],
+    ]
+    const expected = [
+      { s: 'a, b', b: true, n: 1 },
+      { s: 'say "hi"', b: false, n: 2 },
+      { s: 'line one\r\nline two', b: true, n: 3 },
+      { s: null, b: false, n: 4 },
+      { s: null, b: true, n: 5 },
+      { s: '=1+2', b: false, n: null },
+      { s: 'plain', b: true, n: 7 },
+    ]
+    // A comma-separated file is copied line by line; any other delimiter value by value.
+    for (const delimiter of [',', ';']) {
+      const id = randomUUID()
+      const lines = [['s', 'b', 'n']]
+      for (let i = 1; i <= MANY; i++) lines.push([`x${i}`, String(i % 2 === 0), String(i)])
+      lines.push(...tricky)
+      const content = `${lines.map((line) => line.join(delimiter)).join('\n')}\n`
+      const outcome = await importFile(store, id, settings(content, { delimiter }))
+      expect(outcome.columns.map((c) => [c.name, c.type, c.nullable])).toEqual([
+        ['s', 'string', true],
+        ['b', 'boolean', false],
+        ['n', 'integer', true],
+      ])
+      const result = await t.database.db.execute(
+        sql.raw(
+          `SELECT s, b, n::int AS n FROM ${rowsTable(id)} WHERE _row > ${MANY} ORDER BY _row`,
+        ),
+      )
+      expect((result as unknown as { rows: unknown[] }).rows, delimiter).toEqual(expected)
+      const key = await t.database.db.execute(
+        sql.raw(
+          `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid ` +
+            `AND a.attnum = ANY (i.indkey) WHERE i.indrelid = '${rowsTable(id)}'::regclass AND i.indisprimary`,
+        ),
+      )
+      expect((key as unknown as { rows: unknown[] }).rows, 'the primary key').toEqual([
+        { attname: '_row' },
+      ])
+      await store.dropTable(id)
+    }
+  })
 })

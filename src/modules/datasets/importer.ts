@@ -186,11 +186,11 @@ async function importOnce(
     sink = await store.openSink(datasetId, columns)
     // Not an async function, which cost a promise and a microtask for every row of the file:
     // it answers a promise only when the sink or a progress report has to be waited for.
-    const write = (row: StoredValue[]): Promise<unknown> | undefined => {
+    const write = (row: StoredValue[], asWritten?: string): Promise<unknown> | undefined => {
       for (let i = 0; i < row.length; i++)
         (sketches[i] as DistinctSketch).add(row[i] as StoredValue)
       rows++
-      const waiting = (sink as RowSink).write(row)
+      const waiting = (sink as RowSink).write(row, asWritten)
       if (rows % PROGRESS_EVERY_ROWS !== 0) return waiting
       const report = () => progress(0.05 + (0.85 * loading.bytes) / size, `loaded ${rows} rows`)
       return waiting ? waiting.then(report) : report()
@@ -209,7 +209,7 @@ async function importOnce(
         const outcome = check(batch[k] as SourceRecord)
         if (outcome === null) continue
         if (Array.isArray(outcome)) {
-          const waiting = write(outcome)
+          const waiting = write(outcome, shape.asWritten(batch[k] as SourceRecord, outcome))
           if (waiting) await waiting
           continue
         }
@@ -228,8 +228,7 @@ async function importOnce(
     await sink.close()
     sink = undefined
     await progress(0.9, 'indexing')
-    await store.finishTable(datasetId)
-    const stats = await store.summarise(datasetId, columns, sketches)
+    const stats = await store.finishTable(datasetId, columns, sketches)
     columns.forEach((column, i) => {
       column.stats = stats[i]
     })
@@ -289,8 +288,17 @@ interface Shape {
    * `withHeader`: the records start at the file's beginning again.
    */
   checker(columns: DatasetColumn[], withHeader: boolean): Checker
+  /**
+   * The record's own text when COPY's CSV reads it as exactly the row's values, so that the
+   * sink copies it instead of writing the values out again; undefined otherwise.
+   */
+  asWritten(record: SourceRecord, row: readonly StoredValue[]): string | undefined
 }
 
+/**
+ * Answers a record's row in an array of its own that the next record overwrites: the row is
+ * written out before the next record is read, and one array a file costs less than one a row.
+ */
 type Checker = (record: SourceRecord) => StoredValue[] | BadLine | null
 
 /** Learns each column's type from its values, or checks them against the declared type. */
@@ -381,8 +389,8 @@ function convertRow(
   converters: ((value: unknown) => StoredValue)[],
   columns: readonly DatasetColumn[],
   line: number,
+  row: StoredValue[],
 ): StoredValue[] | BadLine {
-  const row: StoredValue[] = new Array(converters.length)
   for (let i = 0; i < converters.length; i++) {
     try {
       row[i] = (converters[i] as (value: unknown) => StoredValue)(values[i])
@@ -445,6 +453,9 @@ const NOT_A_ROW = 'is not a row'
 
 function csvShape(settings: ImportSettings): Shape {
   let header: string[] | null = null
+  // A record passes to COPY as written only where COPY splits it the same way: its quoting
+  // is RFC 4180's, as COPY's CSV, but COPY is told of no delimiter other than the comma.
+  const verbatim = settings.delimiter === ','
   let learner: TypeLearner
   return {
     scan(record) {
@@ -468,6 +479,7 @@ function csvShape(settings: ImportSettings): Shape {
     },
     checker(columns, withHeader) {
       const converters = learner.converters(columns, true)
+      const row: StoredValue[] = new Array(columns.length)
       let headerSeen = !withHeader
       return (record) => {
         if ('bad' in record) return record.bad
@@ -478,9 +490,21 @@ function csvShape(settings: ImportSettings): Shape {
         }
         return (
           checkCsvRecord(record.fields, columns, record.line) ??
-          convertRow(record.fields, converters, columns, record.line)
+          convertRow(record.fields, converters, columns, record.line, row)
         )
       }
+    },
+    asWritten(record, row) {
+      if (!verbatim || !('text' in record)) return undefined
+      const fields = record.fields
+      for (let i = 0; i < row.length; i++) {
+        const value = row[i]
+        if (value === fields[i]) continue
+        // COPY reads an empty unquoted field as null; a quoted one would be an empty string.
+        if (value === null && fields[i] === '' && !record.quoted) continue
+        return undefined
+      }
+      return record.text
     },
   }
 }
@@ -530,6 +554,7 @@ function objectShape(settings: ImportSettings): Shape {
     },
     checker(columns) {
       const converters = learner.converters(columns, false)
+      const row: StoredValue[] = new Array(columns.length)
       return (record) => {
         if ('bad' in record) return record.bad
         if (!('object' in record)) return { line: record.line, column: null, reason: NOT_A_ROW }
@@ -542,9 +567,11 @@ function objectShape(settings: ImportSettings): Shape {
           converters,
           columns,
           record.line,
+          row,
         )
       }
     },
+    asWritten: () => undefined,
   }
 }
 

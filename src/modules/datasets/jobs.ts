@@ -254,8 +254,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
       await sink.abort()
       throw error
     }
-    await deps.rows.finishTable(outputId)
-    const stats = await deps.rows.summarise(outputId, columns, sketches)
+    const stats = await deps.rows.finishTable(outputId, columns, sketches)
     columns.forEach((column, i) => {
       column.stats = stats[i]
     })

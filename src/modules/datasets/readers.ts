@@ -30,7 +30,13 @@ export class UnreadableFile extends Error {
  * (JSON array elements, Parquet rows).
  */
 export type SourceRecord =
-  | { line: number; fields: string[] }
+  | {
+      line: number
+      fields: string[]
+      /** The record's text in the file, without its line end; `quoted`: it has a quoted field. */
+      text: string
+      quoted: boolean
+    }
   | { line: number; object: Record<string, unknown> }
   | { line: number; bad: BadLine }
 
@@ -43,6 +49,13 @@ export interface ReadSettings {
 }
 
 const PARQUET_CHUNK_ROWS = 10_000
+
+/**
+ * Bytes read at a time. A chunk's records live until the last of them is loaded, which
+ * outlasts a young-generation collection or two: smaller chunks leave fewer of them to be
+ * promoted to the old generation as garbage, which grew the heap by the file's size.
+ */
+const READ_CHUNK_BYTES = 64 * 1024
 
 /** Records handed over together: one await per batch rather than per record. */
 const RECORDS_PER_BATCH = 1000
@@ -86,7 +99,7 @@ async function* batched(records: AsyncIterable<SourceRecord>): AsyncGenerator<So
 
 /** Text of the file decoded by its encoding; bytes that are not valid in it fail the read. */
 async function* decodedChunks(settings: ReadSettings, read: ReadProgress): AsyncGenerator<string> {
-  const bytes = createReadStream(settings.path, { highWaterMark: 256 * 1024 })
+  const bytes = createReadStream(settings.path, { highWaterMark: READ_CHUNK_BYTES })
   const decoder = new TextDecoder(settings.encoding, { fatal: true, ignoreBOM: false })
   let lines = 1
   try {

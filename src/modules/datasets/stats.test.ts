@@ -47,9 +47,8 @@ async function summarise(types: ColumnType[], rows: StoredValue[][]) {
     await sink.write(row)
   }
   await sink.close()
-  await store.finishTable(id)
   try {
-    return await store.summarise(id, columns, sketches)
+    return await store.finishTable(id, columns, sketches)
   } finally {
     await store.dropTable(id)
   }
