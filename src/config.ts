@@ -618,7 +618,14 @@ export class ConfigError extends OperatorError {
   }
 }
 
-const envAjv = new Ajv({ coerceTypes: true, useDefaults: true, allErrors: true })
+// The validator runs once per process, so ajv's optimising pass over the generated code
+// (about 40 % of this compile, which every start pays) costs more than it could save.
+const envAjv = new Ajv({
+  coerceTypes: true,
+  useDefaults: true,
+  allErrors: true,
+  code: { optimize: false },
+})
 addFormats.default(envAjv)
 const validateEnv = envAjv.compile(EnvSchema)
 

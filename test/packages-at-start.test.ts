@@ -32,19 +32,38 @@ const NOT_AT_START = [
   'pino-pretty',
 ]
 
+/** The npm packages a start of the app (in a process of its own) loaded. */
+async function packagesLoadedByStart(...args: string[]): Promise<string[]> {
+  const run = await runProcess(process.execPath, [
+    '--import',
+    'tsx',
+    'test/fixtures/packages-at-start.ts',
+    ...args,
+  ])
+  expect(run.code, run.stderr).toBe(0)
+  return JSON.parse(run.stdout) as string[]
+}
+
 // The default start is embedded mode whatever the suite's mode; the services run would only
 // repeat this one.
 describe.skipIf(SERVICES_MODE)('packages loaded by a default start', { timeout: 120_000 }, () => {
   it('when the app starts with its defaults, then none of the optional heavy packages is loaded', async () => {
-    const run = await runProcess(process.execPath, [
-      '--import',
-      'tsx',
-      'test/fixtures/packages-at-start.ts',
-    ])
-    expect(run.code, run.stderr).toBe(0)
-    const loaded = JSON.parse(run.stdout) as string[]
+    const loaded = await packagesLoadedByStart()
     // The hooks saw the app's own dependencies load, so an absence below means something.
     expect(loaded).toEqual(expect.arrayContaining(['fastify', 'drizzle-orm', '@opentelemetry/api']))
     expect(loaded.filter((name) => NOT_AT_START.includes(name))).toEqual([])
   })
 })
+
+describe.runIf(SERVICES_MODE)(
+  'packages loaded by a server-mode start',
+  { timeout: 120_000 },
+  () => {
+    it('when the app starts with DATABASE_URL set, then PGlite is not loaded', async () => {
+      const loaded = await packagesLoadedByStart('server-mode')
+      // The hooks saw server mode's own driver load, so the absence below means something.
+      expect(loaded).toEqual(expect.arrayContaining(['pg', 'drizzle-orm']))
+      expect(loaded).not.toContain('@electric-sql/pglite')
+    })
+  },
+)

@@ -2,7 +2,6 @@ import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { PGlite } from '@electric-sql/pglite'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import { lockDataDir } from './data-dir-lock.js'
 import { PGliteThread, type PGliteThreadTransaction } from './pglite-thread.js'
 import * as schema from './schema/index.js'
@@ -67,6 +66,11 @@ export async function createEmbeddedDatabase(
   // PGlite is one process's private copy of Postgres: a second process writing the same
   // files would corrupt them or lose its writes, so the directory is locked before opening.
   const lock = dataDir ? lockDataDir(dataDir) : undefined
+  // Imported here, not at the top: Drizzle's PGlite driver loads PGlite's own module (about
+  // 0.5 MB of JavaScript), which a server-mode process never uses. It loads while the thread
+  // starts, so an embedded start does not wait for it.
+  const driver = import('drizzle-orm/pglite')
+  driver.catch(() => {})
   let client: PGliteThread
   try {
     client = await PGliteThread.open({
@@ -80,7 +84,8 @@ export async function createEmbeddedDatabase(
   }
   if (options.traceQuery) traceThread(client, options.traceQuery)
   // Drizzle's PGlite driver needs only `query` and `transaction`, which the thread answers.
-  const db = drizzlePglite({ client: client as unknown as PGlite, schema }) as unknown as Database
+  const { drizzle } = await driver
+  const db = drizzle({ client: client as unknown as PGlite, schema }) as unknown as Database
 
   return {
     kind: 'embedded',

@@ -56,6 +56,34 @@ const redocPage = `<!doctype html>
 `
 
 /**
+ * ReDoc's self-contained bundle, from its npm package: the page works offline and behind
+ * networks that block CDNs. About 900 KB, compressed on the way out. Its sidebar footer shows
+ * a logo from Redocly's CDN, which the policy refuses (an error in every browser console);
+ * without its address the image hides itself, as it does offline, and the footer keeps its
+ * text link.
+ */
+async function readRedocScript(): Promise<Buffer> {
+  const bundle = await readFile(require.resolve('redoc/bundles/redoc.standalone.js'), 'utf8')
+  return Buffer.from(bundle.replace(REDOCLY_LOGO, ''))
+}
+
+/**
+ * `load` run on the first call and its result kept for the next ones; a failure is not
+ * kept, so the next call tries again. The docs' files are read when someone first opens the
+ * docs, not by every process at start (few processes ever serve them).
+ */
+function firstUse<T>(load: () => Promise<T>): () => Promise<T> {
+  let loading: Promise<T> | undefined
+  return () => {
+    loading ??= load().catch((error: unknown) => {
+      loading = undefined
+      throw error
+    })
+    return loading
+  }
+}
+
+/**
  * The OpenAPI 3.1 document, generated from the route schemas, served at /openapi.json,
  * with Swagger UI at /docs and ReDoc at /redoc. Registered before any route so that
  * every route is collected.
@@ -128,22 +156,12 @@ export const openapi = fp(
     app.get('/openapi.json', hidden, async () =>
       extend(app.swagger() as unknown as Record<string, unknown>),
     )
-    // ReDoc's self-contained bundle, from its npm package: the page works offline and
-    // behind networks that block CDNs. Read once; about 900 KB, compressed on the way out.
-    // Its sidebar footer shows a logo from Redocly's CDN, which the policy refuses (an error
-    // in every browser console); without its address the image hides itself, as it does
-    // offline, and the footer keeps its text link.
-    const redocScript = Buffer.from(
-      (await readFile(require.resolve('redoc/bundles/redoc.standalone.js'), 'utf8')).replace(
-        REDOCLY_LOGO,
-        '',
-      ),
-    )
+    const redocScript = firstUse(readRedocScript)
     app.get(REDOC_SCRIPT, hidden, async (_request, reply) =>
       reply
         .type('text/javascript; charset=utf-8')
         .header('cache-control', 'public, max-age=31536000, immutable')
-        .send(redocScript),
+        .send(await redocScript()),
     )
     app.get('/redoc', hidden, async (_request, reply) =>
       reply

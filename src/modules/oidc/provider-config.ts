@@ -1,4 +1,4 @@
-import { Ajv } from 'ajv'
+import { Ajv, type ValidateFunction } from 'ajv'
 import addFormats from 'ajv-formats'
 import { type Static, Type } from 'typebox'
 import { ROLES, type Role } from '../../shared/caller.js'
@@ -92,9 +92,20 @@ export interface OidcProvider extends OidcProviderSettings {
 
 const ProvidersSchema = Type.Array(OidcProviderSchema, { minItems: 1 })
 
-const ajv = new Ajv({ useDefaults: true, allErrors: true })
-addFormats.default(ajv)
-const validateProviders = ajv.compile(ProvidersSchema)
+let validateProviders: ValidateFunction | undefined
+
+/**
+ * Compiled with the first OIDC_PROVIDERS read, not when the module loads: most processes
+ * configure no provider, and the compile was a measurable part of every start.
+ */
+function providersValidator(): ValidateFunction {
+  if (!validateProviders) {
+    const ajv = new Ajv({ useDefaults: true, allErrors: true })
+    addFormats.default(ajv)
+    validateProviders = ajv.compile(ProvidersSchema)
+  }
+  return validateProviders
+}
 
 /** The environment variable holding a provider's client secret. */
 export function clientSecretKey(name: string): string {
@@ -117,8 +128,9 @@ export function parseOidcProviders(
     problems.push(`OIDC_PROVIDERS is not valid JSON: ${(error as Error).message}`)
     return []
   }
-  if (!validateProviders(value)) {
-    for (const error of validateProviders.errors ?? []) {
+  const validate = providersValidator()
+  if (!validate(value)) {
+    for (const error of validate.errors ?? []) {
       const where = `OIDC_PROVIDERS${error.instancePath.replaceAll('/', '.')}`
       if (error.keyword === 'additionalProperties') {
         const field = String(error.params.additionalProperty)
