@@ -241,7 +241,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     keyOwners.invalidateOwner(userId)
     principals.invalidateOwner(userId)
   }
-  const userChanges = createAuthStateEvents(redis, forget, app.log)
+  const userChanges = createAuthStateEvents(redis, forget, app.log, config.REDIS_PREFIX)
   app.addHook('onClose', () => userChanges.close())
   const backend =
     overrides.inference ??
@@ -254,7 +254,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ttlMs: config.READ_CACHE_TTL_MS,
     maxEntries: config.READ_CACHE_MAX_ENTRIES,
     redis,
-    keyPrefix: 'orderflow:read-cache',
+    keyPrefix: `${config.REDIS_PREFIX}:read-cache`,
     log: app.log,
     onRead: readCacheObserver(metricsRegistry, timing),
   })
@@ -384,6 +384,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     windowMs: config.RATE_LIMIT_WINDOW_MS,
     predict: { max: config.PREDICT_RATE_LIMIT_MAX, windowMs: config.PREDICT_RATE_LIMIT_WINDOW_MS },
     redis,
+    redisPrefix: config.REDIS_PREFIX,
     syncIntervalMs: config.RATE_LIMIT_SYNC_INTERVAL_MS,
   })
   // Before the docs: the auth plugin adds each route's security requirement to its schema.

@@ -171,6 +171,13 @@ describe('loadConfig', () => {
     ])
   })
 
+  it('prefixes the job queue like every other Redis key unless told otherwise', () => {
+    expect(loadConfig({}, null).QUEUE_PREFIX).toBe('orderflow')
+    expect(loadConfig({ REDIS_PREFIX: 'shop-eu' }, null).QUEUE_PREFIX).toBe('shop-eu')
+    expect(loadConfig({ REDIS_PREFIX: 'shop-eu', QUEUE_PREFIX: 'q' }, null).QUEUE_PREFIX).toBe('q')
+    expect(problemsOf({ REDIS_PREFIX: 'has space' })).toHaveLength(1)
+  })
+
   it('wants ADMIN_EMAIL and ADMIN_PASSWORD together', () => {
     expect(problemsOf({ ADMIN_EMAIL: 'root@example.com' })).toEqual([
       'ADMIN_EMAIL and ADMIN_PASSWORD must be set together',

@@ -389,11 +389,18 @@ const EnvSchema = Type.Object({
     default: 3_600_000,
     description: 'milliseconds between housekeeping runs (0 = never)',
   }),
-  QUEUE_PREFIX: Type.String({
+  REDIS_PREFIX: Type.String({
     pattern: '^[A-Za-z0-9:_-]{1,64}$',
     default: 'orderflow',
-    description: 'the Redis key prefix of the job queue',
+    description:
+      'the prefix of every Redis key and channel of the service (a deployment of its own per prefix)',
   }),
+  QUEUE_PREFIX: Type.Optional(
+    Type.String({
+      pattern: '^[A-Za-z0-9:_-]{1,64}$',
+      description: 'the Redis key prefix of the job queue (default: REDIS_PREFIX)',
+    }),
+  ),
   SMTP_URL: Type.Optional(
     Type.String({
       pattern: '^smtps?://',
@@ -595,7 +602,7 @@ export interface BatchingSettings {
   maxWaitMs: number
 }
 
-export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
+export type Config = Omit<Env, 'REGISTRATION_ENABLED' | 'QUEUE_PREFIX'> & {
   corsOrigins: string[]
   trustProxy: TrustProxy
   /** MODEL_BATCHING, by model name. */
@@ -609,6 +616,7 @@ export type Config = Omit<Env, 'REGISTRATION_ENABLED'> & {
   /** OIDC_CLIENT_REDIRECT_URIS, split. */
   oidcClientRedirectUris: string[]
   REGISTRATION_ENABLED: boolean
+  QUEUE_PREFIX: string
 }
 
 export class ConfigError extends OperatorError {
@@ -675,6 +683,7 @@ export function loadConfig(
     REGISTRATION_ENABLED:
       parsed.REGISTRATION_ENABLED ??
       (parsed.NODE_ENV !== 'production' && parsed.PASSWORD_LOGIN_ENABLED),
+    QUEUE_PREFIX: parsed.QUEUE_PREFIX ?? parsed.REDIS_PREFIX,
     oidcProviders: readOidcProviders(parsed, env, fromFile, problems),
     oidcClientRedirectUris: parseRedirectUris(parsed.OIDC_CLIENT_REDIRECT_URIS, problems),
   }

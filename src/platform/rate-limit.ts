@@ -13,6 +13,8 @@ export interface RateLimitSettings {
   predict: { max: number; windowMs: number }
   /** Server mode: counters shared by every instance. Embedded: in-process. */
   redis: Redis | null
+  /** Server mode: the prefix of the counters' keys (REDIS_PREFIX). */
+  redisPrefix: string
   /** Server mode: how often this instance's counts are reconciled with Redis. */
   syncIntervalMs: number
 }
@@ -41,7 +43,7 @@ export const rateLimits = fp(
       settings.redis &&
       new RateCounters({
         redis: settings.redis,
-        namespace: 'orderflow:rate:',
+        namespace: `${settings.redisPrefix}:rate:`,
         syncIntervalMs: settings.syncIntervalMs,
         log: app.log,
       })

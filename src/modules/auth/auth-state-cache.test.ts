@@ -20,14 +20,21 @@ const TTL_MS = SERVICES_MODE ? 60_000 : 400
 const WAIT_MS = SERVICES_MODE ? 5000 : TTL_MS + 2000
 let first: TestApp
 let second: App
+/** Another deployment on the same database and Redis, under a REDIS_PREFIX of its own. */
+let apart: App
 
 beforeAll(async () => {
   first = await buildTestApp({ AUTH_CACHE_TTL_MS: String(TTL_MS) })
   second = await buildApp(testConfig({ AUTH_CACHE_TTL_MS: String(TTL_MS) }), {
     database: first.database,
   })
+  apart = await buildApp(
+    testConfig({ AUTH_CACHE_TTL_MS: String(TTL_MS), REDIS_PREFIX: `apart-${process.pid}` }),
+    { database: first.database },
+  )
 })
 afterAll(async () => {
+  await apart.close()
   await second.close()
   await first.close()
 })
@@ -70,6 +77,31 @@ describe('cached auth state across instances', () => {
     // at the latest when its cached entry expires (embedded mode has no second instance).
     expect(await eventually(() => statusOnSecond(user.headers), 401, WAIT_MS)).toBe(401)
   })
+
+  it.runIf(SERVICES_MODE)(
+    'keeps another REDIS_PREFIX deaf to the announcement (it waits for its own expiry)',
+    async () => {
+      const admin = await createTestUser(first, 'admin')
+      const user = await createTestUser(first, 'user')
+      const me = (app: App) => app.inject({ url: '/v1/users/me', headers: user.headers })
+      expect((await me(second)).statusCode).toBe(200)
+      expect((await me(apart)).statusCode).toBe(200)
+
+      await injectAs(
+        first,
+        admin,
+      )({
+        method: 'PATCH',
+        url: `/v1/users/${user.id}`,
+        payload: { is_active: false },
+      })
+
+      expect(await eventually(() => statusOnSecond(user.headers), 401, WAIT_MS)).toBe(401)
+      // The same message would have reached `apart` by now had it listened on that channel.
+      await sleep(200)
+      expect((await me(apart)).statusCode).toBe(200)
+    },
+  )
 
   it('applies a demotion on the other instance too', async () => {
     const admin = await createTestUser(first, 'admin')

@@ -2,8 +2,6 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createBroadcast } from '../../shared/broadcast.js'
 
-const CHANNEL = 'orderflow:auth:user-changed'
-
 export interface AuthStateEvents {
   /** Announces that a user's role, activity or credentials changed. */
   publish(userId: string): void
@@ -19,6 +17,7 @@ export function createAuthStateEvents(
   redis: Redis | null,
   onChange: (userId: string) => void,
   log: FastifyBaseLogger,
+  redisPrefix: string,
 ): AuthStateEvents {
-  return createBroadcast(redis, CHANNEL, onChange, log)
+  return createBroadcast(redis, `${redisPrefix}:auth:user-changed`, onChange, log)
 }

@@ -4,8 +4,6 @@ import type { Redis } from 'ioredis'
 import { createBroadcast } from '../../../shared/broadcast.js'
 import type { ManagedModelServer } from './model-server.js'
 
-const CHANNEL = 'orderflow:models:changed'
-
 export interface ModelEvent {
   event: 'activated' | 'removed'
   name: string
@@ -44,15 +42,17 @@ export function createModelEvents(
   redis: Redis | null,
   server: Pick<ManagedModelServer, 'activate' | 'forget'>,
   log: FastifyBaseLogger,
+  redisPrefix: string,
 ) {
   const instance = randomUUID()
+  const channel = `${redisPrefix}:models:changed`
   const broadcast = createBroadcast(
     redis,
-    CHANNEL,
+    channel,
     (message) => {
       const event = parse(message)
       if (!event) {
-        log.warn({ channel: CHANNEL }, 'ignored a malformed model event')
+        log.warn({ channel }, 'ignored a malformed model event')
         return
       }
       if (event.from === instance) return

@@ -95,7 +95,7 @@ export function createModelServing({
     log,
   })
   // Activations reach every instance; each loads the new version before switching to it.
-  const events = createModelEvents(redis, server, log)
+  const events = createModelEvents(redis, server, log, config.REDIS_PREFIX)
 
   const hooks: ServingHooks = {
     async prepare(name, version) {
@@ -117,6 +117,7 @@ export function createModelServing({
       redis,
       ttlMs: config.PREDICTION_CACHE_TTL_MS,
       maxEntries: config.PREDICTION_CACHE_MAX_ENTRIES,
+      prefix: `${config.REDIS_PREFIX}:predict:`,
       logger: log,
     }),
     metrics: servingMetrics,

@@ -44,6 +44,8 @@ export interface PredictionCacheOptions {
   ttlMs: number
   /** Bounds the in-process cache; unused with Redis, which bounds itself. */
   maxEntries: number
+  /** Redis: the keys' prefix (`<REDIS_PREFIX>:predict:`). */
+  prefix?: string
   logger?: PredictionCacheLogger
 }
 
@@ -161,11 +163,12 @@ export function createPredictionCache({
   redis,
   ttlMs,
   maxEntries,
+  prefix,
   logger,
 }: PredictionCacheOptions): PredictionCache | null {
   if (ttlMs === 0) return null
   return redis
-    ? createRedisPredictionCache(redis, { ttlMs, logger })
+    ? createRedisPredictionCache(redis, { ttlMs, prefix, logger })
     : createMemoryPredictionCache({ ttlMs, maxEntries, logger })
 }
 
