@@ -8,7 +8,7 @@ import { IRIS_GRAPH, irisInputs, type ServedIris, serveIrisLike } from '../../..
 import type { DatabaseHandle } from '../../../db/client.js'
 import { testModelBytes } from '../runtime/test-backend.js'
 import { createPredictionLog } from './prediction-log.js'
-import { createPredictionLogRepository, encodeLogRows } from './repository.js'
+import { createPredictionLogRepository, encodeLoggedRequest } from './repository.js'
 
 const silent = pino({ level: 'silent' })
 
@@ -115,8 +115,8 @@ describe('the prediction log writer', () => {
       },
     ]
     await repository.insertEncoded(
-      given.flatMap(({ inputs, output, ...request }) =>
-        encodeLogRows(request, [{ inputs, output }]),
+      given.map(({ inputs, output, ...request }) =>
+        encodeLoggedRequest(request, [{ inputs, output }]),
       ),
     )
     const { rows } = await repository.page(model, {}, { limit: 10, offset: 0 })

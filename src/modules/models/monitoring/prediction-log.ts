@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Caller } from '../../../shared/caller.js'
-import { encodeLogRows, type PredictionLogRepository } from './repository.js'
+import { encodeLoggedRequest, type PredictionLogRepository } from './repository.js'
 
 /** Who asked for a prediction and under which request: what the log records beside it. */
 export interface PredictionContext {
@@ -75,14 +75,15 @@ export function createPredictionLog({
     labelNames: ['outcome'] as const,
     registers: [metrics],
   })
-  /** Rows as `encodeLogRows` makes them. */
+  /** Requests' predictions as `encodeLoggedRequest` makes them, and how many rows they hold. */
   let buffer: string[] = []
+  let bufferedRows = 0
   new Gauge({
     name: 'prediction_log_buffered',
     help: 'Predictions waiting to be written to the prediction log.',
     registers: [metrics],
     collect() {
-      this.set(buffer.length)
+      this.set(bufferedRows)
     },
   })
   const written = records.labels('written')
@@ -97,14 +98,16 @@ export function createPredictionLog({
     // One write at a time, so rows reach the table in the order they were served.
     writing = writing.then(async () => {
       if (buffer.length === 0) return
-      const rows = buffer
+      const requests = buffer
+      const rows = bufferedRows
       buffer = []
+      bufferedRows = 0
       try {
-        await repository.insertEncoded(rows)
-        written.inc(rows.length)
+        await repository.insertEncoded(requests)
+        written.inc(rows)
       } catch (error) {
-        failed.inc(rows.length)
-        log.warn({ err: error, rows: rows.length }, 'prediction log write failed; rows dropped')
+        failed.inc(rows)
+        log.warn({ err: error, rows }, 'prediction log write failed; rows dropped')
       }
     })
     return writing
@@ -114,9 +117,10 @@ export function createPredictionLog({
     const rate = sampleRate(model)
     if (rate <= 0) return
     const sampled = rate < 1 ? predictions.filter(() => random() < rate) : predictions
-    const room = Math.max(0, bufferMax - buffer.length)
-    if (sampled.length > room) dropped.inc(sampled.length - room)
-    if (room === 0 || sampled.length === 0) return
+    const room = Math.max(0, bufferMax - bufferedRows)
+    const taken = sampled.length > room ? sampled.slice(0, room) : sampled
+    if (taken.length < sampled.length) dropped.inc(sampled.length - taken.length)
+    if (taken.length === 0) return
     const request = {
       model,
       version,
@@ -127,10 +131,11 @@ export function createPredictionLog({
       createdAt: now(),
     }
     try {
-      for (const row of encodeLogRows(request, sampled.slice(0, room))) buffer.push(row)
+      buffer.push(encodeLoggedRequest(request, taken))
+      bufferedRows += taken.length
     } catch (error) {
       // An input JSON cannot hold (a BigInt, a cycle) costs its rows, never the request.
-      failed.inc(Math.min(room, sampled.length))
+      failed.inc(taken.length)
       log.warn({ err: error, model }, 'prediction log rows could not be encoded; rows dropped')
     }
   }

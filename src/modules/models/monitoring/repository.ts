@@ -20,46 +20,52 @@ export interface LoggedRequest {
   createdAt: Date
 }
 
-/** `JSON.stringify` answers undefined for undefined; a column then reads NULL. */
-const json = (value: unknown): string => JSON.stringify(value) ?? 'null'
-
 /**
- * The log rows of one request's predictions, each as the JSON object that the insert below
- * unpacks. What the rows share is encoded once, and each row is one flat string from the
- * start: the buffer holds no object graph (inputs, answers, dates) that would outlive the
- * request and survive into the old generation until the next flush.
+ * The log rows of one request's predictions as one JSON object, which the insert below
+ * unpacks: what the rows share once, and the predictions (inputs and answer each) as one
+ * array written by a single `JSON.stringify`. The buffer then holds one flat string per
+ * request, no object graph (inputs, answers, dates) that would outlive the request and
+ * survive into the old generation until the next flush.
  */
-export function encodeLogRows(
+export function encodeLoggedRequest(
   request: LoggedRequest,
   predictions: ReadonlyArray<{ inputs: unknown; output: unknown }>,
-): string[] {
-  const head = `{"model":${json(request.model)},"version":${json(request.version)},"inputs":`
-  const tail =
-    `,"latency_ms":${json(request.latencyMs)},"request_id":${json(request.requestId)}` +
-    `,"user_id":${json(request.userId)},"api_key_id":${json(request.apiKeyId)}` +
-    `,"created_at":${json(request.createdAt)}}`
-  return predictions.map(
-    ({ inputs, output }) => `${head}${json(inputs)},"output":${json(output)}${tail}`,
-  )
+): string {
+  return JSON.stringify({
+    model: request.model,
+    version: request.version,
+    latency_ms: request.latencyMs,
+    request_id: request.requestId,
+    user_id: request.userId,
+    api_key_id: request.apiKeyId,
+    created_at: request.createdAt,
+    predictions,
+  })
 }
 
 /**
- * A buffer of predictions as one statement with one parameter: the rows as a JSON array,
- * which the database unpacks with `jsonb_to_recordset`. Drizzle's multi-row VALUES made a
- * parameter (and a SQL chunk) per cell; one text array per column then cost about 20 µs of
- * the main thread a row (two `JSON.stringify` calls, a timestamp, and node-postgres escaping
- * every element of every array). Both drivers send the one string as it is.
+ * A buffer of requests' predictions as one statement with one parameter: a JSON array of
+ * requests, each unpacked with `jsonb_to_recordset`, and its predictions the same way. Drizzle's
+ * multi-row VALUES made a parameter (and a SQL chunk) per cell; one text array per column then
+ * cost about 20 µs of the main thread a row (two `JSON.stringify` calls, a timestamp, and
+ * node-postgres escaping every element of every array). Both drivers send the one string as
+ * it is. The ordinalities keep the rows in the order they were served.
  */
-function insertStatement(encodedRows: readonly string[]): SQL {
-  const given = `[${encodedRows.join(',')}]`
+function insertStatement(encodedRequests: readonly string[]): SQL {
+  const given = `[${encodedRequests.join(',')}]`
   return sql`
     INSERT INTO prediction_log
       (model, version, inputs, output, latency_ms, request_id, user_id, api_key_id, created_at)
-    SELECT model, version, inputs, output, latency_ms, request_id, user_id, api_key_id,
-      created_at
-    FROM jsonb_to_recordset(${given}::jsonb)
-      AS given(model text, version text, inputs jsonb, output jsonb, latency_ms float8,
-        request_id text, user_id uuid, api_key_id uuid, created_at timestamptz)`
+    SELECT r.model, r.version, p.inputs, p.output, r.latency_ms, r.request_id, r.user_id,
+      r.api_key_id, r.created_at
+    FROM ROWS FROM (jsonb_to_recordset(${given}::jsonb)
+        AS (model text, version text, latency_ms float8, request_id text, user_id uuid,
+          api_key_id uuid, created_at timestamptz, predictions jsonb))
+      WITH ORDINALITY AS r(model, version, latency_ms, request_id, user_id, api_key_id,
+        created_at, predictions, served)
+    CROSS JOIN LATERAL ROWS FROM (jsonb_to_recordset(r.predictions) AS (inputs jsonb, output jsonb))
+      WITH ORDINALITY AS p(inputs, output, n)
+    ORDER BY r.served, p.n`
 }
 
 function rangeOf(model: string, { from, to }: TimeRange): SQL | undefined {
@@ -72,9 +78,12 @@ function rangeOf(model: string, { from, to }: TimeRange): SQL | undefined {
 
 export function createPredictionLogRepository(db: Database) {
   return {
-    /** Stores rows made by `encodeLogRows` in their order, all or none, in one statement. */
-    async insertEncoded(encodedRows: readonly string[], tx: Executor = db): Promise<void> {
-      if (encodedRows.length > 0) await tx.execute(insertStatement(encodedRows))
+    /**
+     * Stores the predictions of requests encoded by `encodeLoggedRequest`, in their order, all
+     * or none, in one statement.
+     */
+    async insertEncoded(encodedRequests: readonly string[], tx: Executor = db): Promise<void> {
+      if (encodedRequests.length > 0) await tx.execute(insertStatement(encodedRequests))
     },
 
     /** One page of a model's log, newest first, and how many rows the range holds. */
