@@ -8,7 +8,7 @@ import { IRIS_GRAPH, irisInputs, type ServedIris, serveIrisLike } from '../../..
 import type { DatabaseHandle } from '../../../db/client.js'
 import { testModelBytes } from '../runtime/test-backend.js'
 import { createPredictionLog } from './prediction-log.js'
-import { createPredictionLogRepository } from './repository.js'
+import { createPredictionLogRepository, encodeLoggedRequest } from './repository.js'
 
 const silent = pino({ level: 'silent' })
 
@@ -114,7 +114,11 @@ describe('the prediction log writer', () => {
         createdAt: new Date(at.getTime() + 1),
       },
     ]
-    await repository.insertMany(given)
+    await repository.insertEncoded(
+      given.map(({ inputs, output, ...request }) =>
+        encodeLoggedRequest(request, [{ inputs, output }]),
+      ),
+    )
     const { rows } = await repository.page(model, {}, { limit: 10, offset: 0 })
     // Newest first: the reverse of the order written.
     expect(rows.reverse()).toMatchObject(given)
@@ -124,7 +128,7 @@ describe('the prediction log writer', () => {
     const registry = new Registry()
     const log = createPredictionLog({
       repository: {
-        insertMany: () => database.db.execute('SELECT * FROM no_such_table').then(() => {}),
+        insertEncoded: () => database.db.execute('SELECT * FROM no_such_table').then(() => {}),
       },
       sampleRate: () => 1,
       bufferMax: 10,
@@ -135,6 +139,50 @@ describe('the prediction log writer', () => {
     log.record(prediction('log-failing', 1))
     await expect(log.close()).resolves.toBeUndefined()
     expect(await counter(registry, 'failed')).toBe(1)
+  })
+
+  it('when a request records several predictions, then each is sampled, bounded and written on its own with what they share', async () => {
+    const draws = [0.1, 0.9, 0.4, 0.3]
+    const { log, repository, registry } = writer({
+      rate: 0.5,
+      bufferMax: 2,
+      random: () => draws.shift() ?? 1,
+    })
+    const model = `log-${unique().toLowerCase()}`
+    const userId = randomUUID()
+    log.recordAll({
+      model,
+      version: '1.0.0',
+      predictions: [0, 1, 2, 3].map((x) => ({ inputs: { x }, output: { prediction: `p${x}` } })),
+      latencyMs: 2.5,
+      context: { requestId: 'r-batch', caller: { userId, apiKeyId: null } },
+    })
+    // Sampled: 0, 2 and 3; the buffer holds two of them, the third is dropped.
+    expect(await counter(registry, 'dropped')).toBe(1)
+    await log.close()
+    const { rows } = await repository.page(model, {}, { limit: 10, offset: 0 })
+    expect(rows.map((row) => row.inputs.x).sort()).toEqual([0, 2])
+    for (const row of rows) {
+      expect(row).toMatchObject({
+        version: '1.0.0',
+        output: { prediction: `p${row.inputs.x}` },
+        latencyMs: 2.5,
+        requestId: 'r-batch',
+        userId,
+        apiKeyId: null,
+      })
+    }
+    expect(await counter(registry, 'written')).toBe(2)
+  })
+
+  it('when a prediction cannot be encoded as JSON, then its rows count as failed and the request goes on', async () => {
+    const { log, registry } = writer({ rate: 1 })
+    expect(() =>
+      log.record({ ...prediction('log-bigint', 1), inputs: { x: 1n } as Record<string, unknown> }),
+    ).not.toThrow()
+    await log.close()
+    expect(await counter(registry, 'failed')).toBe(1)
+    expect(await counter(registry, 'written')).toBe(0)
   })
 
   it('when the sample rate is zero, then nothing is buffered', async () => {

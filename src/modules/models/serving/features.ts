@@ -98,32 +98,6 @@ export function checkInputs(card: ModelCard, inputs: unknown, path: string): Fie
 
 type Cell = number | string | null
 
-/**
- * The preprocessing steps the graph leaves to the caller (`in_graph: false`), applied in card
- * order. Imputation and standardisation keep a column's place, so they fit the tensor layout;
- * one-hot encoding would widen it, which the layout (one column per input) cannot express.
- */
-function applyCallerSteps(card: ModelCard, row: Map<string, Cell>): void {
-  for (const step of card.preprocessing.steps) {
-    if (step.in_graph) continue
-    if (step.step === 'one_hot') {
-      throw new InferenceError(
-        `Model ${card.name}: a one_hot step outside the graph cannot be applied; export it inside the graph.`,
-      )
-    }
-    step.columns.forEach((column, k) => {
-      if (!row.has(column)) throw contradiction(card, `step column '${column}' is in no tensor`)
-      const value = row.get(column)
-      if (step.step === 'impute') {
-        if (value === null) row.set(column, entryOf(card, step.values, k, 'impute value'))
-      } else if (typeof value === 'number') {
-        const mean = entryOf(card, step.mean, k, 'mean')
-        row.set(column, (value - mean) / entryOf(card, step.scale, k, 'scale'))
-      }
-    })
-  }
-}
-
 /** Registration refuses such a card (cardInconsistencies); one stored before is not guessed at. */
 const contradiction = (card: ModelCard, what: string) =>
   new InferenceError(`Model ${card.name} ${card.version}: its card contradicts itself: ${what}.`)
@@ -134,53 +108,147 @@ function entryOf<T>(card: ModelCard, values: readonly T[], k: number, what: stri
   return value
 }
 
+/** One caller step on one column: imputation of a missing cell, or standardisation of a number. */
+type CellStep = (cell: Cell) => Cell
+
 /**
- * The cell of a missing input: the tensor's own marker when its dtype can hold it, else the card's
- * default.
+ * The preprocessing steps the graph leaves to the caller (`in_graph: false`), by column, in card
+ * order. Imputation and standardisation keep a column's place, so they fit the tensor layout;
+ * one-hot encoding would widen it, which the layout (one column per input) cannot express. A
+ * step's parameters are read when a cell needs them, so a card missing one that no row uses
+ * still serves.
  */
-function missingCell(card: ModelCard, spec: TensorSpec, column: string): number | string {
-  if (spec.dtype === 'float32' && spec.missing === 'NaN') return Number.NaN
-  if (spec.dtype === 'string' && spec.missing === '') return ''
-  const fallback = card.inputs.find((input) => input.name === column)?.default
-  if (fallback === undefined) {
-    throw new InferenceError(
-      `Model ${card.name}: tensor '${spec.name}' (${spec.dtype}) cannot carry a missing '${column}' as '${spec.missing}', and the input has no default.`,
-    )
+function callerSteps(card: ModelCard, columns: ReadonlySet<string>): Map<string, CellStep[]> {
+  const steps = new Map<string, CellStep[]>()
+  for (const step of card.preprocessing.steps) {
+    if (step.in_graph) continue
+    if (step.step === 'one_hot') {
+      throw new InferenceError(
+        `Model ${card.name}: a one_hot step outside the graph cannot be applied; export it inside the graph.`,
+      )
+    }
+    step.columns.forEach((column, k) => {
+      if (!columns.has(column)) throw contradiction(card, `step column '${column}' is in no tensor`)
+      const apply: CellStep =
+        step.step === 'impute'
+          ? (cell) => (cell === null ? entryOf(card, step.values, k, 'impute value') : cell)
+          : (cell) =>
+              typeof cell === 'number'
+                ? (cell - entryOf(card, step.mean, k, 'mean')) /
+                  entryOf(card, step.scale, k, 'scale')
+                : cell
+      steps.set(column, [...(steps.get(column) ?? []), apply])
+    })
   }
-  return fallback
+  return steps
 }
 
-function encodeTensor(
+/**
+ * The cell of a missing input: the tensor's own marker when its dtype can hold it, else the card's
+ * default; undefined when there is neither.
+ */
+function missingCell(
   card: ModelCard,
   spec: TensorSpec,
-  rows: ReadonlyArray<Map<string, Cell>>,
+  column: string,
+): number | string | undefined {
+  if (spec.dtype === 'float32' && spec.missing === 'NaN') return Number.NaN
+  if (spec.dtype === 'string' && spec.missing === '') return ''
+  return card.inputs.find((input) => input.name === column)?.default
+}
+
+/** How one tensor column is read from an instance. */
+interface ColumnPlan {
+  input: string
+  steps: readonly CellStep[]
+  missing: number | string | undefined
+}
+
+interface TensorPlan {
+  spec: TensorSpec
+  columns: ColumnPlan[]
+}
+
+/** What a card's tensors are made of, worked out once per card; or why its rows cannot be. */
+type EncodingPlan = { tensors: TensorPlan[] } | { error: unknown }
+
+const plans = new WeakMap<ModelCard, EncodingPlan>()
+
+function encodingPlan(card: ModelCard): EncodingPlan {
+  let plan = plans.get(card)
+  if (!plan) {
+    try {
+      const { tensors } = card.preprocessing
+      const steps = callerSteps(card, new Set(tensors.flatMap((spec) => spec.columns)))
+      plan = {
+        tensors: tensors.map((spec) => ({
+          spec,
+          columns: spec.columns.map((column) => ({
+            input: column,
+            steps: steps.get(column) ?? [],
+            missing: missingCell(card, spec, column),
+          })),
+        })),
+      }
+    } catch (error) {
+      plan = { error }
+    }
+    plans.set(card, plan)
+  }
+  return plan
+}
+
+/** One cell of one instance, after the caller steps; a missing cell is the column's marker. */
+function cellOf(
+  card: ModelCard,
+  spec: TensorSpec,
+  column: ColumnPlan,
+  inputs: Record<string, unknown>,
+): number | string {
+  const value = own(inputs, column.input)
+  let cell: Cell = isMissing(value) ? null : (value as number | string)
+  for (const step of column.steps) cell = step(cell)
+  if (cell !== null) return cell
+  if (column.missing === undefined) {
+    throw new InferenceError(
+      `Model ${card.name}: tensor '${spec.name}' (${spec.dtype}) cannot carry a missing '${column.input}' as '${spec.missing}', and the input has no default.`,
+    )
+  }
+  return column.missing
+}
+
+/** Fills one tensor's data in place, row after row: no per-row containers. */
+function encodeTensor(
+  card: ModelCard,
+  { spec, columns }: TensorPlan,
+  rows: ReadonlyArray<Record<string, unknown>>,
 ): TensorData {
-  const width = spec.columns.length
-  const dims = [rows.length, width]
+  const width = columns.length
   const data = allocateData(spec.dtype, rows.length * width)
-  rows.forEach((row, i) => {
-    spec.columns.forEach((column, k) => {
-      const cell = row.get(column) ?? missingCell(card, spec, column)
-      const at = i * width + k
+  let at = 0
+  for (const inputs of rows) {
+    for (const column of columns) {
+      const cell = cellOf(card, spec, column, inputs)
       if (Array.isArray(data)) {
         data[at] = String(cell)
       } else if (typeof cell !== 'number') {
         throw new InferenceError(
-          `Model ${card.name}: '${column}' is text but tensor '${spec.name}' is ${spec.dtype}.`,
+          `Model ${card.name}: '${column.input}' is text but tensor '${spec.name}' is ${spec.dtype}.`,
         )
       } else if (data instanceof BigInt64Array) {
         if (!Number.isInteger(cell)) {
           throw new InferenceError(
-            `Model ${card.name}: '${column}' is ${cell}, not an integer, but tensor '${spec.name}' is int64.`,
+            `Model ${card.name}: '${column.input}' is ${cell}, not an integer, but tensor '${spec.name}' is int64.`,
           )
         }
         data[at] = BigInt(cell)
       } else {
         data[at] = cell
       }
-    })
-  })
-  return tensor(spec.dtype, dims, data)
+      at++
+    }
+  }
+  return tensor(spec.dtype, [rows.length, width], data)
 }
 
 /**
@@ -189,29 +257,31 @@ function encodeTensor(
  * 'NaN'), int64 (BigInt), string for categories (missing -> '').
  */
 export function encodeRows(card: ModelCard, rows: ReadonlyArray<Record<string, unknown>>): Feeds {
-  const columns = new Set(card.preprocessing.tensors.flatMap((spec) => spec.columns))
-  const prepared = rows.map((inputs) => {
-    const row = new Map<string, Cell>()
-    for (const column of columns) {
-      const value = own(inputs, column)
-      row.set(column, isMissing(value) ? null : (value as number | string))
-    }
-    applyCallerSteps(card, row)
-    return row
-  })
-  return Object.fromEntries(
-    card.preprocessing.tensors.map((spec) => [spec.name, encodeTensor(card, spec, prepared)]),
-  )
+  const plan = encodingPlan(card)
+  if ('error' in plan) {
+    if (rows.length > 0) throw plan.error
+    return Object.fromEntries(
+      card.preprocessing.tensors.map((spec) => [
+        spec.name,
+        tensor(spec.dtype, [0, spec.columns.length], allocateData(spec.dtype, 0)),
+      ]),
+    )
+  }
+  const feeds: Feeds = {}
+  for (const tensorPlan of plan.tensors) {
+    feeds[tensorPlan.spec.name] = encodeTensor(card, tensorPlan, rows)
+  }
+  return feeds
 }
 
-/** The output's values row by row, checking that the graph answered `width` values per row. */
-function rowsOf(
+/** The output's values, checked to hold `width` values for each of `rows` rows. */
+function valuesOf(
   card: ModelCard,
   output: ModelOutput,
   outputs: Feeds,
   rows: number,
   width: number,
-): (i: number) => number[] {
+): ArrayLike<number | bigint | string | boolean> {
   const value = outputs[output.name]
   if (value === undefined) {
     throw new InferenceError(`Model ${card.name} did not answer its output '${output.name}'.`)
@@ -223,15 +293,49 @@ function rowsOf(
       `Model ${card.name}: output '${output.name}' has dims [${value.dims.join(', ')}], expected ${rows} rows of ${width}.`,
     )
   }
-  const data = value.data as ArrayLike<number | bigint | string | boolean>
-  return (i) => Array.from({ length: width }, (_, k) => Number(data[i * width + k]))
+  return value.data as ArrayLike<number | bigint | string | boolean>
 }
 
-function finite(card: ModelCard, value: number | undefined): number {
-  if (value === undefined || !Number.isFinite(value)) {
+function finite(card: ModelCard, value: number | bigint | string | boolean | undefined): number {
+  const number = Number(value)
+  if (value === undefined || !Number.isFinite(number)) {
     throw new InferenceError(`Model ${card.name} answered a value that is not a finite number.`)
   }
-  return value
+  return number
+}
+
+/** Label -> probability of one row. */
+function probabilitiesOf(
+  card: ModelCard,
+  labels: readonly string[],
+  scores: ArrayLike<number | bigint | string | boolean>,
+  start: number,
+): Record<string, number> {
+  const probabilities: Record<string, number> = {}
+  for (let k = 0; k < labels.length; k++) {
+    const label = labels[k] as string
+    const value = finite(card, scores[start + k])
+    // Assigning `__proto__` would set the prototype instead of adding the label.
+    if (label === '__proto__') {
+      Object.defineProperty(probabilities, label, { value, enumerable: true, writable: true })
+    } else {
+      probabilities[label] = value
+    }
+  }
+  return probabilities
+}
+
+/** The column of the highest score in one row; the first one on a tie. */
+function argmax(
+  scores: ArrayLike<number | bigint | string | boolean>,
+  start: number,
+  width: number,
+): number {
+  let best = 0
+  for (let k = 1; k < width; k++) {
+    if (Number(scores[start + k]) > Number(scores[start + best])) best = k
+  }
+  return best
 }
 
 function decodeClassification(card: ModelCard, outputs: Feeds, rows: number): Prediction[] {
@@ -243,11 +347,18 @@ function decodeClassification(card: ModelCard, outputs: Feeds, rows: number): Pr
       `Model ${card.name} is a classifier without a labelled float32 or an int64 output.`,
     )
   }
-  const probabilitiesOf = scores && rowsOf(card, scores, outputs, rows, scores.labels?.length ?? 0)
-  const indexOf = index && rowsOf(card, index, outputs, rows, 1)
-  return Array.from({ length: rows }, (_, i) => {
-    const p = probabilitiesOf?.(i).map((value) => finite(card, value))
-    const classIndex = indexOf ? finite(card, indexOf(i)[0]) : argmax(p ?? [])
+  const width = scores?.labels?.length ?? 0
+  const scoreData = scores && valuesOf(card, scores, outputs, rows, width)
+  const indexData = index && valuesOf(card, index, outputs, rows, 1)
+  const predictions: Prediction[] = new Array(rows)
+  for (let i = 0; i < rows; i++) {
+    const probabilities =
+      scoreData && scores?.labels
+        ? probabilitiesOf(card, scores.labels, scoreData, i * width)
+        : undefined
+    const classIndex = indexData
+      ? finite(card, indexData[i])
+      : argmax(scoreData ?? [], i * width, width)
     const label = labels === undefined ? classIndex : labels[classIndex]
     if (label === undefined) {
       throw new InferenceError(
@@ -255,21 +366,10 @@ function decodeClassification(card: ModelCard, outputs: Feeds, rows: number): Pr
       )
     }
     const prediction: Prediction = { prediction: label, classIndex }
-    if (p !== undefined && scores?.labels) {
-      prediction.probabilities = Object.fromEntries(
-        scores.labels.map((name, k) => [name, p[k] as number]),
-      )
-    }
-    return prediction
-  })
-}
-
-function argmax(values: readonly number[]): number {
-  let best = 0
-  values.forEach((value, k) => {
-    if (value > (values[best] as number)) best = k
-  })
-  return best
+    if (probabilities !== undefined) prediction.probabilities = probabilities
+    predictions[i] = prediction
+  }
+  return predictions
 }
 
 /**
@@ -285,8 +385,8 @@ export function decodeRows(card: ModelCard, outputs: Feeds, rows: number): Predi
   if (output === undefined) {
     throw new InferenceError(`Model ${card.name} is a regression without a float32 output.`)
   }
-  const valuesOf = rowsOf(card, output, outputs, rows, 1)
-  return Array.from({ length: rows }, (_, i) => ({ prediction: finite(card, valuesOf(i)[0]) }))
+  const values = valuesOf(card, output, outputs, rows, 1)
+  return Array.from({ length: rows }, (_, i) => ({ prediction: finite(card, values[i]) }))
 }
 
 /**

@@ -34,7 +34,7 @@ export interface ModelServingDeps {
   /** Told how long each inference took (Server-Timing); unset when that is off. */
   onInference?: (ms: number) => void
   /** Where served predictions are recorded. */
-  predictionLog?: Pick<PredictionLog, 'record'>
+  predictionLog?: Pick<PredictionLog, 'record' | 'recordAll'>
 }
 
 /**

@@ -1,3 +1,4 @@
+import SerializerSelector from '@fastify/fast-json-stringify-compiler'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import {
   buildTestApp,
@@ -438,6 +439,22 @@ describe('POST /v1/models/{name}/predict/batch', () => {
       expectComputed(response.json().predictions[index], inputs)
     })
     expect(s.backend.runs.slice(before)).toEqual([{ model: LINEAR, batchSize: 5 }])
+  })
+
+  it('writes the batch answer as the serializer of its documented schema would, field for field', async () => {
+    const response = await predictBatch(s, model, [sample(1), { ...sample(), petal_count: -1 }])
+    expect(response.statusCode, response.body).toBe(200)
+    const documented = s.t.app.swagger().paths?.['/v1/models/{name}/predict/batch']?.post
+      ?.responses?.['200'] as { content: Record<string, { schema: object }> }
+    const schema = documented.content['application/json']?.schema as object
+    // Fastify's own compiler, as the route would use it without its serializer of its own.
+    const serialize = SerializerSelector()({}, {})({
+      schema,
+      method: 'POST',
+      url: '',
+      httpStatus: '200',
+    })
+    expect(response.body).toBe(serialize(response.json()))
   })
 
   it('when a batch holds more than PREDICT_BATCH_MAX instances, then 422 on instances and nothing runs', async () => {

@@ -24,7 +24,7 @@ export interface PredictionServiceDeps {
   /** Told how long each inference took, queueing included (Server-Timing); unset when off. */
   onInference?: (ms: number) => void
   /** Where served predictions are recorded; none when omitted. */
-  predictionLog?: Pick<PredictionLog, 'record'>
+  predictionLog?: Pick<PredictionLog, 'record' | 'recordAll'>
 }
 
 export interface PredictOptions {
@@ -70,8 +70,9 @@ class VersionChanged extends Error {}
 
 const elapsedMs = (startedAt: number) => Math.round((performance.now() - startedAt) * 1000) / 1000
 
-function bodyOf({ classIndex: _classIndex, ...prediction }: Prediction): PredictionBody {
-  return prediction
+/** The answer without its class index; built field by field, as a rest spread copies slowly. */
+function bodyOf({ prediction, probabilities }: Prediction): PredictionBody {
+  return probabilities === undefined ? { prediction } : { prediction, probabilities }
 }
 
 /**
@@ -274,10 +275,17 @@ export function createPredictionService({
       const answers: (PredictionBody | null)[] = instances.map(() => null)
       const latency = elapsedMs(startedAt)
       metrics.answered(served, latency)
-      valid.forEach((index, row) => {
+      const logged = valid.map((index, row) => {
         const answer = bodyOf(predictions[row] as Prediction)
         answers[index] = answer
-        record(served, instances[index], answer, latency, options)
+        return { inputs: instances[index] as Record<string, unknown>, output: answer }
+      })
+      predictionLog?.recordAll({
+        model: served.name,
+        version: served.version,
+        predictions: logged,
+        latencyMs: latency,
+        context: options.context,
       })
       metrics.predictions(served, 'invalid', instances.length - valid.length)
       return {
