@@ -1,10 +1,4 @@
-import {
-  type PGlite,
-  parse,
-  protocol,
-  type QueryOptions,
-  type Results,
-} from '@electric-sql/pglite'
+import { type PGlite, parse, protocol, type QueryOptions, type Results } from '@electric-sql/pglite'
 import { LRUCache } from 'lru-cache'
 
 type BackendMessage = Awaited<ReturnType<PGlite['execProtocolStream']>>[number]
