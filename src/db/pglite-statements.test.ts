@@ -79,6 +79,28 @@ describe('statements prepared once on PGlite', () => {
     expect(await preparedInPostgres(client)).toEqual([sql])
   })
 
+  it('when statements are sent without waiting for each other, then each gets its own answer', async () => {
+    const { prepared } = options(client, 'object')
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, n) =>
+        n % 3 === 0
+          ? statements.query('select $1::int as n, $2::text as kind', [n, 'pair'], prepared)
+          : n % 3 === 1
+            ? statements.query('select $1::int as n', [n], prepared)
+            : statements.script(`select ${n} as n, 'script' as kind, true as flag`),
+      ),
+    )
+    expect(answers.map((answer) => (Array.isArray(answer) ? answer[0] : answer)?.rows)).toEqual(
+      Array.from({ length: 12 }, (_, n) =>
+        n % 3 === 0
+          ? [{ n, kind: 'pair' }]
+          : n % 3 === 1
+            ? [{ n }]
+            : [{ n, kind: 'script', flag: true }],
+      ),
+    )
+  })
+
   it('when a statement changes rows, then its command and counts equal query()’s', async () => {
     const { query, prepared } = options(client, 'object')
     await statements.query('insert into t values (1, $1), (2, $1)', ['a'], prepared)

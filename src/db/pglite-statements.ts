@@ -71,9 +71,9 @@ export type RowOptions = Pick<QueryOptions, 'rowMode'> & { parsers: PGlite['pars
  * exchange of Bind, Execute and Sync. Values are serialised and rows decoded by PGlite's own
  * serialisers and parsers, so callers get the same values as from `query()`.
  *
- * The caller runs one exchange at a time (PGlite is one connection). Every schema change
- * passes through here (PGlite has no other connection), so statements are dropped when a
- * command may have changed the schema, and again when a transaction that did so rolls back.
+ * Every schema change passes through here (PGlite has no other connection), so statements
+ * are dropped when a command may have changed the schema, and again when a transaction that
+ * did so rolls back.
  */
 export class PreparedStatements {
   readonly #client: PGlite
@@ -92,8 +92,21 @@ export class PreparedStatements {
     })
   }
 
-  /** Runs one statement with its parameters, prepared once per SQL text. */
-  async query(sql: string, params: unknown[], options: RowOptions): Promise<Results> {
+  /**
+   * Runs one statement with its parameters, prepared once per SQL text. Under PGlite's
+   * query lock, as its own `query()` runs: PGlite keeps the answer being read in one field,
+   * so two exchanges interleaved at an `await` would each read the other's.
+   */
+  query(sql: string, params: unknown[], options: RowOptions): Promise<Results> {
+    return this.#client.runExclusive(() => this.#query(sql, params, options))
+  }
+
+  /** Runs a script of one or more statements through PostgreSQL's simple query protocol. */
+  script(sql: string): Promise<Results[]> {
+    return this.#client.runExclusive(() => this.#script(sql))
+  }
+
+  async #query(sql: string, params: unknown[], options: RowOptions): Promise<Results> {
     let statement = this.#prepared.get(sql) ?? (await this.#prepare(sql, params))
     let messages = await this.#execute(statement, params)
     let error = firstError(messages)
@@ -112,8 +125,7 @@ export class PreparedStatements {
     return parse.parseResults(answer, options.parsers, { rowMode: options.rowMode })[0] as Results
   }
 
-  /** Runs a script of one or more statements through PostgreSQL's simple query protocol. */
-  async script(sql: string): Promise<Results[]> {
+  async #script(sql: string): Promise<Results[]> {
     const messages = await this.#exchange([serialize.query(sql)])
     const error = firstError(messages)
     if (error) throw queryError(error, sql, undefined, undefined)
