@@ -14,6 +14,7 @@ const MODE_INDEPENDENT = [
   'src/cluster.test.ts',
   'src/config.test.ts',
   'src/db/data-dir-lock.test.ts',
+  'src/db/pglite-statements.test.ts',
   'src/db/pglite-thread.test.ts',
   'src/modules/auth/access-tokens.test.ts',
   'src/modules/datasets/columns.test.ts',

@@ -6,6 +6,8 @@ export interface WorkerInit {
   loadDataDir: ArrayBuffer | undefined
   /** PostgreSQL's shared_buffers, in MB; EMBEDDED_SHARED_BUFFERS_MB's default when unset. */
   sharedBuffersMb?: number
+  /** How many named prepared statements the thread keeps; PREPARED_STATEMENTS_MAX when unset. */
+  preparedStatementsMax?: number
 }
 
 /** EMBEDDED_SHARED_BUFFERS_MB's default, also for callers without a config (CLI, tests). */

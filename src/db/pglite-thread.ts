@@ -24,8 +24,9 @@ type Request = ToWorker extends infer M ? (M extends ToWorker ? Omit<M, 'id'> : 
  * PGlite run on a worker thread, behind the part of PGlite's interface that Drizzle's PGlite
  * driver uses (`query`, `transaction`), so `drizzle-orm/pglite` works on it unchanged. A
  * statement still runs one at a time, in the same order as in-process PGlite would run it
- * (the worker's PGlite serialises them, transactions included), but no longer on the event
- * loop: other requests parse, authenticate and serialise while the database works.
+ * (the worker serialises them, transactions included), but no longer on the event loop:
+ * other requests parse, authenticate and serialise while the database works. The worker
+ * runs each as a named prepared statement (pglite-statements.ts).
  * Written here because no published driver does this for Node: PGlite's own worker is for
  * browsers, and drizzle's pg-proxy driver has no transactions.
  */
@@ -103,7 +104,7 @@ export class PGliteThread {
 
   /**
    * Runs `work` in one transaction held open on the worker: its statements carry the
-   * transaction's id, and everything else waits behind it there, as in PGlite itself.
+   * transaction's id, and everything else waits behind it there, as in PGlite's own.
    */
   async transaction<T>(work: (tx: PGliteThreadTransaction) => Promise<T>): Promise<T> {
     const id = (await this.#send({ kind: 'begin' })) as number

@@ -1,13 +1,15 @@
 import { parentPort, workerData } from 'node:worker_threads'
-import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite'
+import { Mutex, PGlite, TransactionAbortedError } from '@electric-sql/pglite'
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import {
   EMBEDDED_SHARED_BUFFERS_MB,
   type FromWorker,
   type ToWorker,
   toWireError,
+  type WireQueryOptions,
   type WorkerInit,
 } from './pglite-protocol.js'
+import { PreparedStatements, type RowOptions } from './pglite-statements.js'
 
 /**
  * The thread that owns PGlite. Postgres compiled to WebAssembly runs every statement
@@ -19,87 +21,126 @@ if (!parentPort) throw new Error('pglite-worker runs as a worker thread only')
 const port = parentPort
 const init = workerData as WorkerInit
 
+/**
+ * PGlite is one connection. A statement outside a transaction holds it for its own run; a
+ * transaction holds it from BEGIN to COMMIT or ROLLBACK, so nothing else runs in between.
+ * Both queue in the order their messages arrive (the mutex is first come, first served).
+ */
+const connection = new Mutex()
+
 interface OpenTransaction {
-  tx: Transaction
-  decide: (commit: boolean) => void
-  finished: Promise<void>
+  /** The transaction's own statements, one at a time in the order they arrived. */
+  statements: Mutex
+  release: () => void
 }
 
-/** Thrown inside PGlite's transaction callback to make it roll back. */
-const ROLL_BACK = Symbol('roll back')
 const transactions = new Map<number, OpenTransaction>()
 let nextTransaction = 1
 
 const post = (message: FromWorker, transfer: ArrayBuffer[] = []) =>
   port.postMessage(message, transfer)
 
-function options(wire: { rowMode?: 'array' | 'object'; rawTypes?: number[] }): QueryOptions {
-  const parsers: NonNullable<QueryOptions['parsers']> = {}
-  for (const oid of wire.rawTypes ?? []) parsers[oid] = (value: string) => value
-  return { rowMode: wire.rowMode, parsers }
+/**
+ * How a query's rows are decoded: PGlite's parsers, but Postgres' text for the types asked
+ * raw. Built once per distinct request (Drizzle's PGlite driver asks for one set), since
+ * PGlite otherwise merges the parsers again for every statement.
+ */
+function rowOptions(client: PGlite, cache: Map<string, RowOptions>, wire: WireQueryOptions) {
+  const key = `${wire.rowMode}:${wire.rawTypes?.join(',')}`
+  let options = cache.get(key)
+  if (!options) {
+    const parsers = { ...client.parsers }
+    for (const oid of wire.rawTypes ?? []) parsers[oid] = (value: string) => value
+    options = { rowMode: wire.rowMode, parsers }
+    cache.set(key, options)
+  }
+  return options
 }
 
-function executor(client: PGlite, tx: number | undefined): PGlite | Transaction {
-  if (tx === undefined) return client
-  const open = transactions.get(tx)
-  if (!open) throw new Error('Transaction is closed')
-  return open.tx
-}
-
-/** Starts a transaction and answers once BEGIN ran; it stays open until commit or rollback. */
-function begin(client: PGlite, id: number) {
-  const txId = nextTransaction++
-  let begun = false
-  const finished = client.transaction(async (tx) => {
-    const decision = new Promise<boolean>((decide) => {
-      transactions.set(txId, { tx, decide, finished })
-    })
-    begun = true
-    post({ kind: 'answer', id, value: txId })
-    if (!(await decision)) throw ROLL_BACK
-  })
-  finished
-    .catch((error) => {
-      if (!begun) post({ kind: 'failed', id, error: toWireError(error) })
-    })
-    .finally(() => transactions.delete(txId))
-}
-
-async function settle(tx: number, commit: boolean): Promise<void> {
-  const open = transactions.get(tx)
-  if (!open) throw new Error('Transaction is closed')
-  open.decide(commit)
+/** Starts a transaction once the connection is free; it holds it until it ends. */
+async function begin(statements: PreparedStatements): Promise<number> {
+  const release = await connection.acquire()
   try {
-    await open.finished
+    await statements.script('BEGIN')
   } catch (error) {
-    if (error !== ROLL_BACK) throw error
+    release()
+    throw error
   }
+  const id = nextTransaction++
+  transactions.set(id, { statements: new Mutex(), release })
+  return id
 }
 
-async function answer(client: PGlite, message: ToWorker): Promise<unknown> {
-  switch (message.kind) {
-    case 'query':
-      return executor(client, message.tx).query(
-        message.sql,
-        message.params,
-        options(message.options),
-      )
-    case 'exec':
-      return executor(client, message.tx).exec(message.sql)
-    case 'copy':
-      await client.query(message.sql, [], { blob: new Blob([message.data]) })
-      return null
-    case 'commit':
-      return settle(message.tx, true)
-    case 'rollback':
-      return settle(message.tx, false)
-    case 'dump':
-      return (await client.dumpDataDir('none')).arrayBuffer()
-    case 'close':
-      return client.close()
-    case 'begin':
-      throw new Error('begin is answered from inside its transaction')
+/** Commits or rolls back after the transaction's statements that arrived before. */
+function end(statements: PreparedStatements, tx: number, commit: boolean): Promise<void> {
+  const open = transactions.get(tx)
+  if (!open) return Promise.reject(new Error('Transaction is closed'))
+  transactions.delete(tx)
+  return open.statements.runExclusive(async () => {
+    try {
+      const [result] = await statements.script(commit ? 'COMMIT' : 'ROLLBACK')
+      // As PGlite's own transaction(): a COMMIT that rolled back (the transaction had
+      // failed) is an error, not a success.
+      if (commit && result?.command === 'ROLLBACK') {
+        throw Object.assign(new TransactionAbortedError(), { query: 'COMMIT' })
+      }
+    } finally {
+      open.release()
+    }
+  })
+}
+
+function serve(client: PGlite) {
+  const statements = new PreparedStatements(client, init.preparedStatementsMax)
+  const rowOptionsCache = new Map<string, RowOptions>()
+
+  const run = async (message: ToWorker): Promise<unknown> => {
+    switch (message.kind) {
+      case 'query':
+        return statements.query(
+          message.sql,
+          message.params,
+          rowOptions(client, rowOptionsCache, message.options),
+        )
+      case 'exec':
+        return statements.script(message.sql)
+      case 'copy':
+        await client.query(message.sql, [], { blob: new Blob([message.data]) })
+        return null
+      case 'dump':
+        return (await client.dumpDataDir('none')).arrayBuffer()
+      case 'close':
+        return client.close()
+      default:
+        throw new Error(`${message.kind} is not a statement`)
+    }
   }
+
+  /** Queues the message where it belongs: in its transaction, or for the connection. */
+  const schedule = (message: ToWorker): Promise<unknown> => {
+    switch (message.kind) {
+      case 'begin':
+        return begin(statements)
+      case 'commit':
+      case 'rollback':
+        return end(statements, message.tx, message.kind === 'commit')
+    }
+    const tx = 'tx' in message ? message.tx : undefined
+    if (tx === undefined) return connection.runExclusive(() => run(message))
+    const open = transactions.get(tx)
+    if (!open) return Promise.reject(new Error('Transaction is closed'))
+    return open.statements.runExclusive(() => run(message))
+  }
+
+  port.on('message', (message: ToWorker) => {
+    schedule(message).then(
+      (value) => {
+        const transfer = value instanceof ArrayBuffer ? [value] : []
+        post({ kind: 'answer', id: message.id, value }, transfer)
+      },
+      (error) => post({ kind: 'failed', id: message.id, error: toWireError(error) }),
+    )
+  })
 }
 
 async function main() {
@@ -122,16 +163,7 @@ async function main() {
     post({ kind: 'open_failed', error: toWireError(error) })
     return
   }
-  port.on('message', (message: ToWorker) => {
-    if (message.kind === 'begin') return begin(client, message.id)
-    answer(client, message).then(
-      (value) => {
-        const transfer = value instanceof ArrayBuffer ? [value] : []
-        post({ kind: 'answer', id: message.id, value }, transfer)
-      },
-      (error) => post({ kind: 'failed', id: message.id, error: toWireError(error) }),
-    )
-  })
+  serve(client)
   post({ kind: 'ready' })
 }
 
