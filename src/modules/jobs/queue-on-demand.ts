@@ -19,6 +19,7 @@ import { queueConnection } from './queue-connection.js'
 export function createQueueOnDemand(settings: QueueSettings, log: FastifyBaseLogger) {
   const connection = queueConnection(settings.redisUrl)
   let opening: Promise<QueueProducer> | null = null
+  let failure: unknown = null
   let closed = false
 
   function producer(): Promise<QueueProducer> {
@@ -27,17 +28,23 @@ export function createQueueOnDemand(settings: QueueSettings, log: FastifyBaseLog
       opening = import('./queue.js').then(({ createQueueProducer }) =>
         createQueueProducer(settings, log, connection),
       )
-      // Marked as handled here; each use awaits it and sees a failure there.
-      opening.catch(() => {})
+      // Each use awaits it and sees a failure there; readiness sees it here.
+      opening.catch((error: unknown) => {
+        failure = error
+      })
     }
     return opening
   }
 
   return {
     producer,
-    /** Ready when the queue's connection answers and the producer, once asked for, opened. */
+    /**
+     * Ready when the queue's connection answers and the producer has not failed to open. An
+     * opening under way is not waited for: importing BullMQ takes longer than readiness's
+     * timeout, and the first job must not turn the instance unready.
+     */
     async ping(): Promise<void> {
-      await opening
+      if (failure) throw failure
       await connection.ping()
     },
     /**
