@@ -30,12 +30,13 @@ export function createJobMetrics(registry: Registry): JobMetrics {
 
 /**
  * Jobs by status, read from the jobs table (the truth in both modes) when scraped, plus
- * the queue's own counts in server mode.
+ * the queue's own counts in server mode. `queueCounts` answers null while this process has
+ * not opened the queue: the gauge then has no samples (it never had any to keep).
  */
 export function registerQueueDepth(
   registry: Registry,
   countByStatus: () => Promise<Record<string, number>>,
-  queueCounts?: () => Promise<Record<string, number>>,
+  queueCounts?: () => Promise<Record<string, number> | null>,
 ): void {
   new Gauge({
     name: 'jobs_by_status',

@@ -2,7 +2,7 @@ import { UnrecoverableError, Worker } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
 import { QUEUE_NAME } from './contract.js'
 import type { JobExecutor } from './execute.js'
-import { queueConnection } from './queue.js'
+import { queueConnection } from './queue-connection.js'
 import type { JobRepository } from './repository.js'
 
 export interface QueueWorkerSettings {

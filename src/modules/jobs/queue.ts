@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq'
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { QUEUE_JOB_NAME, QUEUE_NAME } from './contract.js'
+import { queueConnection } from './queue-connection.js'
 import type { RelayedJob } from './repository.js'
 
 export interface QueueSettings {
@@ -12,22 +13,15 @@ export interface QueueSettings {
 }
 
 /**
- * A connection as BullMQ needs one: no per-command retry limit and no command timeout, since
- * its workers wait in blocking commands. Separate from the app's Redis client, whose short
- * timeouts suit request paths.
- */
-export function queueConnection(url: string): Redis {
-  const connection = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: false })
-  connection.on('error', () => {}) // reconnects by itself; readiness reports the outage
-  return connection
-}
-
-/**
  * The BullMQ producer side: hands relayed jobs to the queue. Attempts and exponential backoff
  * are BullMQ's; the job id is the row's id, so adding the same job twice adds it once.
+ * Closing it closes `connection` too.
  */
-export function createQueueProducer(settings: QueueSettings, log: FastifyBaseLogger) {
-  const connection = queueConnection(settings.redisUrl)
+export function createQueueProducer(
+  settings: QueueSettings,
+  log: FastifyBaseLogger,
+  connection: Redis = queueConnection(settings.redisUrl),
+) {
   const queue = new Queue(QUEUE_NAME, { connection, prefix: settings.prefix })
   queue.on('error', (error) => log.warn({ err: error }, 'job queue error'))
   const deliver = async (rows: Pick<RelayedJob, 'id' | 'type' | 'maxAttempts'>[]) => {
@@ -51,9 +45,6 @@ export function createQueueProducer(settings: QueueSettings, log: FastifyBaseLog
     deliver,
     counts: () =>
       queue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'),
-    async ping() {
-      await connection.ping()
-    },
     async close() {
       await queue.close()
       connection.disconnect()

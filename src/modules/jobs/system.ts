@@ -87,8 +87,9 @@ export interface JobSystem extends Jobs {
 
 /**
  * Wires the job system for one process: the registry, the repository, the event bus, and —
- * by mode and role — the embedded runner, the outbox relay with its BullMQ producer, or the
- * BullMQ worker. One code path per role, shared by the API (app.ts) and `npm run worker`.
+ * by mode and role — the embedded runner, the outbox relay with its BullMQ producer (opened
+ * on first need), or the BullMQ worker. One code path per role, shared by the API (app.ts)
+ * and `npm run worker`.
  */
 export function createJobSystem(deps: JobSystemDeps): JobSystem {
   const { role, db, inTransaction, redis, settings, log } = deps
@@ -128,12 +129,14 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
         retryBaseMs: settings.JOB_RETRY_BASE_MS,
       }
     : null
-  const producer = queueSettings ? openQueueProducer(queueSettings, log) : null
-  const relay = producer
+  const queue = queueSettings ? openQueueOnDemand(queueSettings, log) : null
+  // The worker loads BullMQ at start for its own side, so its producer opens at once too.
+  if (queue && role === 'worker') queue.then((opened) => opened.producer()).catch(() => {})
+  const relay = queue
     ? createOutboxRelay({
         jobs: repository,
         deliver: traceJobDelivery<RelayedJob>(
-          async (rows) => (await producer).deliver(rows),
+          async (rows) => (await (await queue).producer()).deliver(rows),
           QUEUE_NAME,
         ),
         log,
@@ -163,7 +166,7 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
   registerQueueDepth(
     deps.metrics,
     () => repository.countByStatus(),
-    producer ? async () => (await producer).counts() : undefined,
+    queue ? async () => (await queue).counts() : undefined,
   )
 
   // The request that woke them is not the owner of the pass: it relays or runs others' jobs.
@@ -221,10 +224,10 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
     wake,
     // The queue's connection waits for Redis without a command timeout (BullMQ needs it so);
     // readiness must not, or a frozen Redis would hold /ready for the whole check timeout.
-    queueCheck: producer
+    queueCheck: queue
       ? () =>
           withinMs(
-            producer.then((queue) => queue.ping()),
+            queue.then((opened) => opened.ping()),
             settings.REDIS_COMMAND_TIMEOUT_MS,
           )
       : null,
@@ -242,7 +245,7 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
       await (await opened(worker))?.close()
       await runner?.stop()
       executor?.close()
-      await (await opened(producer))?.close()
+      await (await opened(queue))?.close()
       await bus.close()
       mailer?.close()
     },
@@ -250,14 +253,16 @@ export function createJobSystem(deps: JobSystemDeps): JobSystem {
 }
 
 /*
- * BullMQ and its Redis client (ioredis, msgpackr, luxon, cron-parser: ~5 MB of heap and part
- * of the start-up's module loading) serve server mode only, so their modules are imported
- * when server mode opens the queue, never by an embedded process. The promises are marked
- * as handled here; each use awaits them and sees a failed import there.
+ * The queue's modules serve server mode only, so they are imported when server mode wires
+ * the job system, never by an embedded process: ioredis with the queue's connection at once
+ * (queue-on-demand.ts), BullMQ (with msgpackr, luxon, cron-parser: ~5 MB of heap and a third
+ * of a server-mode start's module loading) by the worker at start and by the API's relay
+ * with its first delivery. The promises are marked as handled here; each use awaits them and
+ * sees a failed import there.
  */
-function openQueueProducer(settings: QueueSettings, log: FastifyBaseLogger) {
-  const opening = import('./queue.js').then(({ createQueueProducer }) =>
-    createQueueProducer(settings, log),
+function openQueueOnDemand(settings: QueueSettings, log: FastifyBaseLogger) {
+  const opening = import('./queue-on-demand.js').then(({ createQueueOnDemand }) =>
+    createQueueOnDemand(settings, log),
   )
   opening.catch(() => {})
   return opening
