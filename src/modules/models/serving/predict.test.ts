@@ -444,6 +444,7 @@ describe('POST /v1/models/{name}/predict/batch', () => {
   it('writes the batch answer as the serializer of its documented schema would, field for field', async () => {
     const response = await predictBatch(s, model, [sample(1), { ...sample(), petal_count: -1 }])
     expect(response.statusCode, response.body).toBe(200)
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8')
     const documented = s.t.app.swagger().paths?.['/v1/models/{name}/predict/batch']?.post
       ?.responses?.['200'] as { content: Record<string, { schema: object }> }
     const schema = documented.content['application/json']?.schema as object

@@ -196,7 +196,8 @@ export const predictionRoutes: FastifyPluginAsyncTypebox<PredictionRoutesOptions
           instances,
           optionsOf(request),
         )
-        return reply.serializer(serializeBatch).send(answer)
+        // A serializer of the route's own leaves the content type to the route.
+        return reply.type('application/json; charset=utf-8').serializer(serializeBatch).send(answer)
       }
       if (instances.length > streamBatchMax) {
         throw new ValidationFailed(
