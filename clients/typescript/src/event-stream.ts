@@ -18,6 +18,13 @@ export async function* readEventStream(
   const parser = createParser({ onEvent: (event) => parsed.push(event) })
   const abort = () => void reader.cancel(signal?.reason).catch(() => {})
   signal?.addEventListener('abort', abort, { once: true })
+  // One chunk may hold several events: none is handed out once the caller has aborted.
+  function* drain() {
+    while (parsed.length > 0) {
+      signal?.throwIfAborted()
+      yield parsed.shift() as EventSourceMessage
+    }
+  }
   try {
     for (;;) {
       signal?.throwIfAborted()
@@ -25,10 +32,10 @@ export async function* readEventStream(
       signal?.throwIfAborted()
       if (done) break
       parser.feed(decoder.decode(value, { stream: true }))
-      while (parsed.length > 0) yield parsed.shift() as EventSourceMessage
+      yield* drain()
     }
     parser.feed(decoder.decode())
-    while (parsed.length > 0) yield parsed.shift() as EventSourceMessage
+    yield* drain()
   } finally {
     signal?.removeEventListener('abort', abort)
     await reader.cancel().catch(() => {})
