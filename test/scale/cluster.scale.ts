@@ -469,10 +469,12 @@ describe('two API instances behind nginx', () => {
     const { jobId } = await placeOrder(user, nginx.url, {
       traceparent: `00-${traceId}-${callerSpan}-01`,
     })
-    // Spans leave each process in batches, once a second.
+    // Spans leave each process in batches, once a second, so the worker's batch can arrive
+    // before the API's: wait for all three rather than the last one to end.
     const named = (name: string) =>
       receiver.spans.find((span) => span.traceId === traceId && span.name === name)
-    for (let i = 0; i < 300 && !named('job run email'); i++) await sleep(100)
+    const names = ['POST /v1/orders', 'job enqueue email', 'job run email']
+    for (let i = 0; i < 300 && !names.every((name) => named(name)); i++) await sleep(100)
     const server = named('POST /v1/orders')
     const enqueue = named('job enqueue email')
     const run = named('job run email')
