@@ -40,6 +40,7 @@ import {
   sampleScenario,
   seedProducts,
   sendOnce,
+  settle,
   summarize,
 } from './scenarios.js'
 import {
@@ -494,9 +495,10 @@ async function checkPredictions(
 async function warmUp(load: LoadSettings, targets: readonly Target[]) {
   const warmup = { ...load, durationSeconds: WARMUP_SECONDS }
   await Promise.all(
-    targets.map(([server, scenario]) =>
-      sampleScenario(server.baseUrl, scenario, warmup, trackLoad),
-    ),
+    targets.map(async ([server, scenario]) => {
+      await sampleScenario(server.baseUrl, scenario, warmup, trackLoad)
+      await settle(server.baseUrl, scenario)
+    }),
   )
 }
 
@@ -535,6 +537,11 @@ async function interleaved(mode: Mode, load: LoadSettings, targets: readonly Tar
       const index = (round + step) % targets.length
       const [server, scenario] = targets[index] as Target
       samples[index]?.push(await sampleScenario(server.baseUrl, scenario, slice, trackLoad))
+      // Outside the timed slices, so that the next slice meets none of this one's requests:
+      // neither another server's slice, whose CPU they would take, nor, with two scenarios,
+      // this server's own next slice (a round ends and the next begins on the same server),
+      // which would find twice the connections' requests in flight.
+      await settle(server.baseUrl, scenario)
     }
   }
   activeLoads.clear()

@@ -277,24 +277,42 @@ export function predictBatch(
   return postEach(name, '/v1/models/iris/predict/batch', bodies, auth)
 }
 
+/** Sends the scenario's next request once, outside the load. */
+function sendNext(baseUrl: string, scenario: Scenario): Promise<Response> {
+  const { setupRequest } = scenario.request
+  const request = typeof setupRequest === 'function' ? setupRequest(scenario.request, {}) : null
+  const { method = 'GET', path = '/', headers, body } = request ?? scenario.request
+  return fetch(`${baseUrl}${path}`, {
+    method,
+    headers: headers as Record<string, string> | undefined,
+    body: body as string | undefined,
+  })
+}
+
 /**
  * Sends the scenario's next request once, outside the load, and returns the JSON answer;
  * another status than the scenario expects aborts the run. For checks before a measurement.
  */
 export async function sendOnce<T>(baseUrl: string, scenario: Scenario): Promise<T> {
-  const { setupRequest } = scenario.request
-  const request = typeof setupRequest === 'function' ? setupRequest(scenario.request, {}) : null
-  const { method = 'GET', path = '/', headers, body } = request ?? scenario.request
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: headers as Record<string, string> | undefined,
-    body: body as string | undefined,
-  })
+  const response = await sendNext(baseUrl, scenario)
   const expected = scenario.expectStatus ?? 200
   if (response.status !== expected) {
     throw new Error(`${scenario.name} answered ${response.status}: ${await response.text()}`)
   }
   return (await response.json()) as T
+}
+
+/**
+ * Waits until the server has worked off what a finished sample left behind. autocannon ends a
+ * sample by closing its connections, not by waiting for their answers, so up to one request
+ * per connection is still queued in the server (in a model's queue, or for a database
+ * connection); the next sample would otherwise meet them, with twice the connections'
+ * requests in flight. One more request of the scenario queues behind them and is answered
+ * after them; its status does not matter.
+ */
+export async function settle(baseUrl: string, scenario: Scenario): Promise<void> {
+  const response = await sendNext(baseUrl, scenario)
+  await response.arrayBuffer()
 }
 
 /** Rows and inference calls a server has run for `model` so far, from its batch-size histogram. */
