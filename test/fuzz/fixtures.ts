@@ -74,6 +74,7 @@ export async function createPools(t: TestApp, callers: Callers): Promise<Pools> 
     pathParameter(operation: Operation, name: string) {
       if (name === 'name') return ['iris', 'car-price']
       if (name === 'version') return ['1.0.0']
+      if (name === 'provider') return ['test', 'absent']
       const collection = operation.path.split('/')[2] ?? ''
       return ids(byCollection[collection] ?? [])
     },
@@ -87,6 +88,8 @@ export async function createPools(t: TestApp, callers: Callers): Promise<Pools> 
       grant_type: ['password', 'refresh_token'],
       token: [callers.spare.refreshToken, 'not-a-token'],
       version: ['1.0.0'],
+      redirect_uri: ['http://orderflow.test/console/signed-in', 'https://elsewhere.example/'],
+      post_logout_redirect_uri: ['http://orderflow.test/console/signed-in'],
       features: [
         [5.1, 3.5, 1.4, 0.2],
         [6.7, 3.0, 5.2, 2.3],

@@ -112,9 +112,12 @@ function validString(schema: Schema): fc.Arbitrary<string> {
       return fc.stringMatching(/^[a-z]{1,12}$/).map((local) => `fuzz-${local}@example.com`)
   }
   if (typeof schema.pattern === 'string') {
+    // Only the declared bounds: the default cap of 40 would refuse every string of a pattern
+    // that fixes a longer length (a PKCE challenge is 43), and generation would never end.
+    const declaredMax = (schema.maxLength as number | undefined) ?? Number.POSITIVE_INFINITY
     return fc
       .stringMatching(new RegExp(schema.pattern))
-      .filter((text) => text.length >= minLength && text.length <= maxLength)
+      .filter((text) => text.length >= minLength && text.length <= declaredMax)
   }
   return fc.string({ minLength, maxLength, unit: 'grapheme-ascii' })
 }

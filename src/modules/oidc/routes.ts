@@ -59,7 +59,7 @@ export const oidcRoutes: FastifyPluginAsyncTypebox<OidcRoutesOptions> = async (a
         tags,
         params: ProviderParamsSchema,
         querystring: LoginQuerySchema,
-        response: { 302: RedirectSchema, ...problemResponses(400, 404, 502) },
+        response: { 302: RedirectSchema, ...problemResponses(400, 404, 422, 502) },
       },
     },
     async (request, reply) => {
@@ -90,7 +90,7 @@ export const oidcRoutes: FastifyPluginAsyncTypebox<OidcRoutesOptions> = async (a
         tags,
         params: ProviderParamsSchema,
         querystring: CallbackQuerySchema,
-        response: { 302: RedirectSchema, ...problemResponses(400, 401, 403, 404, 409, 502) },
+        response: { 302: RedirectSchema, ...problemResponses(400, 401, 403, 404, 409, 422, 502) },
       },
     },
     async (request, reply) => {
@@ -119,7 +119,7 @@ export const oidcRoutes: FastifyPluginAsyncTypebox<OidcRoutesOptions> = async (a
         tags,
         params: ProviderParamsSchema,
         querystring: LogoutQuerySchema,
-        response: { 302: RedirectSchema, ...problemResponses(400, 404, 502) },
+        response: { 302: RedirectSchema, ...problemResponses(400, 404, 422, 502) },
       },
     },
     async (request, reply) =>
