@@ -15,6 +15,7 @@ const MODE_INDEPENDENT = [
   'src/config.test.ts',
   'src/db/data-dir-lock.test.ts',
   'src/db/pglite-statements.test.ts',
+  'src/db/pglite-statistics.test.ts',
   'src/db/pglite-thread.test.ts',
   'src/modules/auth/access-tokens.test.ts',
   'src/modules/datasets/columns.test.ts',

@@ -8,6 +8,11 @@ export interface WorkerInit {
   sharedBuffersMb?: number
   /** How many named prepared statements the thread keeps; PREPARED_STATEMENTS_MAX when unset. */
   preparedStatementsMax?: number
+  /**
+   * How often the thread looks for tables whose planner statistics are stale and analyzes
+   * them (pglite-statistics.ts); 0 never. STATISTICS_CHECK_INTERVAL_MS when unset.
+   */
+  statisticsCheckIntervalMs?: number
 }
 
 /** EMBEDDED_SHARED_BUFFERS_MB's default, also for callers without a config (CLI, tests). */
@@ -31,6 +36,8 @@ export type ToWorker = { id: number } & (
   | { kind: 'commit'; tx: number }
   | { kind: 'rollback'; tx: number }
   | { kind: 'dump' }
+  /** Analyzes the tables whose statistics are stale now; answers their names. */
+  | { kind: 'analyze' }
   | { kind: 'close' }
 )
 

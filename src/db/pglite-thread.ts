@@ -149,6 +149,14 @@ export class PGliteThread {
     await this.#send({ kind: 'copy', sql, data }, [data.buffer as ArrayBuffer])
   }
 
+  /**
+   * Analyzes the tables whose planner statistics are missing or stale now, as the thread
+   * also does by itself at an interval (pglite-statistics.ts); answers the tables analyzed.
+   */
+  analyzeStaleTables(): Promise<string[]> {
+    return this.#send({ kind: 'analyze' }) as Promise<string[]>
+  }
+
   async dumpDataDir(): Promise<Blob> {
     return new Blob([(await this.#send({ kind: 'dump' })) as ArrayBuffer])
   }
