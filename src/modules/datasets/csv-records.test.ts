@@ -94,4 +94,22 @@ describe('splitting CSV into records', () => {
       { line: 2, fields: ['1', ''] },
     ])
   })
+
+  it('when a record is wider or narrower than the one before, then it has exactly its own fields', () => {
+    const text = 'a,b,c\n1,2\n3,4,5,6\n7\n8,9,10\n'
+    for (const size of [text.length, 1, 3]) {
+      const records = split(text, size)
+      expect(records).toStrictEqual([
+        { line: 1, fields: ['a', 'b', 'c'] },
+        { line: 2, fields: ['1', '2'] },
+        { line: 3, fields: ['3', '4', '5', '6'] },
+        { line: 4, fields: ['7'] },
+        { line: 5, fields: ['8', '9', '10'] },
+      ])
+      // No holes: every field is a string of its own.
+      for (const record of records)
+        if ('fields' in record)
+          expect(Object.keys(record.fields)).toHaveLength(record.fields.length)
+    }
+  })
 })

@@ -34,6 +34,12 @@ export class CsvRecordSplitter {
   /** The previous chunk ended on CR: an LF starting this one belongs to that line end. */
   #afterCr = false
   #started = false
+  /**
+   * Fields in the last record: the next record's array is made that long at once, since
+   * records of a file have the same width (one array of the right size rather than one
+   * grown for 16 fields).
+   */
+  #width = 0
 
   constructor(delimiter: string, maxRecordChars: number) {
     this.#delimiter = delimiter.charCodeAt(0)
@@ -64,7 +70,8 @@ export class CsvRecordSplitter {
         continue
       }
       const start = i
-      const fields: string[] = []
+      const fields: string[] = new Array(this.#width)
+      let count = 0
       /** Line ends inside quoted fields, so far. */
       let inner = 0
       let p = i
@@ -75,7 +82,7 @@ export class CsvRecordSplitter {
         if (p >= n) {
           // Text ended after a delimiter: an empty last field, or more text to come.
           if (!final) incomplete = true
-          else fields.push('')
+          else fields[count++] = ''
           break
         }
         if (s.charCodeAt(p) === QUOTE) {
@@ -101,7 +108,7 @@ export class CsvRecordSplitter {
             break
           }
           inner += countLf(s, p, closed)
-          fields.push(value)
+          fields[count++] = value
           p = closed + 1
           if (p >= n) {
             if (!final) incomplete = true
@@ -123,7 +130,7 @@ export class CsvRecordSplitter {
           q++
         }
         if (q >= n) {
-          if (final) fields.push(s.slice(p, q))
+          if (final) fields[count++] = s.slice(p, q)
           else incomplete = true
           p = q
           break
@@ -133,7 +140,7 @@ export class CsvRecordSplitter {
           p = q
           break
         }
-        fields.push(s.slice(p, q))
+        fields[count++] = s.slice(p, q)
         p = q
         if (c !== delimiter) break
         p++
@@ -160,7 +167,9 @@ export class CsvRecordSplitter {
       const line = this.#line
       this.#line += 1 + inner
       // A line with nothing on it is no record (CSV files often end with one).
-      if (!(p === start && fields.length === 1 && fields[0] === '')) {
+      if (fields.length !== count) fields.length = count
+      this.#width = count
+      if (!(p === start && count === 1 && fields[0] === '')) {
         out.push({ line, fields, text: s.slice(start, p), quoted })
       }
       i = p >= n ? n : this.#pastLineEnd(s, p, final)

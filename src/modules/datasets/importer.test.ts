@@ -241,6 +241,16 @@ describe('importing in one pass', () => {
         ),
       )
       expect((result as unknown as { rows: unknown[] }).rows, delimiter).toEqual(expected)
+      // Each line's position, written before it as digits, is its record's number.
+      const positions = await t.database.db.execute(
+        sql.raw(
+          `SELECT count(*)::int AS rows, count(*) FILTER (WHERE n = _row)::int AS matching ` +
+            `FROM ${rowsTable(id)} WHERE _row <= ${MANY}`,
+        ),
+      )
+      expect((positions as unknown as { rows: unknown[] }).rows, delimiter).toEqual([
+        { rows: MANY, matching: MANY },
+      ])
       const key = await t.database.db.execute(
         sql.raw(
           `SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid ` +
