@@ -78,6 +78,10 @@ export async function bundle(outDir: string): Promise<Metafile> {
     external: EXTERNAL,
     banner: { js: BANNER },
     sourcemap: true,
+    // V8 keeps every script's source text for as long as the script lives (it compiles
+    // functions lazily, from that text): minified, what a server start reads went from 5.2 to
+    // 2.4 MB and its idle RSS down by ~10 MB. The source maps lead back to src/.
+    minify: true,
     // Class and function names stay as written: logs, error reports and profiles name them.
     keepNames: true,
     metafile: true,
