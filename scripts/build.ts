@@ -33,6 +33,23 @@ export const ENTRIES = [
 ]
 
 /**
+ * CommonJS packages the sources import on first use (`await import('undici')`). In a split
+ * bundle such an import() lands on a chunk whose only export is `default` (module.exports),
+ * where Node's own loader also gives the named exports it finds in the package; loading them
+ * from node_modules keeps Node's behaviour, and costs a start nothing, as a start does not
+ * load them. test/build.test.ts fails when another one appears.
+ */
+const FIRST_USE_COMMONJS = [
+  '@opentelemetry/context-async-hooks',
+  '@opentelemetry/core',
+  '@opentelemetry/exporter-trace-otlp-http',
+  '@opentelemetry/resources',
+  '@opentelemetry/sdk-trace-base',
+  'pg-copy-streams',
+  'undici',
+]
+
+/**
  * Packages loaded from node_modules at run time rather than bundled: native addons (and the
  * optional native speed-ups other packages probe for), and packages that find files of their
  * own next to their code, which a bundle would move away from them: PGlite its WASM and data
@@ -40,6 +57,7 @@ export const ENTRIES = [
  * version it reports to Redis from its package.json. tsx only runs the sources.
  */
 const EXTERNAL = [
+  ...FIRST_USE_COMMONJS,
   '@electric-sql/pglite',
   '@fastify/swagger-ui',
   '@node-rs/argon2',

@@ -81,6 +81,23 @@ describe.skipIf(SERVICES_MODE)('the bundled build', { timeout: 120_000 }, () => 
     expect(loaded).not.toContain('pg')
   })
 
+  it('when a package is imported on first use, then its chunk has named exports, as Node gives a CommonJS package', () => {
+    const onFirstUse = new Set(
+      Object.values(meta.outputs).flatMap((output) =>
+        output.imports
+          .filter((imported) => imported.kind === 'dynamic-import' && !imported.external)
+          .map((imported) => imported.path),
+      ),
+    )
+    // The first-use imports the sources make are there, so an absence below means something.
+    expect(onFirstUse.size).toBeGreaterThan(5)
+    const defaultOnly = [...onFirstUse].filter((path) => {
+      const output = meta.outputs[path]
+      return output?.entryPoint?.startsWith('node_modules/') && output.exports.join() === 'default'
+    })
+    expect(defaultOnly.map((path) => meta.outputs[path]?.entryPoint)).toEqual([])
+  })
+
   it('when the sources start a thread, then the build has its entry at the same path', async () => {
     const entries = await threadEntries()
     expect(entries).toEqual(
