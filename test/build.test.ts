@@ -60,10 +60,11 @@ describe.skipIf(SERVICES_MODE)('the bundled build', { timeout: 120_000 }, () => 
   let outDir: string
   let meta: Metafile
 
+  // A whole build: seconds on a quiet machine, far more on a loaded CI runner.
   beforeAll(async () => {
     outDir = await mkdtemp(join(tmpdir(), 'orderflow-build-'))
     meta = await bundle(outDir)
-  })
+  }, 120_000)
 
   afterAll(async () => {
     await rm(outDir, { recursive: true, force: true })
