@@ -15,7 +15,8 @@ COPY clients/typescript/package.json ./clients/typescript/
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 
 FROM deps AS build
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/build.ts ./scripts/build.ts
 COPY src ./src
 # The web console is built here, with the dev dependencies (Vite, React) the runtime lacks.
 COPY clients/typescript/src ./clients/typescript/src

@@ -62,12 +62,12 @@ export interface RunningServer {
 /** Builds only when there is no build: the bench measures what is in dist/, as deployed. */
 export function ensureBuilt(): void {
   if (existsSync(BUILD)) return
-  console.error('dist/app.js missing; compiling with tsconfig.build.json')
-  const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], {
+  console.error('dist/app.js missing; building with npm run build:server')
+  const result = spawnSync('npm', ['run', 'build:server'], {
     cwd: ROOT,
     stdio: 'inherit',
   })
-  if (result.status !== 0) throw new Error(`tsc failed (exit ${result.status ?? result.signal})`)
+  if (result.status !== 0) throw new Error(`build failed (exit ${result.status ?? result.signal})`)
 }
 
 export async function startServer(

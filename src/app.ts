@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import websocket from '@fastify/websocket'
 import Fastify, {
@@ -109,14 +108,15 @@ import {
 } from './platform/tracing.js'
 import { closedQueryStrings, validatorCompiler } from './platform/validation.js'
 import { type CredentialCache, createCredentialCache } from './shared/credential-cache.js'
+import { projectPath } from './shared/project-files.js'
 
 /** The models shipped with the code, registered on a first start. */
-const SHIPPED_MODELS_DIR = fileURLToPath(new URL('../models/', import.meta.url))
+const SHIPPED_MODELS_DIR = projectPath('models/')
 
 /** Logged rows one drift report reads at most: the newest of its window. */
 const DRIFT_MAX_ROWS = 100_000
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+const { version } = JSON.parse(readFileSync(projectPath('package.json'), 'utf8'))
 
 /** Infrastructure a caller may hand in instead of having it built from the config. */
 export interface AppOverrides {

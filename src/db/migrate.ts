@@ -1,10 +1,10 @@
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import Postgrator from 'postgrator'
+import { projectPath } from '../shared/project-files.js'
 import type { DatabaseHandle, ScriptRunner } from './client.js'
 
-/** `migrations/` at the project root: the same path from `src/db` and from `dist/db`. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url))
+/** `migrations/` at the project root. */
+export const MIGRATIONS_DIR = projectPath('migrations/')
 
 export interface MigrationResult {
   from: number

@@ -1,7 +1,6 @@
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { QueryOptions, Results } from '@electric-sql/pglite'
+import { startThread } from '../shared/project-files.js'
 import {
   type FromWorker,
   fromWireError,
@@ -210,19 +209,7 @@ function wireOptions(options: QueryOptions | undefined): WireQueryOptions {
   }
 }
 
-/**
- * From compiled JavaScript the worker is a plain module; from TypeScript sources (`npm start`
- * runs them through tsx, tests through vitest) the new thread has no TypeScript loader, so it
- * registers tsx's before loading its entry.
- */
 function startWorker(init: WorkerInit): Worker {
   const transferList = init.loadDataDir ? [init.loadDataDir] : []
-  const options = { workerData: init, transferList }
-  if (!import.meta.url.endsWith('.ts')) {
-    return new Worker(new URL('./pglite-worker.js', import.meta.url), options)
-  }
-  const tsx = createRequire(import.meta.url).resolve('tsx/cjs/api')
-  const entry = fileURLToPath(new URL('./pglite-worker.ts', import.meta.url))
-  const source = `require(${JSON.stringify(tsx)}).register();require(${JSON.stringify(entry)})`
-  return new Worker(source, { ...options, eval: true })
+  return startThread('db/pglite-worker', { workerData: init, transferList })
 }

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import { projectPath } from '../shared/project-files.js'
 import { securityHeaders } from './http-security.js'
 import { sendProblem } from './problem.js'
 
-/** Where `npm run build:console` writes the console: beside `src/` and `dist/` alike. */
-export const CONSOLE_DIST = fileURLToPath(new URL('../../console/dist/', import.meta.url))
+/** Where `npm run build:console` writes the console. */
+export const CONSOLE_DIST = projectPath('console/dist/')
 
 /** The placeholder the console's build leaves where each page gets its nonce (vite.config.ts). */
 const NONCE_PLACEHOLDER = 'CONSOLE_CSP_NONCE'

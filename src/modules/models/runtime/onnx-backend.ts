@@ -1,6 +1,5 @@
-import { createRequire } from 'node:module'
-import { fileURLToPath } from 'node:url'
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
+import { startThread } from '../../../shared/project-files.js'
 import {
   type Feeds,
   feedMismatches,
@@ -13,20 +12,12 @@ import {
 } from './backend.js'
 import type { FromWorker, ToWorker, WorkerInit } from './onnx-worker.js'
 
-/**
- * Starts the thread that will own a session. From compiled JavaScript the worker is a plain
- * module; from TypeScript sources (`npm start` runs them through tsx, tests through vitest)
- * the new thread has no TypeScript loader, so it registers tsx's before loading its entry.
- */
+/** Starts the thread that will own a session. */
 function startWorker(init: WorkerInit): Worker {
-  const options = { workerData: init, transferList: [init.bytes.buffer as ArrayBuffer] }
-  if (!import.meta.url.endsWith('.ts')) {
-    return new Worker(new URL('./onnx-worker.js', import.meta.url), options)
-  }
-  const tsx = createRequire(import.meta.url).resolve('tsx/cjs/api')
-  const entry = fileURLToPath(new URL('./onnx-worker.ts', import.meta.url))
-  const source = `require(${JSON.stringify(tsx)}).register();require(${JSON.stringify(entry)})`
-  return new Worker(source, { ...options, eval: true })
+  return startThread('modules/models/runtime/onnx-worker', {
+    workerData: init,
+    transferList: [init.bytes.buffer as ArrayBuffer],
+  })
 }
 
 /** The worker's answer to loading, or why it never gave one. */
