@@ -32,6 +32,7 @@ const MODE_INDEPENDENT = [
   'src/modules/models/signature.test.ts',
   'src/modules/oidc/id-tokens.test.ts',
   'src/modules/oidc/provider-config.test.ts',
+  'src/platform/request-metrics.test.ts',
   'src/platform/validation.test.ts',
   'src/shared/credential-cache.test.ts',
   'src/shared/limiter.test.ts',

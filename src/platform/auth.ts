@@ -1,8 +1,9 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { type Caller, ROLES, type Role } from '../shared/caller.js'
 import { Forbidden, Unauthenticated } from '../shared/errors.js'
 import { problemResponses } from '../shared/schemas.js'
+import { hooksOf } from './route-hooks.js'
 
 /** What a request presented to prove who it is. */
 export type Credentials = { kind: 'bearer'; token: string } | { kind: 'api_key'; key: string }
@@ -146,6 +147,23 @@ export const auth = fp(
       [name]: [],
     }))
 
+    // One hook per protected route, holding the route's own auth settings.
+    const authenticateFor = (auth: RouteAuth | undefined) =>
+      async function authenticate(request: FastifyRequest, reply: FastifyReply) {
+        try {
+          request.caller = await options.authenticate(readCredentials(request))
+        } catch (error) {
+          if (error instanceof Unauthenticated) await app.countAuthFailure(request, reply)
+          throw error
+        }
+        if (!allowedRoles(request.method, auth).includes(request.caller.role)) {
+          throw new Forbidden(`The ${request.caller.role} role may not do this.`)
+        }
+      }
+
+    // Whether a route is protected is known when it is added: the check is attached to
+    // those routes only, first among their own hooks, so the probes, metrics and docs pay no
+    // authentication hook (an asynchronous one, a promise a request) on every request.
     app.addHook('onRoute', (route) => {
       if (!isProtected(route.url, route.config?.auth)) return
       const schema = route.schema ?? {}
@@ -154,20 +172,7 @@ export const auth = fp(
         security,
         response: { ...problemResponses(401, 403, 429), ...(schema.response as object) },
       }
-    })
-
-    app.addHook('onRequest', async (request, reply) => {
-      const auth = request.routeOptions.config.auth
-      if (!request.routeOptions.url || !isProtected(request.routeOptions.url, auth)) return
-      try {
-        request.caller = await options.authenticate(readCredentials(request))
-      } catch (error) {
-        if (error instanceof Unauthenticated) await app.countAuthFailure(request, reply)
-        throw error
-      }
-      if (!allowedRoles(request.method, auth).includes(request.caller.role)) {
-        throw new Forbidden(`The ${request.caller.role} role may not do this.`)
-      }
+      route.onRequest = [authenticateFor(route.config?.auth), ...hooksOf(route.onRequest)]
     })
   },
   { name: 'auth', dependencies: ['rate-limits'] },

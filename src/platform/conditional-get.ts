@@ -8,6 +8,7 @@ import type {
 import fp from 'fastify-plugin'
 import { Type } from 'typebox'
 import type { Tagged } from './read-cache.js'
+import { hooksOf } from './route-hooks.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -107,11 +108,7 @@ export const conditionalGet = fp(
     app.addHook('onRoute', (route) => {
       if (!route.config?.etag) return
       documentRoute(route)
-      const hooks = route.onSend
-      route.onSend = [
-        ...(Array.isArray(hooks) ? hooks : hooks ? [hooks] : []),
-        weakenWhenCompressed,
-      ]
+      route.onSend = [...hooksOf(route.onSend), weakenWhenCompressed]
     })
   },
   { name: 'conditional-get', dependencies: ['http-security'] },

@@ -45,6 +45,23 @@ describe('CORS', () => {
     })
     expect(response.headers['access-control-allow-origin']).toBeUndefined()
   })
+
+  it('when CORS_ORIGINS is empty, then a preflight gets no grant and answers 405 with Allow', async () => {
+    const closed = await buildTestApp({ CORS_ORIGINS: '' })
+    try {
+      const response = await closed.app.inject({
+        method: 'OPTIONS',
+        url: '/v1/products',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' },
+      })
+      expect(response.statusCode).toBe(405)
+      expect(response.headers.allow).toBe('GET, HEAD, POST')
+      expect(response.headers['access-control-allow-origin']).toBeUndefined()
+      expect(response.headers['access-control-allow-methods']).toBeUndefined()
+    } finally {
+      await closed.close()
+    }
+  })
 })
 
 describe('security headers and compression', () => {

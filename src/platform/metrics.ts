@@ -1,7 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { PoolStats } from '../db/client.js'
+import { RequestMetrics } from './request-metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -25,20 +26,7 @@ export const metrics = fp(
     const registry = options.registry ?? new Registry()
     collectDefaultMetrics({ register: registry })
 
-    const labelNames = ['method', 'route', 'status_code'] as const
-    const requests = new Counter({
-      name: 'http_requests_total',
-      help: 'HTTP requests answered, by method, route template and status.',
-      labelNames,
-      registers: [registry],
-    })
-    const duration = new Histogram({
-      name: 'http_request_duration_seconds',
-      help: 'HTTP request latency in seconds, by method, route template and status.',
-      labelNames,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers: [registry],
-    })
+    const requests = new RequestMetrics(registry)
     new Gauge({
       name: 'db_pool_connections',
       help: 'Database pool connections by state (total, idle, waiting clients).',
@@ -56,13 +44,8 @@ export const metrics = fp(
 
     app.addHook('onResponse', (request, reply, done) => {
       // Unmatched URLs share one label so random paths cannot explode the series count.
-      const labels = {
-        method: request.method,
-        route: request.routeOptions.url ?? 'unmatched',
-        status_code: String(reply.statusCode),
-      }
-      requests.inc(labels)
-      duration.observe(labels, reply.elapsedTime / 1000)
+      const route = request.routeOptions.url ?? 'unmatched'
+      requests.record(request.method, route, reply.statusCode, reply.elapsedTime / 1000)
       done()
     })
 

@@ -5,6 +5,7 @@ import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { ServiceUnavailable, TooManyRequests } from '../shared/errors.js'
 import { RateCounters } from './rate-limit-counters.js'
+import { hooksOf } from './route-hooks.js'
 
 export interface RateLimitSettings {
   max: number
@@ -49,6 +50,18 @@ export const rateLimits = fp(
       })
     // Before Redis is closed (registered earlier, so its onClose hook runs later).
     if (counters) app.addHook('onClose', () => counters.close())
+    // Which routes the general limit covers is known when each is added, so routes outside
+    // it get no limiter hook at all rather than one that asks, on every request, whether to
+    // count it; the predict group's check goes onto the routes of that group only.
+    app.addHook('onRoute', (route) => {
+      const group = route.config?.rateLimitGroup
+      // Probes, metrics and docs are for operators and load balancers, not clients. Judged by
+      // the route's template, not the raw URL: the router decodes `/%761/...` to a /v1 route.
+      if (!route.url.startsWith('/v1/') || group !== undefined) {
+        route.config = { ...route.config, rateLimit: false }
+      }
+      if (group === 'predict') route.preParsing = [...hooksOf(route.preParsing), limitPredictions]
+    })
     await app.register(rateLimit, {
       global: true,
       hook: 'preParsing',
@@ -58,11 +71,6 @@ export const rateLimits = fp(
       store: counters ? storeOf(counters) : undefined,
       skipOnError: true,
       enableDraftSpec: true,
-      // Probes, metrics and docs are for operators and load balancers, not clients. Judged by
-      // the matched route, not the raw URL: the router decodes `/%761/...` to a /v1 route.
-      allowList: (request) =>
-        !request.routeOptions.url?.startsWith('/v1/') ||
-        request.routeOptions.config.rateLimitGroup !== undefined,
       keyGenerator: callerKey,
       errorResponseBuilder: (_request, context) =>
         new TooManyRequests(`Too many requests; retry in ${context.after}.`),
@@ -84,15 +92,14 @@ export const rateLimits = fp(
       allowList: [],
       keyGenerator: (request) => `predict:${callerKey(request)}`,
     })
-    app.addHook('preParsing', async (request, reply) => {
-      if (request.routeOptions.config.rateLimitGroup !== 'predict') return
+    async function limitPredictions(request: FastifyRequest, reply: FastifyReply) {
       const result = await predictions(request)
       if (result.isAllowed) return
       setRateLimitHeaders(reply, result)
       if (!result.isExceeded) return
       reply.header('retry-after', result.ttlInSeconds)
       throw new TooManyRequests(`Too many predictions; retry in ${result.ttlInSeconds} s.`)
-    })
+    }
 
     app.decorate('countAuthFailure', async (request: FastifyRequest, reply: FastifyReply) => {
       const result = await failures(request)
