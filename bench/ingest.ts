@@ -27,10 +27,10 @@ import { loadConfig } from '../src/config.js'
 import type { JobContext } from '../src/modules/jobs/handlers.js'
 import { irisRows } from './iris-data.js'
 import { measureOnnxCeiling } from './onnx-ceiling.js'
+import { BENCH_ADMIN, logIn } from './scenarios.js'
 
 const IRIS_MODEL_PATH = fileURLToPath(new URL('../models/iris.onnx', import.meta.url))
 const UPLOAD_CLIENT = fileURLToPath(new URL('./upload-client.ts', import.meta.url))
-const ADMIN = { email: 'ingest-bench@example.com', password: 'ingest-bench-password-1' }
 const PREDICT_BATCH_MAX = 1000
 
 type Mode = 'embedded' | 'services'
@@ -145,8 +145,8 @@ async function benchMode(mode: Mode, files: BenchFiles) {
       NODE_ENV: 'test',
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
-      ADMIN_EMAIL: ADMIN.email,
-      ADMIN_PASSWORD: ADMIN.password,
+      ADMIN_EMAIL: BENCH_ADMIN.username,
+      ADMIN_PASSWORD: BENCH_ADMIN.password,
       DATASET_INLINE_MAX_BYTES: String(inlineMax),
       DATASET_MAX_BYTES: String(Math.max(inlineMax, 1_073_741_824)),
       REQUEST_TIMEOUT_MS: '300000',
@@ -166,7 +166,7 @@ async function benchMode(mode: Mode, files: BenchFiles) {
   const figures: IngestFigure[] = []
   try {
     const address = await app.listen({ port: 0, host: '127.0.0.1' })
-    const token = await login(address)
+    const token = await logIn(address, BENCH_ADMIN)
     const started = performance.now()
     const { value: answer, growthMb } = await withRss(() => upload(address, token, files.csvPath))
     const seconds = (performance.now() - started) / 1000
@@ -185,19 +185,6 @@ async function benchMode(mode: Mode, files: BenchFiles) {
     await rm(dataDir, { recursive: true, force: true })
   }
   return figures
-}
-
-async function login(address: string): Promise<string> {
-  const answer = await fetch(`${address}/v1/auth/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'password',
-      username: ADMIN.email,
-      password: ADMIN.password,
-    }),
-  })
-  return ((await answer.json()) as { access_token: string }).access_token
 }
 
 async function benchPredict(

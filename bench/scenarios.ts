@@ -67,6 +67,15 @@ async function postForJson<T>(
   return (await response.json()) as T
 }
 
+/**
+ * The admin every suite signs in as. `ADMIN_EMAIL` creates only a database's first admin, so
+ * one bench database serves every suite only if they all use the same one.
+ */
+export const BENCH_ADMIN: Login = {
+  username: 'bench-admin@orderflow.test',
+  password: 'bench-admin-pass',
+}
+
 /** An access token from the token endpoint, as an OAuth client gets one (form-encoded). */
 export async function logIn(baseUrl: string, login: Login): Promise<string> {
   const tokens = await postForJson<{ access_token: string }>(
