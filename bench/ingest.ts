@@ -86,6 +86,8 @@ async function writeIrisCsv(path: string, rows: number): Promise<void> {
 interface UploadAnswer {
   status: number
   body: { id: string; row_count: number }
+  /** From the request's first byte to the answer's last, timed by the client. */
+  seconds: number
 }
 
 /**
@@ -167,15 +169,13 @@ async function benchMode(mode: Mode, files: BenchFiles) {
   try {
     const address = await app.listen({ port: 0, host: '127.0.0.1' })
     const token = await logIn(address, BENCH_ADMIN)
-    const started = performance.now()
     const { value: answer, growthMb } = await withRss(() => upload(address, token, files.csvPath))
-    const seconds = (performance.now() - started) / 1000
     if (answer.body.row_count !== files.rows)
       throw new Error(`imported ${answer.body.row_count} of ${files.rows} rows`)
     figures.push({
       what: `${mode}: POST /v1/datasets (upload + inline import)`,
       rows: files.rows,
-      seconds,
+      seconds: answer.seconds,
       megabytes: size / 1024 / 1024,
       rssGrowthMb: growthMb,
     })
