@@ -8,13 +8,7 @@ import {
   SQL_TYPES,
   type StoredValue,
 } from './columns.js'
-import {
-  columnStats,
-  type DistinctSketch,
-  distinctQuery,
-  EXACT_DISTINCT_MAX,
-  summaryQuery,
-} from './stats.js'
+import { columnStats, type DistinctCounter, distinctQuery, summaryQuery } from './stats.js'
 
 /**
  * The typed table holding one dataset's rows, in the `datasets` schema. Its name derives
@@ -26,7 +20,10 @@ export function rowsTable(datasetId: string): string {
   return `datasets.${quoteIdent(`rows_${datasetId.replaceAll('-', '')}`)}`
 }
 
-/** Writes rows into a rows table; `close` waits until they are all stored. */
+/**
+ * Writes rows into a new rows table; `close` waits until they are all stored (and in server
+ * mode committed, the table with them).
+ */
 export interface RowSink {
   /**
    * Encodes the row at once (the caller may reuse the array); `asWritten`: the row as one
@@ -34,7 +31,7 @@ export interface RowSink {
    */
   write(row: readonly StoredValue[], asWritten?: string): Promise<void> | undefined
   close(): Promise<void>
-  /** Stops without storing what is pending; the caller drops the table. */
+  /** Stops without storing what is pending; the caller drops the table, if any is left. */
   abort(): Promise<void>
 }
 
@@ -49,48 +46,54 @@ async function figuresOf(client: RawClient, query: string): Promise<(string | nu
   return Object.values(rows[0] as Record<string, string | null>)
 }
 
-/**
- * Estimates near the limit are counted exactly too: the sketch's error (about 1.6 %) must not
- * turn a column of 9,900 values into an estimate.
- */
-const EXACT_DISTINCT_BELOW_ESTIMATE = EXACT_DISTINCT_MAX * 1.1
+/** The rows table, made anew: a re-run import replaces what its failed run left. */
+function createStatements(datasetId: string, columns: readonly DatasetColumn[]): string[] {
+  const table = rowsTable(datasetId)
+  const definitions = columns.map((c) => `${quoteIdent(c.sql_name)} ${SQL_TYPES[c.type]}`)
+  return [
+    `DROP TABLE IF EXISTS ${table}`,
+    `CREATE TABLE ${table} (_row bigint NOT NULL, ${definitions.join(', ')})`,
+  ]
+}
 
 export function createRowStore(database: DatabaseHandle) {
   const client = (database.db as unknown as { $client: RawClient }).$client
 
-  async function createTable(datasetId: string, columns: readonly DatasetColumn[]) {
-    const table = rowsTable(datasetId)
-    const definitions = columns.map((c) => `${quoteIdent(c.sql_name)} ${SQL_TYPES[c.type]}`)
-    await client.query(`DROP TABLE IF EXISTS ${table}`)
-    await client.query(`CREATE TABLE ${table} (_row bigint NOT NULL, ${definitions.join(', ')})`)
-  }
-
-  /** COPY in both modes: FROM STDIN on a pooled connection, or from blobs in PGlite. */
-  function openSink(datasetId: string, columns: readonly DatasetColumn[]): Promise<RowSink> {
-    return database.kind === 'postgres'
-      ? openCopySink(client as unknown as pg.Pool, datasetId, columns)
-      : Promise.resolve(openBlobCopySink(client as unknown as BlobCopier, datasetId, columns))
+  /**
+   * Creates the rows table (a re-run import replaces the one its failed run left) and opens a
+   * COPY into it. In server mode the table is created in the COPY's own transaction, which
+   * `close` commits: a failed load leaves no table behind, and the rows are written frozen
+   * (`COPY ... FREEZE`), so the scans after the load need not set each row's hint bits and
+   * dirty every page again (the index build and the summary scan took a third longer).
+   * PGlite loads in several COPY statements, each its own transaction.
+   */
+  async function openSink(datasetId: string, columns: readonly DatasetColumn[]): Promise<RowSink> {
+    if (database.kind === 'postgres') {
+      return openCopySink(client as unknown as pg.Pool, datasetId, columns)
+    }
+    for (const statement of createStatements(datasetId, columns)) await client.query(statement)
+    return openBlobCopySink(client as unknown as BlobCopier, datasetId, columns)
   }
 
   /**
    * Indexes, analyses and summarises a loaded table, as one step: the primary key comes after
-   * the load (one index build instead of one insert per row), and each column's statistics
-   * are computed in the database: one scan for counts, bounds and means, and one for the
-   * exact distinct counts of the columns whose sketch saw few values; the others keep the
-   * sketch's estimate. On a pool the three run side by side, on connections of their own:
-   * the index is built by `CREATE UNIQUE INDEX`, whose lock lets the two scans read on (an
-   * `ADD PRIMARY KEY` would have made them wait), and then made the primary key, which only
-   * waits for the scans to end. One after the other they were most of the wait after a load.
+   * the load (one index build instead of one insert per row), and each column's counts,
+   * bounds and means are computed in the database by one scan. Distinct values were counted
+   * as the rows loaded; only a column whose exact set outgrew its memory budget while having
+   * few values is counted here, by a second scan. On a pool the two run side by side, on
+   * connections of their own: the index is built by `CREATE UNIQUE INDEX`, whose lock lets
+   * the scans read on (an `ADD PRIMARY KEY` would have made them wait), and then made the
+   * primary key, which only waits for the scans to end.
    */
   async function finishTable(
     datasetId: string,
     columns: readonly DatasetColumn[],
-    sketches: readonly DistinctSketch[],
+    counters: readonly DistinctCounter[],
   ): Promise<ColumnStats[]> {
     const table = rowsTable(datasetId)
     const key = quoteIdent(`rows_${datasetId.replaceAll('-', '')}_pkey`)
-    const estimates = sketches.map((sketch) => sketch.estimate())
-    const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
+    const counted = counters.map((counter) => counter.result())
+    const uncounted = columns.filter((_, i) => counted[i] === null)
     const indexed = (async () => {
       await client.query(`CREATE UNIQUE INDEX ${key} ON ${table} (_row)`)
       await client.query(
@@ -100,15 +103,14 @@ export function createRowStore(database: DatabaseHandle) {
     })()
     const [figures, exact] = await Promise.all([
       figuresOf(client, summaryQuery(table, columns)),
-      few.length > 0 ? figuresOf(client, distinctQuery(table, few)) : [],
+      uncounted.length > 0 ? figuresOf(client, distinctQuery(table, uncounted)) : [],
       indexed,
     ])
     return columns.map((column, i) => {
-      const k = few.indexOf(column)
-      const distinct =
-        k === -1
-          ? { count: estimates[i] as number, exact: false }
-          : { count: Number(exact[k]), exact: true }
+      const distinct = counted[i] ?? {
+        count: Number(exact[uncounted.indexOf(column)]),
+        exact: true,
+      }
       return columnStats(column, figures, 1 + 4 * i, distinct)
     })
   }
@@ -119,7 +121,7 @@ export function createRowStore(database: DatabaseHandle) {
     else await client.query(statement)
   }
 
-  return { createTable, openSink, finishTable, dropTable }
+  return { openSink, finishTable, dropTable }
 }
 
 export type RowStore = ReturnType<typeof createRowStore>
@@ -278,10 +280,21 @@ async function openCopySink(
   // Loaded with the first server-mode import: embedded mode never uses it.
   const { from: copyFrom } = await import('pg-copy-streams')
   const connection = await pool.connect()
-  const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
-  const stream = connection.query(
-    copyFrom(`COPY ${rowsTable(datasetId)} (${names.join(', ')}) FROM STDIN WITH (FORMAT csv)`),
-  )
+  let stream: ReturnType<typeof copyFrom>
+  try {
+    await connection.query('BEGIN')
+    for (const statement of createStatements(datasetId, columns)) await connection.query(statement)
+    const names = ['_row', ...columns.map((c) => quoteIdent(c.sql_name))]
+    stream = connection.query(
+      copyFrom(
+        `COPY ${rowsTable(datasetId)} (${names.join(', ')}) FROM STDIN WITH (FORMAT csv, FREEZE)`,
+      ),
+    )
+  } catch (error) {
+    // The transaction may be open: the connection is discarded, which rolls it back.
+    connection.release(error as Error)
+    throw error
+  }
   let failure: Error | undefined
   stream.on('error', (error) => {
     failure = error
@@ -317,6 +330,7 @@ async function openCopySink(
           stream.once('finish', resolve)
           stream.once('error', reject)
         })
+        await connection.query('COMMIT')
         release()
       } catch (error) {
         release(error as Error)
@@ -324,7 +338,8 @@ async function openCopySink(
       }
     },
     async abort() {
-      // Destroying the COPY would leave the connection mid-protocol: it is discarded instead.
+      // Destroying the COPY would leave the connection mid-protocol: it is discarded instead,
+      // which rolls its transaction back, the table with it.
       release(new Error('COPY aborted'))
       stream.destroy()
     },

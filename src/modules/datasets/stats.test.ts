@@ -13,7 +13,7 @@ import {
   type StoredValue,
 } from './columns.js'
 import { createRowStore, type RowStore } from './row-store.js'
-import { DistinctSketch } from './stats.js'
+import { DistinctCounter, EXACT_DISTINCT_MAX, ExactKeysBudget } from './stats.js'
 
 let t: TestApp
 let store: RowStore
@@ -30,25 +30,28 @@ afterAll(async () => {
 })
 
 /** Loads the rows into a table of their own as an import does, and summarises it. */
-async function summarise(types: ColumnType[], rows: StoredValue[][]) {
+async function summarise(
+  types: ColumnType[],
+  rows: StoredValue[][],
+  budget = new ExactKeysBudget(),
+) {
   const id = randomUUID()
   const columns: DatasetColumn[] = nameColumns(types.map((_, i) => `c${i}`)).map((c, i) => ({
     ...c,
     type: types[i] as ColumnType,
     nullable: true,
   }))
-  const sketches = columns.map(() => new DistinctSketch())
-  await store.createTable(id, columns)
+  const counters = columns.map((column) => new DistinctCounter(column.type, budget))
   const sink = await store.openSink(id, columns)
   for (const row of rows) {
     row.forEach((value, i) => {
-      sketches[i]?.add(value)
+      counters[i]?.add(value)
     })
     await sink.write(row)
   }
   await sink.close()
   try {
-    return await store.finishTable(id, columns, sketches)
+    return await store.finishTable(id, columns, counters)
   } finally {
     await store.dropTable(id)
   }
@@ -117,5 +120,77 @@ describe('statistics', () => {
       distinct_count: 3,
       distinct_exact: true,
     })
+  })
+
+  it('when a column has exactly the limit of distinct values, then they are counted exactly, and one more makes it an estimate', async () => {
+    const values = (count: number) => Array.from({ length: count }, (_, i) => [`value ${i}`])
+    const [atLimit] = await summarise(['string'], values(EXACT_DISTINCT_MAX))
+    expect(atLimit).toMatchObject({ distinct_count: EXACT_DISTINCT_MAX, distinct_exact: true })
+    const [beyond] = await summarise(['string'], values(EXACT_DISTINCT_MAX + 1))
+    expect(beyond?.distinct_exact).toBe(false)
+    expect(Math.abs((beyond?.distinct_count ?? 0) / (EXACT_DISTINCT_MAX + 1) - 1)).toBeLessThan(
+      0.05,
+    )
+  })
+
+  it('when the exact sets outgrow their memory, then a column of few values is counted exactly in the database', async () => {
+    const budget = new ExactKeysBudget()
+    budget.bytes = 2_000
+    const long = (i: number) => `${'x'.repeat(100)} ${i % 40}`
+    const [text, small] = await summarise(
+      ['string', 'integer'],
+      Array.from({ length: 400 }, (_, i) => [long(i), String(i % 3)]),
+      budget,
+    )
+    expect(text).toMatchObject({ distinct_count: 40, distinct_exact: true })
+    expect(small).toMatchObject({ distinct_count: 3, distinct_exact: true })
+  })
+})
+
+describe('distinct counter', () => {
+  const count = (type: ColumnType, values: StoredValue[]) => {
+    const counter = new DistinctCounter(type, new ExactKeysBudget())
+    for (const value of values) counter.add(value)
+    return counter.result()
+  }
+
+  it('when values are written differently but equal in their type, then they count once', () => {
+    expect(count('integer', ['7', '+7', '007', 7, '-0', '0', '0000000000000000007'])).toEqual({
+      count: 2,
+      exact: true,
+    })
+    expect(count('integer', ['9007199254740993', '9007199254740992'])).toEqual({
+      count: 2,
+      exact: true,
+    })
+    expect(count('number', ['1.50', '1.5', 1.5, '-0', '0.0'])).toEqual({ count: 2, exact: true })
+    expect(count('boolean', ['TRUE', 't', 'true', 'False', 'f'])).toEqual({
+      count: 2,
+      exact: true,
+    })
+    expect(
+      count('timestamp', [
+        '2024-05-01T10:00Z',
+        '2024-05-01T10:00:00Z',
+        '2024-05-01T10:00:00.0Z',
+        '2024-05-01T10:00:00.000Z',
+        '2024-05-01T10:00:00.5Z',
+        '2024-05-01T10:00:00.50Z',
+        '2024-05-01T10:00:00.500Z',
+      ]),
+    ).toEqual({ count: 2, exact: true })
+    expect(count('string', ['a', 'A', 'a ', null, 'a'])).toEqual({ count: 3, exact: true })
+  })
+
+  it('when a set is dropped for memory and the sketch finds many values, then the estimate stands', () => {
+    const budget = new ExactKeysBudget()
+    budget.bytes = 1_000
+    const counter = new DistinctCounter('string', budget)
+    for (let i = 0; i < 50_000; i++) counter.add(`value number ${i}`)
+    const result = counter.result()
+    expect(result?.exact).toBe(false)
+    expect(Math.abs((result?.count ?? 0) / 50_000 - 1)).toBeLessThan(0.05)
+    // The dropped set gave its share back.
+    expect(budget.bytes).toBe(1_000)
   })
 })
