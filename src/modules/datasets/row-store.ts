@@ -76,14 +76,14 @@ export function createRowStore(database: DatabaseHandle) {
   }
 
   /**
-   * Indexes, analyses and summarises a loaded table, as one step: the primary key comes after
-   * the load (one index build instead of one insert per row), and each column's counts,
-   * bounds and means are computed in the database by one scan. Distinct values were counted
-   * as the rows loaded; only a column whose exact set outgrew its memory budget while having
-   * few values is counted here, by a second scan. On a pool the two run side by side, on
-   * connections of their own: the index is built by `CREATE UNIQUE INDEX`, whose lock lets
-   * the scans read on (an `ADD PRIMARY KEY` would have made them wait), and then made the
-   * primary key, which only waits for the scans to end.
+   * Indexes and summarises a loaded table, as one step: the primary key comes after the load
+   * (one index build instead of one insert per row), and each column's counts, bounds and
+   * means are computed in the database by one scan. Distinct values were counted as the rows
+   * loaded; only a column whose exact set outgrew its memory budget while having few values
+   * is counted here, by a second scan. On a pool they run side by side, on connections of
+   * their own: the index is built by `CREATE UNIQUE INDEX`, whose lock lets the scans read on
+   * (an `ADD PRIMARY KEY` would have made them wait), and then made the primary key, which
+   * only waits for the scans to end. The planner's statistics follow (see `analyse`).
    */
   async function finishTable(
     datasetId: string,
@@ -99,13 +99,13 @@ export function createRowStore(database: DatabaseHandle) {
       await client.query(
         `ALTER TABLE ${table} ADD CONSTRAINT ${key} PRIMARY KEY USING INDEX ${key}`,
       )
-      await client.query(`ANALYZE ${table}`)
     })()
     const [figures, exact] = await Promise.all([
       figuresOf(client, summaryQuery(table, columns)),
       uncounted.length > 0 ? figuresOf(client, distinctQuery(table, uncounted)) : [],
       indexed,
     ])
+    analyse(table)
     return columns.map((column, i) => {
       const distinct = counted[i] ?? {
         count: Number(exact[uncounted.indexOf(column)]),
@@ -113,6 +113,18 @@ export function createRowStore(database: DatabaseHandle) {
       }
       return columnStats(column, figures, 1 + 4 * i, distinct)
     })
+  }
+
+  /**
+   * The planner's statistics for a new table, gathered once the import has answered rather
+   * than before: its rows are complete and readable already, and ANALYZE (a sample of 30,000
+   * rows, read from every part of the table) was a fifth of the wait after a load. Not waited
+   * for, so a failure is only a missed refresh: the table may have been dropped meanwhile or
+   * the pool closed, and autovacuum (in embedded mode, `pglite-statistics.ts`) analyzes a
+   * table it finds without statistics anyway.
+   */
+  function analyse(table: string) {
+    client.query(`ANALYZE ${table}`).catch(() => {})
   }
 
   async function dropTable(datasetId: string, executor?: Executor) {

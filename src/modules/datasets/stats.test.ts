@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { buildTestApp, type TestApp } from '../../../test/helpers.js'
 import {
   type ColumnType,
@@ -12,7 +12,7 @@ import {
   nameColumns,
   type StoredValue,
 } from './columns.js'
-import { createRowStore, type RowStore } from './row-store.js'
+import { createRowStore, type RowStore, rowsTable } from './row-store.js'
 import { DistinctCounter, EXACT_DISTINCT_MAX, ExactKeysBudget } from './stats.js'
 
 let t: TestApp
@@ -34,8 +34,8 @@ async function summarise(
   types: ColumnType[],
   rows: StoredValue[][],
   budget = new ExactKeysBudget(),
+  id = randomUUID(),
 ) {
-  const id = randomUUID()
   const columns: DatasetColumn[] = nameColumns(types.map((_, i) => `c${i}`)).map((c, i) => ({
     ...c,
     type: types[i] as ColumnType,
@@ -146,6 +146,37 @@ describe('statistics', () => {
     expect(small).toMatchObject({ distinct_count: 3, distinct_exact: true })
   })
 })
+
+describe('planner statistics', () => {
+  it('when a table is loaded, then it is analysed soon after its statistics are answered', async () => {
+    const id = randomUUID()
+    const client = (t.database.db as unknown as { $client: { query: RawQuery } }).$client
+    const table = rowsTable(id)
+    // Only ANALYZE fills pg_statistic (an index build sets the table's row count too).
+    const analysed = async () => {
+      const { rows } = await client.query(
+        `SELECT count(*)::int AS n FROM pg_statistic WHERE starelid = '${table}'::regclass`,
+      )
+      return (rows[0] as { n: number }).n
+    }
+    const columns = nameColumns(['c0']).map((c) => ({
+      ...c,
+      type: 'integer' as const,
+      nullable: true,
+    }))
+    const sink = await store.openSink(id, columns)
+    for (let i = 0; i < 1000; i++) await sink.write([i])
+    await sink.close()
+    try {
+      await store.finishTable(id, columns, [new DistinctCounter('integer', new ExactKeysBudget())])
+      await vi.waitFor(async () => expect(await analysed()).toBe(2), { timeout: 3_000 })
+    } finally {
+      await store.dropTable(id)
+    }
+  })
+})
+
+type RawQuery = (text: string) => Promise<{ rows: unknown[] }>
 
 describe('distinct counter', () => {
   const count = (type: ColumnType, values: StoredValue[]) => {
