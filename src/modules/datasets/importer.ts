@@ -21,7 +21,7 @@ import {
   UnreadableFile,
 } from './readers.js'
 import type { RowSink, RowStore } from './row-store.js'
-import { DistinctCounter, ExactKeysBudget } from './stats.js'
+import { DistinctSketch } from './stats.js'
 
 /** A column declared in the upload's `schema` part, by its name in the file. */
 export interface DeclaredColumn {
@@ -176,8 +176,7 @@ async function importOnce(
     throw importFailed([{ line: 1, column: null, reason: 'has no columns' }], 1)
   }
   await progress(0.05, rescan ? 'loading the rows' : 'loading the rows as they are read')
-  const budget = new ExactKeysBudget()
-  const distinct = columns.map((column) => new DistinctCounter(column.type, budget))
+  const sketches = columns.map(() => new DistinctSketch())
   let sink: RowSink | undefined
   let rows = 0
   // A rescan reads the file again from its first byte.
@@ -188,7 +187,7 @@ async function importOnce(
     // it answers a promise only when the sink or a progress report has to be waited for.
     const write = (row: StoredValue[], asWritten?: string): Promise<unknown> | undefined => {
       for (let i = 0; i < row.length; i++)
-        (distinct[i] as DistinctCounter).add(row[i] as StoredValue)
+        (sketches[i] as DistinctSketch).add(row[i] as StoredValue)
       rows++
       const waiting = (sink as RowSink).write(row, asWritten)
       if (rows % PROGRESS_EVERY_ROWS !== 0) return waiting
@@ -228,7 +227,7 @@ async function importOnce(
     await sink.close()
     sink = undefined
     await progress(0.9, 'indexing')
-    const stats = await store.finishTable(datasetId, columns, distinct)
+    const stats = await store.finishTable(datasetId, columns, sketches)
     columns.forEach((column, i) => {
       column.stats = stats[i]
     })

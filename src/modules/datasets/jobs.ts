@@ -21,7 +21,7 @@ import type { RowStore } from './row-store.js'
 import type { UploadFields } from './schemas.js'
 import { type DatasetLimits, importedValues, importSettings } from './service.js'
 import { removeFile } from './spool.js'
-import { DistinctCounter, ExactKeysBudget } from './stats.js'
+import { DistinctSketch } from './stats.js'
 import type { DatasetRow } from './table.js'
 import { encodeRows } from './writers.js'
 
@@ -209,8 +209,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
   const labels =
     card.task === 'classification' ? (card.outputs.find((o) => o.labels)?.labels ?? []) : []
   const columns = predictionColumns(input.columns, card, labels)
-  const budget = new ExactKeysBudget()
-  const distinct = columns.map((column) => new DistinctCounter(column.type, budget))
+  const sketches = columns.map(() => new DistinctSketch())
   let done = 0
   let refused = 0
   try {
@@ -238,7 +237,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
           if (problem) refused++
           values.push(problem)
           values.forEach((value, k) => {
-            distinct[k]?.add(value)
+            sketches[k]?.add(value)
           })
           const waiting = sink.write(values)
           if (waiting) await waiting
@@ -254,7 +253,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
       await sink.abort()
       throw error
     }
-    const stats = await deps.rows.finishTable(outputId, columns, distinct)
+    const stats = await deps.rows.finishTable(outputId, columns, sketches)
     columns.forEach((column, i) => {
       column.stats = stats[i]
     })

@@ -8,7 +8,13 @@ import {
   SQL_TYPES,
   type StoredValue,
 } from './columns.js'
-import { columnStats, type DistinctCounter, distinctQuery, summaryQuery } from './stats.js'
+import {
+  columnStats,
+  type DistinctSketch,
+  distinctQuery,
+  EXACT_DISTINCT_MAX,
+  summaryQuery,
+} from './stats.js'
 
 /**
  * The typed table holding one dataset's rows, in the `datasets` schema. Its name derives
@@ -56,6 +62,12 @@ function createStatements(datasetId: string, columns: readonly DatasetColumn[]):
   ]
 }
 
+/**
+ * Estimates near the limit are counted exactly too: the sketch's error (about 1.6 %) must not
+ * turn a column of 9,900 values into an estimate.
+ */
+const EXACT_DISTINCT_BELOW_ESTIMATE = EXACT_DISTINCT_MAX * 1.1
+
 export function createRowStore(database: DatabaseHandle) {
   const client = (database.db as unknown as { $client: RawClient }).$client
 
@@ -77,23 +89,24 @@ export function createRowStore(database: DatabaseHandle) {
 
   /**
    * Indexes and summarises a loaded table, as one step: the primary key comes after the load
-   * (one index build instead of one insert per row), and each column's counts, bounds and
-   * means are computed in the database by one scan. Distinct values were counted as the rows
-   * loaded; only a column whose exact set outgrew its memory budget while having few values
-   * is counted here, by a second scan. On a pool they run side by side, on connections of
-   * their own: the index is built by `CREATE UNIQUE INDEX`, whose lock lets the scans read on
-   * (an `ADD PRIMARY KEY` would have made them wait), and then made the primary key, which
-   * only waits for the scans to end. The planner's statistics follow (see `analyse`).
+   * (one index build instead of one insert per row), and each column's statistics are
+   * computed in the database: one scan for counts, bounds and means, and one for the exact
+   * distinct counts of the columns whose sketch saw few values; the others keep the sketch's
+   * estimate. On a pool the three run side by side, on connections of their own: the index is
+   * built by `CREATE UNIQUE INDEX`, whose lock lets the two scans read on (an `ADD PRIMARY
+   * KEY` would have made them wait), and then made the primary key, which only waits for the
+   * scans to end. One after the other they were most of the wait after a load. The planner's
+   * statistics follow (see `analyse`).
    */
   async function finishTable(
     datasetId: string,
     columns: readonly DatasetColumn[],
-    counters: readonly DistinctCounter[],
+    sketches: readonly DistinctSketch[],
   ): Promise<ColumnStats[]> {
     const table = rowsTable(datasetId)
     const key = quoteIdent(`rows_${datasetId.replaceAll('-', '')}_pkey`)
-    const counted = counters.map((counter) => counter.result())
-    const uncounted = columns.filter((_, i) => counted[i] === null)
+    const estimates = sketches.map((sketch) => sketch.estimate())
+    const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
     const indexed = (async () => {
       await client.query(`CREATE UNIQUE INDEX ${key} ON ${table} (_row)`)
       await client.query(
@@ -102,15 +115,16 @@ export function createRowStore(database: DatabaseHandle) {
     })()
     const [figures, exact] = await Promise.all([
       figuresOf(client, summaryQuery(table, columns)),
-      uncounted.length > 0 ? figuresOf(client, distinctQuery(table, uncounted)) : [],
+      few.length > 0 ? figuresOf(client, distinctQuery(table, few)) : [],
       indexed,
     ])
     analyse(table)
     return columns.map((column, i) => {
-      const distinct = counted[i] ?? {
-        count: Number(exact[uncounted.indexOf(column)]),
-        exact: true,
-      }
+      const k = few.indexOf(column)
+      const distinct =
+        k === -1
+          ? { count: estimates[i] as number, exact: false }
+          : { count: Number(exact[k]), exact: true }
       return columnStats(column, figures, 1 + 4 * i, distinct)
     })
   }

@@ -1,10 +1,4 @@
-import {
-  type ColumnStats,
-  type ColumnType,
-  type DatasetColumn,
-  quoteIdent,
-  type StoredValue,
-} from './columns.js'
+import { type ColumnStats, type DatasetColumn, quoteIdent, type StoredValue } from './columns.js'
 
 /** 2^12 registers: about 1.6 % standard error in 4 KiB per column. */
 const HLL_BITS = 12
@@ -91,159 +85,34 @@ function murmur3(text: string, seed = 0x9747b28c): number {
 }
 
 /**
- * Distinct values up to this many are counted exactly; a column with more gets the sketch's
- * estimate.
+ * The one per-cell statistic left in JavaScript: a HyperLogLog sketch of the column's values
+ * as they load (a hash per cell). Everything else is computed in SQL after the load (see
+ * `summaryQueries`): counting, bounds and means per cell in JavaScript, with an exact set of
+ * up to 10,000 values per column, were a tenth of an import's main-thread time and much of
+ * its garbage. The sketch stays here because PostgreSQL has no cheap approximate distinct
+ * count: ANALYZE's sample estimate was 10 % off on a column of 150,000 values over 200,000
+ * rows, where the sketch is within 2 %. Numbers read from a CSV file arrive as their text, so
+ * `7` and `007` count twice in the estimate; exact counts (below) compare typed values.
  */
-export const EXACT_DISTINCT_MAX = 10_000
-
-/**
- * Bytes the exact sets of one load may hold, all columns together (a key's cost is taken as
- * 16 bytes plus two a character): 10,000 long strings in each of many columns must not hold
- * the file in memory. A set that would pass it is dropped, and its column, if the sketch finds
- * it has few values after all, is counted exactly in the database after the load.
- */
-const EXACT_KEYS_BUDGET_BYTES = 32 * 1024 * 1024
-
-/** The memory the exact sets of one load share; one per load. */
-export class ExactKeysBudget {
-  bytes = EXACT_KEYS_BUDGET_BYTES
-}
-
-/** A value as the distinct count compares it: equal keys are one value in the column's type. */
-type Key = string | number
-
-/**
- * Keys compare as the database's typed values do, so that the count is the one a
- * `count(DISTINCT ...)` gives: `7`, `+7` and `007` are one integer, `1.50` and `1.5` one
- * number, `TRUE` and `t` one boolean, and `...T10:00:00Z` and `...T10:00:00.000Z` one instant.
- */
-const KEYS: Record<ColumnType, (value: string | number) => Key> = {
-  integer: (value) => {
-    if (typeof value === 'number') return value
-    // Up to 15 digits a double holds the integer exactly.
-    if (value.length <= 15) return Number(value)
-    const big = BigInt(value)
-    const small = Number(big)
-    return Number.isSafeInteger(small) ? small : big.toString()
-  },
-  number: (value) => (typeof value === 'number' ? value : Number(value)),
-  // Stored booleans are text: `t`, `f`, or `true` and `false` in any case.
-  boolean: (value) => (((value as string).charCodeAt(0) | 0x20) === LOWER_T ? 1 : 0),
-  date: (value) => value,
-  timestamp: (value) => timestampKey(value as string),
-  string: (value) => value,
-}
-
-const LOWER_T = 116
-const ZERO = 48
-
-/**
- * A stored timestamp (UTC, at most milliseconds: `YYYY-MM-DDTHH:MM[:SS[.f[f[f]]]]Z`, as the
- * load passes it on, or `toISOString()`'s form) in one form per instant: with seconds, and
- * with a three-digit fraction only when it is not zero. The two commonest forms are their own
- * key, without a string made per cell (`Date.parse` cost five times a hash).
- */
-function timestampKey(text: string): string {
-  switch (text.length) {
-    case 17:
-      return `${text.slice(0, 16)}:00Z`
-    case 22:
-    case 23:
-    case 24: {
-      let zero = true
-      for (let i = 20; i < text.length - 1; i++) if (text.charCodeAt(i) !== ZERO) zero = false
-      if (zero) return `${text.slice(0, 19)}Z`
-      return text.length === 24 ? text : `${text.slice(0, -1).padEnd(23, '0')}Z`
-    }
-    default:
-      return text
-  }
-}
-
-/**
- * Counts a column's distinct values as they load: exactly, in a set of typed keys, while
- * there are at most EXACT_DISTINCT_MAX of them; then in a HyperLogLog sketch of the same keys,
- * which starts from the set's keys (a sketch does not depend on how often or in which order it
- * sees a value, so it is the one hashing every cell would have built). Counting exactly here
- * replaced a query after the load that grouped the table by each such column: about 150 ns a
- * cell of the database's time, where a set costs what the sketch's hash cost.
- *
- * The sketch stays rather than an estimate in SQL because PostgreSQL has no cheap approximate
- * distinct count: ANALYZE's sample estimate was 10 % off on a column of 150,000 values over
- * 200,000 rows, where the sketch is within 2 %.
- */
-export class DistinctCounter {
-  #keys: Set<Key> | null = new Set()
-  #sketch: HyperLogLog | null = null
-  /** Bytes of the budget this counter's set holds. */
-  #held = 0
-  /** The set was dropped to keep within the budget, not because the values were many. */
-  #overBudget = false
-  readonly #key: (value: string | number) => Key
-
-  constructor(
-    type: ColumnType,
-    readonly budget: ExactKeysBudget,
-  ) {
-    this.#key = KEYS[type]
-  }
+export class DistinctSketch {
+  readonly #sketch = new HyperLogLog()
 
   add(value: StoredValue) {
     if (value === null) return
-    const key = this.#key(value)
-    const keys = this.#keys
-    if (keys === null) {
-      addKey(this.#sketch as HyperLogLog, key)
-      return
-    }
-    if (keys.has(key)) return
-    const cost = typeof key === 'string' ? 16 + 2 * key.length : 16
-    if (keys.size >= EXACT_DISTINCT_MAX || cost > this.budget.bytes) {
-      this.#overBudget = keys.size < EXACT_DISTINCT_MAX
-      this.#toSketch(keys)
-      addKey(this.#sketch as HyperLogLog, key)
-      return
-    }
-    this.budget.bytes -= cost
-    this.#held += cost
-    keys.add(typeof key === 'string' && key.length >= SLICE_MIN_LENGTH ? copied(key) : key)
+    if (typeof value === 'number') this.#sketch.addHash(murmur3Number(value))
+    else this.#sketch.add(value)
   }
 
-  /**
-   * The count, exact or estimated; null when the column must be counted in the database: its
-   * set was dropped for memory, yet the sketch finds few enough values for an exact count (a
-   * margin above EXACT_DISTINCT_MAX covers the sketch's error).
-   */
-  result(): { count: number; exact: boolean } | null {
-    if (this.#keys !== null) return { count: this.#keys.size, exact: true }
-    const estimate = (this.#sketch as HyperLogLog).estimate()
-    if (this.#overBudget && estimate <= EXACT_DISTINCT_MAX * 1.1) return null
-    return { count: estimate, exact: false }
+  estimate(): number {
+    return this.#sketch.estimate()
   }
-
-  #toSketch(keys: Set<Key>) {
-    const sketch = new HyperLogLog()
-    for (const key of keys) addKey(sketch, key)
-    this.#sketch = sketch
-    this.#keys = null
-    this.budget.bytes += this.#held
-    this.#held = 0
-  }
-}
-
-function addKey(sketch: HyperLogLog, key: Key) {
-  if (typeof key === 'number') sketch.addHash(murmur3Number(key))
-  else sketch.add(key)
 }
 
 /**
- * V8 makes a substring of 13 characters or more a view of the string it came from: a key kept
- * as such would hold the whole 64 KB chunk of the file it was cut from.
+ * Columns with up to this many distinct values get an exact count (the row store adds a
+ * margin for the sketch's error).
  */
-const SLICE_MIN_LENGTH = 13
-
-/** A string of its own, the same characters (UTF-16 round-trips any of them). */
-const copied = (text: string) => Buffer.from(text, 'utf16le').toString('utf16le')
+export const EXACT_DISTINCT_MAX = 10_000
 
 /** One SELECT over the rows table for the figures of every column, all as text. */
 export function summaryQuery(table: string, columns: readonly DatasetColumn[]): string {
