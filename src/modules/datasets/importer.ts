@@ -21,7 +21,7 @@ import {
   UnreadableFile,
 } from './readers.js'
 import type { RowSink, RowStore } from './row-store.js'
-import { DistinctSketch } from './stats.js'
+import { RowSketches } from './stats.js'
 
 /** A column declared in the upload's `schema` part, by its name in the file. */
 export interface DeclaredColumn {
@@ -176,7 +176,7 @@ async function importOnce(
     throw importFailed([{ line: 1, column: null, reason: 'has no columns' }], 1)
   }
   await progress(0.05, rescan ? 'loading the rows' : 'loading the rows as they are read')
-  const sketches = columns.map(() => new DistinctSketch())
+  const sketches = new RowSketches(columns.length)
   let sink: RowSink | undefined
   let rows = 0
   // A rescan reads the file again from its first byte.
@@ -186,8 +186,7 @@ async function importOnce(
     // Not an async function, which cost a promise and a microtask for every row of the file:
     // it answers a promise only when the sink or a progress report has to be waited for.
     const write = (row: StoredValue[], asWritten?: string): Promise<unknown> | undefined => {
-      for (let i = 0; i < row.length; i++)
-        (sketches[i] as DistinctSketch).add(row[i] as StoredValue)
+      sketches.add(row)
       rows++
       const waiting = (sink as RowSink).write(row, asWritten)
       if (rows % PROGRESS_EVERY_ROWS !== 0) return waiting

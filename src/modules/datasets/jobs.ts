@@ -21,7 +21,7 @@ import type { RowStore } from './row-store.js'
 import type { UploadFields } from './schemas.js'
 import { type DatasetLimits, importedValues, importSettings } from './service.js'
 import { removeFile } from './spool.js'
-import { DistinctSketch } from './stats.js'
+import { RowSketches } from './stats.js'
 import type { DatasetRow } from './table.js'
 import { encodeRows } from './writers.js'
 
@@ -209,7 +209,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
   const labels =
     card.task === 'classification' ? (card.outputs.find((o) => o.labels)?.labels ?? []) : []
   const columns = predictionColumns(input.columns, card, labels)
-  const sketches = columns.map(() => new DistinctSketch())
+  const sketches = new RowSketches(columns.length)
   let done = 0
   let refused = 0
   try {
@@ -236,9 +236,7 @@ async function runBatchPredict(deps: DatasetJobDeps, ctx: JobContext<'batch_pred
           const problem = prediction ? null : (problems.get(i) ?? 'refused by the model')
           if (problem) refused++
           values.push(problem)
-          values.forEach((value, k) => {
-            sketches[k]?.add(value)
-          })
+          sketches.add(values)
           const waiting = sink.write(values)
           if (waiting) await waiting
         }

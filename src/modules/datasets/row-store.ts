@@ -10,9 +10,9 @@ import {
 } from './columns.js'
 import {
   columnStats,
-  type DistinctSketch,
   distinctQuery,
   EXACT_DISTINCT_MAX,
+  type RowSketches,
   summaryQuery,
 } from './stats.js'
 
@@ -101,12 +101,15 @@ export function createRowStore(database: DatabaseHandle) {
   async function finishTable(
     datasetId: string,
     columns: readonly DatasetColumn[],
-    sketches: readonly DistinctSketch[],
+    sketches: RowSketches,
   ): Promise<ColumnStats[]> {
     const table = rowsTable(datasetId)
     const key = quoteIdent(`rows_${datasetId.replaceAll('-', '')}_pkey`)
-    const estimates = sketches.map((sketch) => sketch.estimate())
-    const few = columns.filter((_, i) => (estimates[i] as number) <= EXACT_DISTINCT_BELOW_ESTIMATE)
+    const estimates = sketches.estimates()
+    const few = columns.filter((_, i) => {
+      const estimate = estimates[i] ?? null
+      return estimate === null || estimate <= EXACT_DISTINCT_BELOW_ESTIMATE
+    })
     const indexed = (async () => {
       await client.query(`CREATE UNIQUE INDEX ${key} ON ${table} (_row)`)
       await client.query(

@@ -13,7 +13,7 @@ import {
   type StoredValue,
 } from './columns.js'
 import { createRowStore, type RowStore, rowsTable } from './row-store.js'
-import { DistinctSketch } from './stats.js'
+import { RowSketches, SKETCH_EVERY_CELL_ROWS } from './stats.js'
 
 let t: TestApp
 let store: RowStore
@@ -37,12 +37,10 @@ async function summarise(types: ColumnType[], rows: StoredValue[][]) {
     type: types[i] as ColumnType,
     nullable: true,
   }))
-  const sketches = columns.map(() => new DistinctSketch())
+  const sketches = new RowSketches(columns.length)
   const sink = await store.openSink(id, columns)
   for (const row of rows) {
-    row.forEach((value, i) => {
-      sketches[i]?.add(value)
-    })
+    sketches.add(row)
     await sink.write(row)
   }
   await sink.close()
@@ -62,6 +60,17 @@ describe('statistics', () => {
     expect(result?.distinct_exact).toBe(false)
     expect(Math.abs((result?.distinct_count ?? 0) - 150_000) / 150_000).toBeLessThan(0.05)
     expect(result).toMatchObject({ min: 0, max: 149_999, null_count: 1 })
+  })
+
+  it('when a column has few values in the first rows and many later, then the database counts them exactly', async () => {
+    const rows: StoredValue[][] = []
+    for (let i = 0; i < SKETCH_EVERY_CELL_ROWS; i++) rows.push([1, i])
+    for (let i = 0; i < 20_000; i++) rows.push([i + 2, i])
+    const [late, early] = await summarise(['integer', 'integer'], rows)
+    // The first column stopped being hashed after the first rows: its sketch saw one value.
+    expect(late).toMatchObject({ distinct_count: 20_001, distinct_exact: true })
+    expect(early?.distinct_exact).toBe(false)
+    expect(Math.abs((early?.distinct_count ?? 0) / SKETCH_EVERY_CELL_ROWS - 1)).toBeLessThan(0.05)
   })
 
   it('when a boolean column is summarised, then the mean is the share of true', async () => {
@@ -164,7 +173,7 @@ describe('the rows table of a load', () => {
     for (let i = 0; i < 1000; i++) await sink.write([i])
     await sink.close()
     try {
-      await store.finishTable(id, columns, [new DistinctSketch()])
+      await store.finishTable(id, columns, new RowSketches(1))
       await vi.waitFor(async () => expect(await analysed()).toBe(2), { timeout: 3_000 })
     } finally {
       await store.dropTable(id)
