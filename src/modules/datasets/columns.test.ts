@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest'
-import { convert, kindOf, nameColumns, ValueError, widen } from './columns.js'
+import {
+  type ColumnType,
+  convert,
+  convertForLoad,
+  kindOf,
+  nameColumns,
+  ValueError,
+  widen,
+} from './columns.js'
 import { detectDelimiter, detectEncoding, detectFormat } from './readers.js'
 
 const bytes = (text: string) => new TextEncoder().encode(text)
@@ -89,6 +97,139 @@ describe('type inference', () => {
     expect(() => convert('2023-02-29T10:00:00Z', 'timestamp', true)).toThrow(ValueError)
     expect(() => convert('2024-04-31', 'date', true)).toThrow('is not a date')
     expect(convert('2024-02-29', 'date', true)).toBe('2024-02-29')
+  })
+})
+
+describe('conversion for the load', () => {
+  /** What the load's short path passed on before it was written out by character. */
+  const passedOn: Partial<Record<ColumnType, (text: string) => boolean>> = {
+    integer: (text) => text.length <= 18 && /^[+-]?\d+$/.test(text),
+    number: (text) => text.length < 300 && /^[+-]?(\d+\.?\d*|\.\d+)$/.test(text),
+    boolean: (text) => text.length <= 5 && /^(true|false)$/i.test(text),
+  }
+  const outcome = (run: () => unknown) => {
+    try {
+      return run()
+    } catch (error) {
+      return error instanceof ValueError ? `ValueError ${error.message}` : error
+    }
+  }
+
+  it('when text is near a number or a boolean, then it is passed on or converted exactly as the regular expressions decided', () => {
+    const alphabet = [
+      '0',
+      '7',
+      '+',
+      '-',
+      '.',
+      'e',
+      'E',
+      ' ',
+      't',
+      'R',
+      'u',
+      'E',
+      'f',
+      'A',
+      'l',
+      's',
+      'x',
+      '٣',
+      'ſ',
+    ]
+    const texts = [
+      '',
+      '+',
+      '-',
+      '.',
+      '+.',
+      '-.5',
+      '5.',
+      '1.2.3',
+      '1e3',
+      '0x10',
+      'TRUE',
+      'fAlSe',
+      'truE ',
+      'true\n',
+      '1\n',
+    ]
+    texts.push(
+      '9'.repeat(18),
+      `-${'9'.repeat(17)}`,
+      `+${'9'.repeat(18)}`,
+      `${'1'.repeat(299)}`,
+      `${'1'.repeat(300)}`,
+    )
+    // Every string of up to three characters of the alphabet, and random longer ones.
+    let level = ['']
+    for (let length = 1; length <= 3; length++) {
+      level = level.flatMap((text) => alphabet.map((char) => text + char))
+      texts.push(...level)
+    }
+    let seed = 7
+    for (let k = 0; k < 5000; k++) {
+      let text = ''
+      const length = 4 + (k % 6)
+      for (let i = 0; i < length; i++) {
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        text += alphabet[seed % alphabet.length]
+      }
+      texts.push(text)
+    }
+    for (const [type, passes] of Object.entries(passedOn) as [
+      ColumnType,
+      (t: string) => boolean,
+    ][]) {
+      for (const text of texts) {
+        const expected = passes(text) ? text : outcome(() => convert(text, type, true))
+        expect(
+          outcome(() => convertForLoad(text, type, true)),
+          `${type} ${JSON.stringify(text)}`,
+        ).toEqual(expected)
+      }
+    }
+  })
+
+  it('when dates and timestamps are near the short path, then it takes exactly the real days and UTC times', () => {
+    for (const text of [
+      '2024-02-29',
+      '2023-02-29',
+      '1900-02-29',
+      '2000-02-29',
+      '0096-02-29',
+      '2024-04-31',
+      '2024-04-30',
+      '2024-13-01',
+      '2024-00-10',
+      '2024-01-00',
+      '2024-1-01',
+      '20x4-01-01',
+      '2024-12-31',
+      '2024-05-01T10:00Z',
+      '2024-05-01T10:00:05Z',
+      '2024-05-01T10:00:05.5Z',
+      '2024-05-01T10:00:05.123Z',
+      '2024-05-01T24:00Z',
+      '2024-05-01T23:60Z',
+      '2024-05-01T23:59:60Z',
+      '2024-05-01T10:00:05.Z',
+      '2024-05-01t10:00Z',
+      '2024-05-01T10:00z',
+      '2023-02-29T10:00Z',
+      '2024-02-29T10:00:00.1234Z',
+    ]) {
+      for (const type of ['date', 'timestamp'] as const) {
+        const converted = outcome(() => convert(text, type, true))
+        const loaded = outcome(() => convertForLoad(text, type, true))
+        // Passed on as written, or converted: either way what PostgreSQL stores is the same.
+        if (loaded !== text) expect(loaded, `${type} ${text}`).toEqual(converted)
+        else expect(typeof converted, `${type} ${text}`).toBe('string')
+        if (type === 'timestamp' && typeof converted === 'string' && loaded === text) {
+          expect(new Date(text).toISOString(), text).toBe(converted)
+        }
+      }
+    }
   })
 })
 

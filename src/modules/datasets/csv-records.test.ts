@@ -1,14 +1,19 @@
 import { describe, expect, it } from 'vitest'
 import { CsvRecordSplitter } from './csv-records.js'
 
-/** Splits `text` fed in pieces of `size` characters (the whole at once when absent). */
-function splitWithText(text: string, size = text.length || 1, delimiter = ',', max = 1000) {
+/** A record's text as the splitter gives it: its UTF-8 bytes, one character per byte. */
+const utf8Bytes = (text: string) => Buffer.from(text, 'utf8').toString('latin1')
+
+/** Splits `text` fed as UTF-8 in pieces of `size` bytes (the whole at once when absent). */
+function splitWithText(text: string, size?: number, delimiter = ',', max = 1000) {
   const splitter = new CsvRecordSplitter(delimiter, max)
+  const bytes = Buffer.from(text, 'utf8')
+  const step = size ?? (bytes.length || 1)
   const records = []
-  for (let at = 0; at < text.length; at += size) {
-    records.push(...splitter.push(text.slice(at, at + size), false))
+  for (let at = 0; at < bytes.length; at += step) {
+    records.push(...splitter.push(bytes.subarray(at, at + step), false))
   }
-  records.push(...splitter.push('', true))
+  records.push(...splitter.push(Buffer.alloc(0), true))
   return records
 }
 
@@ -22,7 +27,7 @@ function split(text: string, size?: number, delimiter?: string, max?: number) {
 }
 
 const TRICKY =
-  '\uFEFFid;note\r\n1;"a; b"\r\n\r\n2;"line one\r\nline two"\r\n3;"say ""hi"""\r\n4;\r\n5;last'
+  'id;note\r\n1;"a; b"\r\n\r\n2;"line one\r\nline two"\r\n3;"say ""hi"""\r\n4;\r\n5;last'
 
 describe('splitting CSV into records', () => {
   it('when cells hold quoted delimiters, line ends and quotes, then each record is whole and starts on its line', () => {
@@ -86,6 +91,45 @@ describe('splitting CSV into records', () => {
         { line: 3, fields: ['2', 'y'] },
       ])
     }
+  })
+
+  it('when fields hold characters past ASCII, then they are decoded and the text stays UTF-8 bytes, whatever the pieces', () => {
+    const text = 'city,note\nTromsø,"ø ""å"" €"\nBodø,😀\nOslo,plain\n'
+    const whole = splitWithText(text)
+    expect(whole).toEqual([
+      { line: 1, fields: ['city', 'note'], text: 'city,note', quoted: false },
+      {
+        line: 2,
+        fields: ['Tromsø', 'ø "å" €'],
+        text: utf8Bytes('Tromsø,"ø ""å"" €"'),
+        quoted: true,
+      },
+      { line: 3, fields: ['Bodø', '😀'], text: utf8Bytes('Bodø,😀'), quoted: false },
+      { line: 4, fields: ['Oslo', 'plain'], text: 'Oslo,plain', quoted: false },
+    ])
+    // Pieces of one byte cut every multi-byte character in two.
+    for (const size of [1, 2, 3, 5]) expect(splitWithText(text, size)).toEqual(whole)
+    // Without a line end at the end too.
+    expect(split('a\nø', 1)).toEqual([
+      { line: 1, fields: ['a'] },
+      { line: 2, fields: ['ø'] },
+    ])
+  })
+
+  it('when a bad line holds characters past ASCII, then the next line is decoded all the same', () => {
+    expect(split('a,b\n1,ø"ø\nå,ok\n', 1)).toEqual([
+      { line: 1, fields: ['a', 'b'] },
+      { line: 2, bad: { line: 2, column: null, reason: 'has a quote inside an unquoted field' } },
+      { line: 3, fields: ['å', 'ok'] },
+    ])
+  })
+
+  it('when a record is longer than the limit in bytes, though not in characters, then it is a bad line', () => {
+    expect(split('a\nøøø\nøø\n', undefined, ',', 5)).toEqual([
+      { line: 1, fields: ['a'] },
+      { line: 2, bad: { line: 2, column: null, reason: 'is longer than the line-length limit' } },
+      { line: 3, fields: ['øø'] },
+    ])
   })
 
   it('when the last field is empty or the text ends without a line end, then the field is kept', () => {

@@ -13,7 +13,7 @@ const REASONS = {
 } as const
 
 /**
- * Splits CSV text (RFC 4180: `"` quotes, `""` inside quotes, LF, CRLF or CR line ends) into
+ * Splits CSV (RFC 4180: `"` quotes, `""` inside quotes, LF, CRLF or CR line ends) into
  * records, chunk by chunk, with the line each record starts on and its text as written
  * (without the line end), which the load may pass on as it is. Written here rather than
  * taken from csv-parse because the import reads every cell of files of hundreds of MB: this
@@ -21,19 +21,25 @@ const REASONS = {
  * line numbers the bad-line report needs) spent three times as long per row and most of the
  * import's time. A malformed record becomes a bad line and the text up to the next line end
  * is dropped; a line with no characters at all is skipped.
+ *
+ * The input is UTF-8, read as bytes: the splitter looks at them one character per byte (a
+ * `latin1` string, a copy of the bytes where decoding UTF-8 cost seven times as long), so a
+ * record's text is its bytes, which go into the load as they are, and the line-length limit
+ * counts bytes. The delimiter, quotes and line ends are ASCII, which no byte of a multi-byte
+ * character is, so records split as in the text; only the fields holding such characters
+ * are decoded, from the bytes.
  */
 export class CsvRecordSplitter {
   readonly #delimiter: number
-  readonly #maxRecordChars: number
+  readonly #maxRecordBytes: number
   /** An incomplete record from the previous chunk, parsed again with the next one. */
-  #carry = ''
+  #carry: Buffer | null = null
   /** The line the carried record (or the next one) starts on. */
   #line = 1
   /** After a bad record: the rest of its line is dropped. */
   #skipping = false
   /** The previous chunk ended on CR: an LF starting this one belongs to that line end. */
   #afterCr = false
-  #started = false
   /**
    * Fields in the last record: the next record's array is made that long at once, since
    * records of a file have the same width (one array of the right size rather than one
@@ -41,25 +47,25 @@ export class CsvRecordSplitter {
    */
   #width = 0
 
-  constructor(delimiter: string, maxRecordChars: number) {
+  constructor(delimiter: string, maxRecordBytes: number) {
     this.#delimiter = delimiter.charCodeAt(0)
-    this.#maxRecordChars = maxRecordChars
+    this.#maxRecordBytes = maxRecordBytes
   }
 
-  /** The records complete once `text` is added; `final` when no more text follows. */
-  push(text: string, final: boolean): SourceRecord[] {
-    let s = this.#carry.length > 0 ? this.#carry + text : text
-    this.#carry = ''
-    if (this.#afterCr && s.charCodeAt(0) === LF) s = s.slice(1)
-    this.#afterCr = false
-    if (!this.#started && s.length > 0) {
-      this.#started = true
-      if (s.charCodeAt(0) === 0xfeff) s = s.slice(1)
-    }
+  /**
+   * The records complete once `chunk` is added (UTF-8, checked by the reader; a character
+   * may be cut between chunks, as a field ends only at ASCII); `final` when no more follows.
+   */
+  push(chunk: Buffer, final: boolean): SourceRecord[] {
+    const bytes = this.#carry === null ? chunk : Buffer.concat([this.#carry, chunk])
+    this.#carry = null
+    const s = bytes.toString('latin1')
     const out: SourceRecord[] = []
     const n = s.length
     const delimiter = this.#delimiter
     let i = 0
+    if (this.#afterCr && s.charCodeAt(0) === LF) i = 1
+    this.#afterCr = false
     while (i < n) {
       if (this.#skipping) {
         const end = lineEnd(s, i)
@@ -90,12 +96,14 @@ export class CsvRecordSplitter {
           let value = ''
           let from = p + 1
           let closed = -1
+          let escaped = false
           for (;;) {
             const at = s.indexOf('"', from)
             if (at === -1 || (at === n - 1 && !final)) break
             if (s.charCodeAt(at + 1) === QUOTE) {
               value += s.slice(from, at + 1)
               from = at + 2
+              escaped = true
               continue
             }
             value += s.slice(from, at)
@@ -108,6 +116,9 @@ export class CsvRecordSplitter {
             break
           }
           inner += countLf(s, p, closed)
+          if (!isAscii(s, p + 1, closed)) {
+            value = escaped ? utf8Of(value) : bytes.toString('utf8', p + 1, closed)
+          }
           fields[count++] = value
           p = closed + 1
           if (p >= n) {
@@ -124,13 +135,21 @@ export class CsvRecordSplitter {
         }
         let q = p
         let c = -1
+        /** Every byte of the field or'd: 0x80 is set when a multi-byte character is in it. */
+        let bits = 0
         while (q < n) {
           c = s.charCodeAt(q)
+          bits |= c
+          // Most bytes of a field are above the quote: one test, and one for the delimiter.
+          if (c > QUOTE && c !== delimiter) {
+            q++
+            continue
+          }
           if (c === delimiter || c === LF || c === CR || c === QUOTE) break
           q++
         }
         if (q >= n) {
-          if (final) fields[count++] = s.slice(p, q)
+          if (final) fields[count++] = bits > 0x7f ? bytes.toString('utf8', p, q) : s.slice(p, q)
           else incomplete = true
           p = q
           break
@@ -140,12 +159,12 @@ export class CsvRecordSplitter {
           p = q
           break
         }
-        fields[count++] = s.slice(p, q)
+        fields[count++] = bits > 0x7f ? bytes.toString('utf8', p, q) : s.slice(p, q)
         p = q
         if (c !== delimiter) break
         p++
       }
-      if (p - start > this.#maxRecordChars || (incomplete && n - start > this.#maxRecordChars)) {
+      if (p - start > this.#maxRecordBytes || (incomplete && n - start > this.#maxRecordBytes)) {
         reason = REASONS.tooLong
       }
       if (reason !== null) {
@@ -161,7 +180,8 @@ export class CsvRecordSplitter {
         continue
       }
       if (incomplete) {
-        this.#carry = s.slice(start)
+        // A copy: the caller may reuse the chunk's memory.
+        this.#carry = Buffer.from(bytes.subarray(start))
         return out
       }
       const line = this.#line
@@ -188,6 +208,22 @@ export class CsvRecordSplitter {
     }
     return at + 1
   }
+}
+
+let scratch = Buffer.allocUnsafe(4096)
+
+/** Bytes, one per character, decoded as the UTF-8 they are (a quoted field with `""`). */
+function utf8Of(bytes: string): string {
+  if (bytes.length > scratch.length) scratch = Buffer.allocUnsafe(bytes.length * 2)
+  const length = scratch.write(bytes, 0, 'latin1')
+  return scratch.toString('utf8', 0, length)
+}
+
+/** No byte of a multi-byte character from `from` to `to`: a quoted field, a few a record. */
+function isAscii(s: string, from: number, to: number): boolean {
+  let bits = 0
+  for (let i = from; i < to; i++) bits |= s.charCodeAt(i)
+  return bits < 0x80
 }
 
 function lineEnd(s: string, from: number): number {

@@ -156,6 +156,49 @@ describe('importing in one pass', () => {
     expect(await tableExists(id)).toBe(false)
   })
 
+  it("when lines hold characters past ASCII, cut at the reader's chunk edges, then every encoding and delimiter stores the same text", async () => {
+    const value = (i: number) =>
+      i % 3 === 0 ? `Tromsø ${i}` : i % 3 === 1 ? `"€ ${i}, 😀"` : `été ${i}`
+    const stored = (i: number) => value(i).replace(/^"|"$/g, '')
+    const rows = (delimiter: string, pad: string) =>
+      `\uFEFFn${delimiter}v\n${pad}\n${csv(MANY, (i) => `${i}${delimiter}${value(i)}`, '').slice(1)}`
+    // Padding the first line until a 4-byte character straddles the reader's first 64 KB.
+    let pad = '0,x'
+    while (Buffer.from(rows(',', pad)).subarray(65_533, 65_537).toString() !== '😀') pad += 'x'
+    const expected = [{ n: 0, v: pad.slice(2) }]
+    for (let i = 1; i <= MANY; i++) expected.push({ n: i, v: stored(i) })
+    const cases: [string, Buffer, Partial<ImportSettings>][] = [
+      ['utf-8, copied line by line', Buffer.from(rows(',', pad)), {}],
+      ['utf-8, value by value', Buffer.from(rows(';', pad.replace(',', ';'))), { delimiter: ';' }],
+      ['utf-16le', Buffer.from(rows(',', pad), 'utf16le'), { encoding: 'utf-16le' }],
+    ]
+    for (const [name, bytes, overrides] of cases) {
+      const id = randomUUID()
+      const path = join(dir, `${randomUUID()}.csv`)
+      writeFileSync(path, bytes)
+      const outcome = await importFile(store, id, { ...settings(''), path, ...overrides })
+      expect(
+        outcome.columns.map((c) => c.name),
+        name,
+      ).toEqual(['n', 'v'])
+      expect(await rowsOf(id, 'true'), name).toEqual(expected)
+      await store.dropTable(id)
+    }
+  })
+
+  it('when the file ends inside a character, then the import fails as not UTF-8', async () => {
+    const path = join(dir, `${randomUUID()}.csv`)
+    writeFileSync(
+      path,
+      Buffer.concat([Buffer.from('n,v\n1,a\n2,'), Buffer.from('€').subarray(0, 2)]),
+    )
+    const failure = await importFile(store, randomUUID(), { ...settings(''), path }).catch((e) => e)
+    expect(failure).toBeInstanceOf(DatasetImportFailed)
+    expect((failure as InstanceType<typeof DatasetImportFailed>).message).toContain(
+      'line 3, is not valid utf-8',
+    )
+  })
+
   it('when cells go into COPY as their own text, then the database stores what converting them would', async () => {
     const id = randomUUID()
     const types: ColumnType[] = ['integer', 'number', 'date', 'timestamp']
