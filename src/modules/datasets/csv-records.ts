@@ -140,11 +140,6 @@ export class CsvRecordSplitter {
         while (q < n) {
           c = s.charCodeAt(q)
           bits |= c
-          // Most bytes of a field are above the quote: one test, and one for the delimiter.
-          if (c > QUOTE && c !== delimiter) {
-            q++
-            continue
-          }
           if (c === delimiter || c === LF || c === CR || c === QUOTE) break
           q++
         }
