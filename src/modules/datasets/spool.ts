@@ -15,6 +15,12 @@ export interface SpooledFile {
 }
 
 const HEAD_BYTES = 64 * 1024
+/**
+ * Bytes the file may have pending before the upload waits for the disk. With the default,
+ * 16 KB, each 64 KB piece of the body waited for its own write to finish before the next was
+ * read from the socket.
+ */
+const WRITE_AHEAD_BYTES = 1024 * 1024
 
 /**
  * Streams `source` into a new file under `directory`, hashing and counting as it goes, so
@@ -46,7 +52,7 @@ export async function spool(
           yield chunk
         }
       },
-      createWriteStream(path),
+      createWriteStream(path, { highWaterMark: WRITE_AHEAD_BYTES }),
     )
   } catch (error) {
     await rm(path, { force: true })
