@@ -178,14 +178,6 @@ export type RowStore = ReturnType<typeof createRowStore>
 const BLOB_COPY_BYTES = 8 * 1024 * 1024
 /** Bytes per write to a server-mode COPY stream. */
 const COPY_CHUNK_BYTES = 256 * 1024
-/**
- * Bytes the server-mode COPY stream may hold before the load waits for it to drain. Its
- * default, 16 KB, made every 256 KB write wait until the socket had handed the whole of it to
- * the kernel: the rows were built while PostgreSQL had nothing to read, and read while the
- * next were not being built, each side idle about half of the load. With a few chunks in
- * flight the two overlap.
- */
-const COPY_IN_FLIGHT_BYTES = 4 * 1024 * 1024
 
 /** The embedded database thread's COPY entry (see src/db/pglite-thread.ts). */
 interface BlobCopier {
@@ -346,7 +338,6 @@ async function openCopySink(
     stream = connection.query(
       copyFrom(
         `COPY ${rowsTable(datasetId)} (${names.join(', ')}) FROM STDIN WITH (FORMAT csv, FREEZE)`,
-        { highWaterMark: COPY_IN_FLIGHT_BYTES },
       ),
     )
   } catch (error) {
