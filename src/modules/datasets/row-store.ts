@@ -93,9 +93,9 @@ export function createRowStore(database: DatabaseHandle) {
    * (one index build instead of one insert per row), and each column's statistics are
    * computed in the database: one scan for counts, bounds and means, and one for the exact
    * distinct counts of the columns whose sketch saw few values; the others keep the sketch's
-   * estimate. On a pool the three run side by side, on connections of their own: the index is
-   * built by `CREATE UNIQUE INDEX`, whose lock lets the two scans read on (an `ADD PRIMARY
-   * KEY` would have made them wait), and then made the primary key, which only waits for the
+   * estimate. On a pool they run side by side, on connections of their own: the index is
+   * built by `CREATE UNIQUE INDEX`, whose lock lets the scans read on (an `ADD PRIMARY KEY`
+   * would have made them wait), and then made the primary key, which only waits for the
    * scans to end. One after the other they were most of the wait after a load. The planner's
    * statistics follow (see `analyse`).
    */
