@@ -199,6 +199,21 @@ describe('importing in one pass', () => {
     )
   })
 
+  it('when a UTF-16 file ends inside a character, then the import fails as not that encoding', async () => {
+    const path = join(dir, `${randomUUID()}.csv`)
+    const text = Buffer.from('\ufeffn,v\n1,a\n2,b\n', 'utf16le')
+    writeFileSync(path, Buffer.concat([text, Buffer.from([0x41])]))
+    const failure = await importFile(store, randomUUID(), {
+      ...settings(''),
+      path,
+      encoding: 'utf-16le',
+    }).catch((e) => e)
+    expect(failure).toBeInstanceOf(DatasetImportFailed)
+    expect((failure as InstanceType<typeof DatasetImportFailed>).message).toContain(
+      'is not valid utf-16le',
+    )
+  })
+
   it('when cells go into COPY as their own text, then the database stores what converting them would', async () => {
     const id = randomUUID()
     const types: ColumnType[] = ['integer', 'number', 'date', 'timestamp']

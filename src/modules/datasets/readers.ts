@@ -112,17 +112,22 @@ async function* decodedChunks(settings: ReadSettings, read: ReadProgress): Async
       try {
         text = decoder.decode(chunk, { stream: true })
       } catch {
-        throw new UnreadableFile({
-          line: lines + countNewlines(chunk.subarray(0, firstInvalidUtf8(chunk))),
-          column: null,
-          reason: `is not valid ${settings.encoding} text; give the file's encoding`,
-        })
+        throw notText(
+          settings.encoding,
+          lines + countNewlines(chunk.subarray(0, firstInvalidUtf8(chunk))),
+        )
       }
       read.bytes += chunk.length
       lines += countNewlines(chunk)
       if (text.length > 0) yield text
     }
-    const rest = decoder.decode()
+    let rest: string
+    try {
+      rest = decoder.decode()
+    } catch {
+      // The file ends inside a character.
+      throw notText(settings.encoding, lines)
+    }
     if (rest.length > 0) yield rest
   } finally {
     bytes.destroy()
